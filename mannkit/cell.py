@@ -1,0 +1,168 @@
+"""MemoryCell: controller + heads + memory as one recurrent step, unrolled over time.
+
+One step (NTM, Graves et al. 2014, fig. 1; DNC uses the same data flow):
+
+1. controller input ``[x_t, r_{t-1}]`` -> controller output ``h_t [B, H]``;
+2. one fused linear layer maps ``h_t`` to every head's raw parameters ``[B, sum_banks count * P]``;
+3. head banks act in order of ``stage`` (writes, then reads), each vectorised over its heads;
+4. output ``y_t = Linear([h_t, r_t]) [B, O]`` (logits).
+
+>>> import torch
+>>> from mannkit.nn import LSTMController, MatrixMemory, ReadHead, WriteHead, ContentAddressing
+>>> cell = MemoryCell(LSTMController(16), MatrixMemory(11, 5),
+...                   [ReadHead(ContentAddressing()), WriteHead(ContentAddressing())])
+>>> cell.bind(input_size=3, output_size=2)
+>>> cell(torch.zeros(4, 7, 3)).logits.shape
+torch.Size([4, 7, 2])
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from mannkit.core.errors import ConfigError
+from mannkit.core.interfaces import Controller, Head, Memory, RecurrentCell, State
+from mannkit.core.registry import register
+from mannkit.core.shapes import check_shape
+
+__all__ = ["MemoryCell", "CellState"]
+
+
+class CellState(NamedTuple):
+    controller: State
+    memory: State
+    heads: tuple
+    reads: Tensor  # r_{t-1}, [B, R * W] (all read heads' vectors, flattened)
+
+
+@register
+class MemoryCell(RecurrentCell):
+    """Any controller with any memory and any head banks that fit that memory.
+
+    Args:
+        controller: computes ``h_t`` from ``[x_t, r_{t-1}]`` (its input size is derived).
+        memory: the memory the heads act on.
+        heads: head banks (e.g. one WriteHead and one ReadHead, each with its ``count``).
+        clip: clip every raw head parameter to ``[-clip, clip]`` (Collier & Beel 2018 clip the
+            controller's outputs to +-20); ``null`` for no clipping.
+        compile: run each step under ``torch.compile`` (a cold compile takes tens of seconds;
+            a new batch size recompiles).
+    """
+
+    def __init__(
+        self,
+        controller: Controller,
+        memory: Memory,
+        heads: list[Head],
+        clip: float | None = None,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        if not heads:
+            raise ConfigError("MemoryCell: heads is empty; give at least one head, e.g. a ReadHead and a WriteHead.")
+        for i, head in enumerate(heads):
+            if not isinstance(head, Head):
+                raise ConfigError(f"MemoryCell: heads[{i}] is a {type(head).__name__}, not a Head; give a head class_path.")
+        if clip is not None and clip <= 0:
+            raise ConfigError(f"MemoryCell: clip must be positive or null, got {clip!r}; use e.g. 20 or null.")
+        self.controller, self.memory = controller, memory
+        self.heads = nn.ModuleList(heads)
+        self.clip, self.compile = clip, compile
+        # heads run by stage (writes first); reads are concatenated in the order of ``heads``
+        self._order = sorted(range(len(heads)), key=lambda i: heads[i].stage)
+        self.project: nn.Linear | None = None
+        self.output: nn.Linear | None = None
+
+    # -- assembly -----------------------------------------------------------------------
+    def bind(self, input_size: int, output_size: int) -> None:
+        """Derive every size from the data widths and the memory, and create the layers."""
+        if not self._bind_once(input_size=input_size, output_size=output_size):
+            return
+        if input_size < 1 or output_size < 1:
+            raise ConfigError(
+                f"MemoryCell: input_size ({input_size}) and output_size ({output_size}) must be positive; "
+                "they come from the task, so check the data settings."
+            )
+        self.input_size, self.output_size = input_size, output_size
+        for head in self.heads:
+            head.bind(self.memory)
+        self._param_sizes = [h.param_size(self.memory) for h in self.heads]
+        self._read_sizes = [h.read_size(self.memory) for h in self.heads]
+        self.read_width = sum(h.count * r for h, r in zip(self.heads, self._read_sizes))
+        self.controller.bind(input_size + self.read_width)
+        H = self.controller.output_size
+        self.project = nn.Linear(H, sum(h.count * p for h, p in zip(self.heads, self._param_sizes)))
+        self.output = nn.Linear(H + self.read_width, output_size)
+        offsets, start = [], 0
+        for h, p in zip(self.heads, self._param_sizes):
+            offsets.append((start, start + h.count * p))
+            start += h.count * p
+        self._offsets = offsets
+
+    def _require_bound(self) -> None:
+        if self.project is None:
+            raise ConfigError(
+                "MemoryCell is not built yet; call cell.bind(input_size, output_size) or let a system build it."
+            )
+
+    # -- recurrence ---------------------------------------------------------------------
+    def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> CellState:
+        self._require_bound()
+        return CellState(
+            self.controller.initial_state(batch_size, device, dtype),
+            self.memory.initial_state(batch_size, device, dtype),
+            tuple(h.initial_state(batch_size, self.memory, device, dtype) for h in self.heads),
+            torch.zeros(batch_size, self.read_width, device=device, dtype=dtype),
+        )
+
+    def step(self, x: Tensor, state: CellState, record: bool = False) -> tuple[Tensor, CellState, dict[str, Tensor]]:
+        """``x [B, I]`` -> ``(y [B, O], state, trace)``; ``trace`` holds weights ``[B, heads, N]`` when recording."""
+        if self.compile and not record:
+            fn = self.__dict__.get("_compiled_step")
+            if fn is None:
+                fn = torch.compile(self._step, dynamic=False)
+                self.__dict__["_compiled_step"] = fn
+            return fn(x, state, False)
+        return self._step(x, state, record)
+
+    def _step(self, x: Tensor, state: CellState, record: bool) -> tuple[Tensor, CellState, dict[str, Tensor]]:
+        B = x.shape[0]
+        h, controller_state = self.controller(torch.cat([x, state.reads], dim=-1), state.controller)
+        params = self.project(h)  # [B, sum_banks count * P]
+        if self.clip is not None:
+            params = params.clamp(-self.clip, self.clip)
+        memory_state = state.memory
+        head_states: list[Any] = list(state.heads)
+        reads: list[Tensor | None] = [None] * len(self.heads)
+        trace: dict[str, list[Tensor]] = {}
+        for i in self._order:
+            head = self.heads[i]
+            start, stop = self._offsets[i]
+            bank = params[:, start:stop].view(B, head.count, self._param_sizes[i])  # [B, count, P]
+            out = head(bank, self.memory, memory_state, head_states[i], record)
+            memory_state, head_states[i] = out.memory_state, out.state
+            if out.reads is not None:
+                reads[i] = out.reads.reshape(B, -1)  # [B, count, W] -> [B, count * W]
+            for key, value in out.trace.items():
+                trace.setdefault(key, []).append(value)
+        read_vector = torch.cat([r for r in reads if r is not None], dim=-1) if self.read_width else x.new_zeros(B, 0)
+        y = self.output(torch.cat([h, read_vector], dim=-1))
+        merged: dict[str, Tensor] = {}
+        if record:
+            merged = {k: torch.cat(v, dim=1) for k, v in trace.items()}  # banks of one kind side by side
+            merged.update(self.memory.describe(memory_state))
+        return y, CellState(controller_state, memory_state, tuple(head_states), read_vector), merged
+
+    def forward(self, x: Tensor, record: bool = False):  # noqa: ANN201
+        """``x [B, T, I]`` -> logits ``[B, T, O]`` (and a trace ``[B, T, ...]`` when ``record``)."""
+        self._require_bound()
+        check_shape(x, ("B", "T", self.input_size), "MemoryCell input", "the task's input width must match the model's")
+        return super().forward(x, record)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_compiled_step", None)  # compiled functions do not pickle (DDP spawn pickles the model)
+        return state

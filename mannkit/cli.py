@@ -1,0 +1,176 @@
+"""The ``mannkit`` command: ``mannkit fit|validate|test|predict --config ...`` and ``mannkit plugins``.
+
+A LightningCLI that loads every plugin before parsing (so YAML can name classes by
+their short registered names), checks config files for unknown classes and options
+with one-sentence messages, and turns mannkit's own errors into one line instead
+of a traceback.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mannkit.core.errors import ConfigError, MannkitError, suggest
+
+__all__ = ["MannkitCLI", "main", "check_config", "format_plugins"]
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def format_plugins() -> str:
+    """The ``mannkit plugins`` listing: each plugin, its distribution and version, what it registers or why it failed."""
+    from mannkit.core.registry import registry
+
+    registry.load_plugins()
+    lines = ["core: mannkit (built-in)"]
+    core = [f"{e.kind}:{e.name}" for e in registry.entries() if e.plugin == "mannkit"]
+    lines += [f"    {item}" for item in core]
+    for name, info in sorted(registry.plugins.items()):
+        head = f"{name}: {info.distribution} {info.version} (module {info.module})"
+        if info.disabled:
+            lines.append(f"{head} DISABLED")
+        elif info.error:
+            lines.append(f"{head} FAILED: {info.error}")
+        else:
+            lines.append(head)
+            lines += [f"    {item}" for item in info.registered]
+    return "\n".join(lines)
+
+
+# -- config checks ------------------------------------------------------------------------
+def _check_component(node: Mapping[str, Any], where: str) -> None:
+    from mannkit.core.config import resolve_class
+
+    cls = resolve_class(str(node["class_path"]), f"{where}.class_path")
+    init_args = node.get("init_args") or {}
+    if not isinstance(init_args, Mapping):
+        raise ConfigError(f"{where}.init_args must be a mapping of option names to values, got {init_args!r}.")
+    try:
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        accepted = None
+    else:
+        accepted = [n for n in params if n != "self"]
+    if accepted is not None:
+        for key in init_args:
+            if key not in accepted:
+                raise ConfigError(
+                    f"{where}.init_args.{key}: {cls.__name__} has no option '{key}'{suggest(str(key), accepted)} "
+                    f"(its options: {', '.join(accepted) or 'none'})."
+                )
+    for key, value in init_args.items():
+        _walk(value, f"{where}.init_args.{key}")
+
+
+def _walk(node: Any, where: str) -> None:
+    if isinstance(node, Mapping):
+        if "class_path" in node:
+            _check_component(node, where)
+            return
+        for key, value in node.items():
+            _walk(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _walk(value, f"{where}[{i}]")
+
+
+def check_config(path: str | Path) -> None:
+    """Check a YAML config file for unknown class names and options; raise :class:`ConfigError` naming the field."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config: the file '{path}' does not exist; give the path of a YAML file such as configs/ntm/copy.yaml.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"--config {path}: the file is not valid YAML{at}; fix the indentation or quoting there.") from None
+    if data is None:
+        return
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"--config {path}: the top level must be a mapping (model:, data:, trainer:), not a {type(data).__name__}.")
+    for key in ("model", "data"):
+        if key in data:
+            _walk(data[key], key)
+    trainer = data.get("trainer") or {}
+    if isinstance(trainer, Mapping):
+        for key in ("callbacks", "logger", "plugins"):
+            if key in trainer:
+                _walk(trainer[key], f"trainer.{key}")
+
+
+def _config_paths(argv: list[str]) -> list[str]:
+    paths = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            paths.append(argv[i + 1])
+        elif arg.startswith("--config="):
+            paths.append(arg.split("=", 1)[1])
+    return paths
+
+
+# -- the CLI ------------------------------------------------------------------------------
+def _cli_class() -> type:
+    from lightning.pytorch.cli import LightningCLI
+
+    class MannkitCLI(LightningCLI):
+        """LightningCLI with mannkit's defaults (models and tasks chosen by class_path)."""
+
+    return MannkitCLI
+
+
+def MannkitCLI(*args: Any, **kwargs: Any) -> Any:  # noqa: N802  (a factory so that importing mannkit.cli stays cheap)
+    """Build the CLI: plugins loaded, model and data chosen by ``class_path``, the model owning its optimizer."""
+    import lightning.pytorch as pl
+
+    from mannkit.core.registry import load_plugins
+
+    load_plugins()
+    import mannkit.callbacks  # noqa: F401  (short names for YAML)
+    import mannkit.cell  # noqa: F401
+    import mannkit.systems  # noqa: F401
+    import mannkit.tasks  # noqa: F401
+
+    kwargs.setdefault("subclass_mode_model", True)
+    kwargs.setdefault("subclass_mode_data", True)
+    kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+    kwargs.setdefault("auto_configure_optimizers", False)
+    kwargs.setdefault("parser_kwargs", {"description": "mannkit: memory-augmented neural networks on Lightning."})
+    return _cli_class()(pl.LightningModule, pl.LightningDataModule, *args, **kwargs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``mannkit`` console script (returns None: see LIGHTNING_NOTES)."""
+    from_shell = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["plugins"]:
+            print(format_plugins())
+            return
+        if argv and argv[0] in SUBCOMMANDS:
+            from mannkit.core.registry import load_plugins
+
+            load_plugins()
+            import mannkit.callbacks  # noqa: F401
+            import mannkit.cell  # noqa: F401
+            import mannkit.systems  # noqa: F401
+            import mannkit.tasks  # noqa: F401
+
+            for path in _config_paths(argv):
+                check_config(path)
+        MannkitCLI(args=None if from_shell else argv)
+    except MannkitError as exc:
+        print(f"mannkit: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

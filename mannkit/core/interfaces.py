@@ -1,0 +1,237 @@
+"""The public interfaces every component implements.
+
+Shape letters: B batch, T time, I input width, O output width, N memory slots,
+W word size, R read heads, h heads of one bank, P parameters per head,
+H controller output size, K sparse neighbours.
+
+Recurrent state is data: ``initial_state(...)`` builds it, a step takes it and
+returns a new one; nothing is stored on ``self`` during a step. States are
+NamedTuples (or tuples) of tensors, so they are checkpointable, batch-first and
+friendly to ``torch.compile``.
+
+Sizes that follow from other parts are never typed by the user: the assembling
+module calls ``bind(...)`` once after construction, which creates the layers
+eagerly (so optimizers and DDP see every parameter).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from mannkit.core.config import Configurable
+from mannkit.core.errors import ConfigError
+
+__all__ = [
+    "State",
+    "Component",
+    "Controller",
+    "Memory",
+    "Addressing",
+    "Head",
+    "HeadOutput",
+    "SequenceModel",
+    "SequenceOutput",
+    "RecurrentCell",
+]
+
+State = Any
+"""A NamedTuple/tuple of tensors (possibly nested, possibly empty)."""
+
+
+class Component(Configurable, nn.Module):
+    """Base of every component: an ``nn.Module`` that records its config (see :mod:`mannkit.core.config`)."""
+
+    registry_kind: str | None = None
+
+    def _bind_once(self, **sizes: int) -> bool:
+        """Record bound sizes; return True the first time, False if already bound to the same sizes."""
+        old = self.__dict__.get("_bound_sizes")
+        if old is None:
+            self.__dict__["_bound_sizes"] = dict(sizes)
+            return True
+        if old != sizes:
+            raise ConfigError(
+                f"{type(self).__name__} is already built for {old} and cannot be rebuilt for {sizes}; "
+                "use a fresh component for a different size."
+            )
+        return False
+
+    @property
+    def is_bound(self) -> bool:
+        return "_bound_sizes" in self.__dict__
+
+    def extra_repr(self) -> str:
+        args = self.__dict__.get("_init_config", {})
+        return ", ".join(f"{k}={v!r}" for k, v in args.items() if not isinstance(v, (nn.Module, list)))
+
+
+class Controller(Component, ABC):
+    """Maps the step input ``x [B, I]`` and its state to an output ``h [B, H]`` and a new state.
+
+    ``I`` is the data width plus the read vectors of the previous step; the cell
+    calls ``bind(input_size=I)`` once. ``output_size`` is ``H``.
+    """
+
+    registry_kind = "controller"
+
+    @property
+    @abstractmethod
+    def output_size(self) -> int:
+        """H, the width of the controller's output."""
+
+    @abstractmethod
+    def bind(self, input_size: int) -> None:
+        """Create the layers for inputs of width ``input_size``."""
+
+    @abstractmethod
+    def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> State:
+        """The state before the first step."""
+
+    @abstractmethod
+    def forward(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """``x [B, I]`` -> ``(h [B, H], state)``."""
+
+
+class Memory(Component, ABC):
+    """Owns a memory state (e.g. a matrix ``[B, N, W]`` plus bookkeeping) and the operations on it.
+
+    Heads call the memory's own operations (``read``/``write`` for a matrix memory,
+    ``push``/``pop`` for a stack); the abstract contract is only the state and its shape.
+    """
+
+    registry_kind = "memory"
+
+    @property
+    @abstractmethod
+    def word_size(self) -> int:
+        """W, the width of one memory word (and of one read vector)."""
+
+    @abstractmethod
+    def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> State:
+        """The memory before the first step."""
+
+    def describe(self, state: State) -> dict[str, Tensor]:
+        """Tensors worth drawing (name -> ``[B, ...]``), e.g. ``{"memory": [B, N, W]}``; empty by default."""
+        return {}
+
+
+class Addressing(Component, ABC):
+    """Turns head parameters, the memory and its own previous state into weightings ``[B, h, N]``.
+
+    ``param_size(memory)`` is P, the number of raw (unactivated) parameters one head
+    needs; the head's projection produces ``[B, h, P]`` and the addressing applies
+    its own activations (softplus for strengths, sigmoid for gates, ...).
+    """
+
+    registry_kind = "addressing"
+
+    @abstractmethod
+    def param_size(self, memory: Memory) -> int:
+        """P for one head over ``memory``."""
+
+    def initial_state(self, batch_size: int, heads: int, memory: Memory, device: torch.device, dtype: torch.dtype) -> State:
+        """State kept between steps (e.g. the previous weighting ``[B, h, N]``); none by default."""
+        return ()
+
+    @abstractmethod
+    def forward(self, params: Tensor, memory_state: State, state: State) -> tuple[Tensor, State]:
+        """``params [B, h, P]`` -> ``(weights [B, h, N], state)``; weights are non-negative and sum to 1 over N."""
+
+
+class HeadOutput(NamedTuple):
+    """What one bank of heads gives back after a step."""
+
+    reads: Tensor | None
+    """``[B, h, W]`` read vectors, or None for a head that does not read."""
+    memory_state: State
+    state: State
+    trace: dict[str, Tensor]
+    """Tensors to draw (e.g. ``{"read_weights": [B, h, N]}``); filled only when asked to record."""
+
+
+class Head(Component, ABC):
+    """A bank of ``count`` heads of one kind, vectorised over the bank.
+
+    The cell projects the controller output to ``count * param_size(memory)`` numbers
+    per example and hands this bank its slice as ``[B, count, P]``. Heads run in
+    order of ``stage`` (writes, stage 0, before reads, stage 1).
+    """
+
+    registry_kind = "head"
+    stage: int = 1
+
+    @property
+    @abstractmethod
+    def count(self) -> int:
+        """Number of heads in the bank."""
+
+    def bind(self, memory: Memory) -> None:
+        """Check compatibility with ``memory`` and create any layers; raise :class:`ConfigError` if incompatible."""
+
+    @abstractmethod
+    def param_size(self, memory: Memory) -> int:
+        """P, raw parameters per head."""
+
+    def read_size(self, memory: Memory) -> int:
+        """Width of what one head reads (0 for heads that only write)."""
+        return 0
+
+    def initial_state(self, batch_size: int, memory: Memory, device: torch.device, dtype: torch.dtype) -> State:
+        return ()
+
+    @abstractmethod
+    def forward(self, params: Tensor, memory: Memory, memory_state: State, state: State, record: bool = False) -> HeadOutput:
+        """``params [B, count, P]`` -> :class:`HeadOutput`."""
+
+
+class SequenceOutput(NamedTuple):
+    """Output of a sequence model."""
+
+    logits: Tensor
+    """``[B, T, O]``, before the loss's sigmoid or softmax."""
+    trace: dict[str, Tensor] | None
+    """Recorded internals, each ``[B, T, ...]`` (only when asked to record)."""
+
+
+class SequenceModel(Component, ABC):
+    """Any model mapping ``x [B, T, I]`` to logits ``[B, T, O]``: a recurrent cell, a wrapper (ACT), ..."""
+
+    registry_kind = "model"
+
+    @abstractmethod
+    def bind(self, input_size: int, output_size: int) -> None:
+        """Create the layers for I inputs and O outputs per step."""
+
+    @abstractmethod
+    def forward(self, x: Tensor, record: bool = False) -> SequenceOutput:
+        """``x [B, T, I]`` -> :class:`SequenceOutput` with logits ``[B, T, O]``."""
+
+
+class RecurrentCell(SequenceModel):
+    """A sequence model that is one step unrolled over time; the time loop is the only Python loop."""
+
+    @abstractmethod
+    def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> State: ...
+
+    @abstractmethod
+    def step(self, x: Tensor, state: State, record: bool = False) -> tuple[Tensor, State, dict[str, Tensor]]:
+        """``x [B, I]`` -> ``(y [B, O], state, trace)``."""
+
+    def forward(self, x: Tensor, record: bool = False) -> SequenceOutput:
+        B, T, _ = x.shape
+        state = self.initial_state(B, x.device, x.dtype)
+        outputs: list[Tensor] = []
+        traces: list[dict[str, Tensor]] = []
+        for t in range(T):
+            y, state, trace = self.step(x[:, t], state, record)
+            outputs.append(y)
+            if record:
+                traces.append(trace)
+        stacked = None
+        if record and traces:
+            stacked = {k: torch.stack([tr[k] for tr in traces], dim=1) for k in traces[0]}  # [B, T, ...]
+        return SequenceOutput(torch.stack(outputs, dim=1), stacked)

@@ -1,0 +1,229 @@
+"""The component registry and entry-point plugin loading.
+
+Every component class (controller, memory, addressing, head, model, system, task,
+callback) is registered under its short name, once. Built-in plugins register
+exactly as third-party ones do: a distribution declares an entry point in the
+group ``mannkit.plugins`` whose value is a module; importing the module registers
+its classes with :func:`register`.
+
+>>> from mannkit.core.registry import registry
+>>> "LSTMController" in registry.names("controller")  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+from mannkit.core.errors import ConfigError, PluginError, suggest
+
+__all__ = [
+    "API_VERSION",
+    "ENTRY_POINT_GROUP",
+    "DISABLE_ENV",
+    "Entry",
+    "PluginInfo",
+    "PluginWarning",
+    "Registry",
+    "registry",
+    "register",
+    "load_plugins",
+]
+
+#: The interface version plugins declare as ``MANNKIT_API`` in their entry-point module.
+API_VERSION = 1
+ENTRY_POINT_GROUP = "mannkit.plugins"
+#: Comma-separated plugin (entry-point) names that are not loaded.
+DISABLE_ENV = "MANNKIT_DISABLE_PLUGINS"
+KINDS = ("controller", "memory", "addressing", "head", "model", "system", "task", "callback", "metric")
+
+C = TypeVar("C", bound=type)
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load; runs that do not use it go on."""
+
+
+@dataclass
+class Entry:
+    """One registered class and where it came from."""
+
+    name: str
+    kind: str
+    cls: type
+    plugin: str
+    distribution: str
+
+    @property
+    def source(self) -> str:
+        """``module.Class`` from ``plugin`` (distribution)."""
+        return f"{self.cls.__module__}.{self.cls.__qualname__} (plugin '{self.plugin}', distribution '{self.distribution}')"
+
+
+@dataclass
+class PluginInfo:
+    """What loading one entry point gave: its distribution, what it registered, or why it failed."""
+
+    name: str
+    module: str
+    distribution: str = "?"
+    version: str = "?"
+    registered: list[str] = field(default_factory=list)
+    error: str | None = None
+    disabled: bool = False
+
+
+def _kind_of(cls: type) -> str:
+    for klass in cls.__mro__:
+        kind = klass.__dict__.get("registry_kind")
+        if isinstance(kind, str):
+            return kind
+    names = {k.__module__ + "." + k.__qualname__ for k in cls.__mro__}
+    for suffix, kind in (
+        ("LightningDataModule", "task"),
+        ("LightningModule", "system"),
+        ("callbacks.callback.Callback", "callback"),
+        ("torchmetrics.metric.Metric", "metric"),
+    ):
+        if any(n.endswith(suffix) for n in names):
+            return kind
+    raise PluginError(
+        f"cannot tell what kind of component {cls.__qualname__} is; subclass one of mannkit's interfaces "
+        f"or pass kind= to register (one of {', '.join(KINDS)})."
+    )
+
+
+class Registry:
+    """Name -> class, per kind, strict about duplicates."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
+        self._current: PluginInfo | None = None
+        self.plugins: dict[str, PluginInfo] = {}
+        self._loaded = False
+
+    # -- registration -------------------------------------------------------------------
+    def register(self, cls: C, *, name: str | None = None, kind: str | None = None) -> C:
+        """Register ``cls`` under ``name`` (default: its class name); return ``cls`` (usable as a decorator)."""
+        kind = kind or _kind_of(cls)
+        if kind not in self._entries:
+            raise PluginError(f"register: kind '{kind}' is not one of {', '.join(KINDS)}.")
+        name = name or cls.__name__
+        plugin, dist = ("?", "?")
+        if self._current is not None:
+            plugin, dist = self._current.name, self._current.distribution
+        elif cls.__module__.startswith("mannkit.") or cls.__module__ == "mannkit":
+            plugin, dist = "mannkit", "mannkit"
+        new = Entry(name, kind, cls, plugin, dist)
+        old = self._entries[kind].get(name)
+        if old is not None:
+            if old.cls is cls:
+                return cls
+            raise PluginError(
+                f"the {kind} name '{name}' is registered twice: by {old.source} and by {new.source}; "
+                f"rename one of them or disable one plugin with {DISABLE_ENV}."
+            )
+        self._entries[kind][name] = new
+        if self._current is not None:
+            self._current.registered.append(f"{kind}:{name}")
+        return cls
+
+    # -- look-up ------------------------------------------------------------------------
+    def names(self, kind: str | None = None) -> list[str]:
+        """Registered short names of one kind (or of all kinds), sorted."""
+        kinds = [kind] if kind else list(self._entries)
+        return sorted(n for k in kinds for n in self._entries[k])
+
+    def entries(self, kind: str | None = None) -> Iterator[Entry]:
+        kinds = [kind] if kind else list(self._entries)
+        for k in kinds:
+            yield from (self._entries[k][n] for n in sorted(self._entries[k]))
+
+    def get(self, name: str, kind: str | None = None) -> type:
+        """Return the class registered as ``name``; raise a :class:`ConfigError` with a suggestion if unknown."""
+        kinds = [kind] if kind else list(self._entries)
+        for k in kinds:
+            if name in self._entries[k]:
+                return self._entries[k][name].cls
+        what = f"{kind} " if kind else ""
+        raise ConfigError(
+            f"unknown {what}class '{name}'{suggest(name, self.names(kind))}; run 'mannkit plugins' to list the registered names."
+        )
+
+    def create(self, name: str, kind: str | None = None, **kwargs: Any) -> Any:
+        """Instantiate the class registered as ``name`` with ``kwargs``."""
+        return self.get(name, kind)(**kwargs)
+
+    def __contains__(self, name: str) -> bool:
+        return any(name in entries for entries in self._entries.values())
+
+    # -- plugins ------------------------------------------------------------------------
+    def load_plugins(self, disabled: list[str] | None = None, *, force: bool = False) -> dict[str, PluginInfo]:
+        """Import every ``mannkit.plugins`` entry point once; failures are recorded and warned, never raised.
+
+        ``disabled`` (default: the comma-separated names in ``$MANNKIT_DISABLE_PLUGINS``) are skipped.
+        """
+        if self._loaded and not force:
+            return self.plugins
+        import mannkit.nn  # noqa: F401  (core built-ins register first)
+
+        if disabled is None:
+            disabled = [s.strip() for s in os.environ.get(DISABLE_ENV, "").split(",") if s.strip()]
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            info = PluginInfo(name=ep.name, module=ep.value)
+            if ep.dist is not None:
+                info.distribution, info.version = ep.dist.name, ep.dist.version
+            self.plugins[ep.name] = info
+            if ep.name in disabled:
+                info.disabled = True
+                continue
+            self._current = info
+            try:
+                module = importlib.import_module(ep.value)
+                api = getattr(module, "MANNKIT_API", None)
+                if api != API_VERSION:
+                    raise PluginError(
+                        f"it declares MANNKIT_API = {api!r} but this mannkit has interface version {API_VERSION}"
+                    )
+                self._claim(module.__name__, info)
+            except Exception as exc:  # a broken plugin must not break unrelated runs
+                info.error = f"{type(exc).__name__}: {exc}"
+                warnings.warn(
+                    f"mannkit plugin '{ep.name}' from '{info.distribution}' failed to load ({info.error}); "
+                    f"runs that do not use it are unaffected, and 'mannkit plugins' shows the details.",
+                    PluginWarning,
+                    stacklevel=2,
+                )
+            finally:
+                self._current = None
+        self._loaded = True
+        return self.plugins
+
+    def _claim(self, module: str, info: PluginInfo) -> None:
+        """Attribute entries registered before loading (module imported directly) to their plugin."""
+        for entries in self._entries.values():
+            for entry in entries.values():
+                if entry.plugin == "?" and (entry.cls.__module__ == module or entry.cls.__module__.startswith(module + ".")):
+                    entry.plugin, entry.distribution = info.name, info.distribution
+                    info.registered.append(f"{entry.kind}:{entry.name}")
+
+
+registry = Registry()
+
+
+def register(cls: C | None = None, *, name: str | None = None, kind: str | None = None) -> Any:
+    """Class decorator: ``@register`` or ``@register(name="X", kind="head")``."""
+    if cls is None:
+        return lambda c: registry.register(c, name=name, kind=kind)
+    return registry.register(cls, name=name, kind=kind)
+
+
+def load_plugins(disabled: list[str] | None = None) -> dict[str, PluginInfo]:
+    """Load every installed plugin once (see :meth:`Registry.load_plugins`)."""
+    return registry.load_plugins(disabled)

@@ -1,0 +1,22 @@
+"""Shared building blocks used by many plugins: controllers, matrix memory, content addressing, heads."""
+
+from mannkit.nn.addressing import ContentAddressing, content_weights, cosine_similarity
+from mannkit.nn.controllers import GRUController, LSTMController, LSTMState, MLPController
+from mannkit.nn.heads import ReadHead, WriteHead
+from mannkit.nn.memory import MatrixMemory, MatrixState, erase_add, read
+
+__all__ = [
+    "ContentAddressing",
+    "GRUController",
+    "LSTMController",
+    "LSTMState",
+    "MLPController",
+    "MatrixMemory",
+    "MatrixState",
+    "ReadHead",
+    "WriteHead",
+    "content_weights",
+    "cosine_similarity",
+    "erase_add",
+    "read",
+]

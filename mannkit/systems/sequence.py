@@ -1,0 +1,225 @@
+"""SequenceSystem: trains any :class:`~mannkit.core.interfaces.SequenceModel` on input/target/mask sequences.
+
+Batches are dicts with ``input [B, T, I]``, ``target [B, T, O]`` (0/1 bits), ``mask [B, T]``
+and optionally ``reference_bits [B]`` (the cost of an optimal reference predictor).
+The training loss is the binary cross-entropy averaged over the scored bits; the
+logged cost is in bits per sequence, as in the NTM paper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mannkit.core.config import instantiate, resolve_class, to_config
+from mannkit.core.errors import ConfigError, TrainingError
+from mannkit.core.interfaces import SequenceModel
+from mannkit.core.registry import register
+from mannkit.core.shapes import check_shape
+from mannkit.metrics import (
+    BitErrorsPerSequence,
+    BitsPerSequence,
+    SequenceAccuracy,
+    bit_errors_per_sequence,
+    bits_per_sequence,
+)
+
+__all__ = ["SequenceSystem"]
+
+DEFAULT_OPTIMIZER = {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}}
+
+
+def _metrics() -> nn.ModuleDict:
+    return nn.ModuleDict(
+        {"bits_per_seq": BitsPerSequence(), "bit_errors_per_seq": BitErrorsPerSequence(), "seq_accuracy": SequenceAccuracy()}
+    )
+
+
+@register
+class SequenceSystem(pl.LightningModule):
+    """A LightningModule around any sequence model; the model's sizes are derived from the task.
+
+    Args:
+        core: the sequence model (e.g. a MemoryCell with its controller, memory and heads).
+        input_size: I; left null, it is taken from the task (``data.input_size``) at setup.
+        output_size: O; left null, it is taken from the task (``data.output_size``) at setup.
+        loss: ``bce`` for bit targets (the only loss of the algorithmic tasks).
+        optimizer: ``{class_path, init_args}`` of a ``torch.optim`` optimizer (Adam, lr 1e-3 by default).
+        lr_scheduler: optional ``{class_path, init_args}`` of a ``torch.optim.lr_scheduler`` stepped per epoch.
+    """
+
+    def __init__(
+        self,
+        core: SequenceModel,
+        input_size: int | None = None,
+        output_size: int | None = None,
+        loss: str = "bce",
+        optimizer: dict | None = None,
+        lr_scheduler: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(core, Mapping):  # rebuilt from a checkpoint's hyper-parameters
+            core = instantiate(core, "model.core")
+        if not isinstance(core, SequenceModel):
+            raise ConfigError(
+                f"model.core must be a sequence model such as MemoryCell, got {type(core).__name__}; "
+                "give its class_path under model.init_args.core."
+            )
+        if loss != "bce":
+            raise ConfigError(f"model.loss must be 'bce' for sequence tasks, got {loss!r}; set loss: bce.")
+        optimizer = dict(optimizer or DEFAULT_OPTIMIZER)
+        resolve_class(optimizer.get("class_path", ""), "model.optimizer.class_path")
+        if lr_scheduler is not None:
+            resolve_class(lr_scheduler.get("class_path", ""), "model.lr_scheduler.class_path")
+        self.core = core
+        self.input_size, self.output_size = input_size, output_size
+        self.optimizer_config, self.scheduler_config = optimizer, lr_scheduler
+        # plain data only, so checkpoints load with weights_only and rebuild the model anywhere
+        self.save_hyperparameters(
+            {
+                "core": to_config(core),
+                "input_size": input_size,
+                "output_size": output_size,
+                "loss": loss,
+                "optimizer": optimizer,
+                "lr_scheduler": lr_scheduler,
+            }
+        )
+        if input_size is not None or output_size is not None:
+            self._bind(input_size, output_size)
+        self.val_metrics = _metrics()
+        self.test_metrics = nn.ModuleDict()
+        self.test_set_names: list[str] = ["test"]
+
+    def _bind(self, input_size: int | None, output_size: int | None) -> None:
+        for name, value in (("input_size", input_size), ("output_size", output_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"model.{name} is {value!r} but must be a positive integer; leave both sizes null to take them "
+                    "from the task, or give both."
+                )
+        self.core.bind(input_size, output_size)
+        self.input_size, self.output_size = input_size, output_size
+        self.hparams["input_size"], self.hparams["output_size"] = input_size, output_size
+
+    def _bind_from_task(self) -> None:
+        """Take I and O from the datamodule the first time a trainer runs (before optimizers and DDP exist)."""
+        data = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if data is None or not hasattr(data, "input_size"):
+            if self.input_size is None:
+                raise ConfigError(
+                    "model.input_size is not set and there is no task to take it from; "
+                    "pass a datamodule with input_size and output_size (a mannkit task) or set both sizes."
+                )
+            return
+        if self.input_size is None:
+            self._bind(int(data.input_size), int(data.output_size))
+        elif (self.input_size, self.output_size) != (data.input_size, data.output_size):
+            raise ConfigError(
+                f"the model was built for {self.input_size} inputs and {self.output_size} outputs per step but the task "
+                f"{type(data).__name__} gives {data.input_size} and {data.output_size}; use the task settings the model was trained with."
+            )
+
+    # -- model --------------------------------------------------------------------------
+    def forward(self, x: Tensor, record: bool = False):  # noqa: ANN201
+        """``x [B, T, I]`` -> :class:`~mannkit.core.interfaces.SequenceOutput` (logits ``[B, T, O]``)."""
+        return self.core(x, record)
+
+    def _check_batch(self, batch: Mapping[str, Tensor]) -> None:
+        x, y, mask = batch["input"], batch["target"], batch["mask"]
+        fix = "use the same task settings (bits, widths) as the model was trained with"
+        check_shape(x, ("B", "T", self.input_size), "batch input", fix)
+        check_shape(y, (x.shape[0], x.shape[1], self.output_size), "batch target", fix)
+        check_shape(mask, (x.shape[0], x.shape[1]), "batch mask")
+
+    def _loss(self, logits: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
+        mask = batch["mask"].unsqueeze(-1)  # [B, T, 1]
+        bce = F.binary_cross_entropy_with_logits(logits, batch["target"], reduction="none")  # [B, T, O]
+        return (bce * mask).sum() / (mask.sum() * logits.shape[-1]).clamp_min(1)
+
+    # -- steps --------------------------------------------------------------------------
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        self._check_batch(batch)
+        logits = self(batch["input"]).logits
+        loss = self._loss(logits, batch)
+        if not torch.isfinite(loss):
+            raise TrainingError(self._nan_message(loss))
+        B = logits.shape[0]
+        cost = bits_per_sequence(logits.detach(), batch["target"], batch["mask"]).mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=B)
+        self.log("train/bits_per_seq", cost, prog_bar=True, batch_size=B)
+        self.log("train/sequences", float((self.global_step + 1) * B * max(1, self.trainer.world_size)), batch_size=B)
+        return loss
+
+    def _nan_message(self, loss: Tensor) -> str:
+        last = None
+        for cb in getattr(self.trainer, "checkpoint_callbacks", []) if self._trainer is not None else []:
+            last = getattr(cb, "last_model_path", None) or getattr(cb, "best_model_path", None) or last
+        where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+        return (
+            f"the training loss became {loss.item()} at step {self.global_step}; {where} and is left intact; "
+            "lower the learning rate or set trainer.gradient_clip_val."
+        )
+
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        self._check_batch(batch)
+        logits = self(batch["input"]).logits
+        B = logits.shape[0]
+        self.log("val/loss", self._loss(logits, batch), prog_bar=True, batch_size=B, sync_dist=True)
+        for name, metric in self.val_metrics.items():
+            metric(logits, batch["target"], batch["mask"])
+            self.log(f"val/{name}", metric, prog_bar=name == "bits_per_seq", batch_size=B)
+        if "reference_bits" in batch:
+            self.log("val/reference_bits_per_seq", batch["reference_bits"].mean(), batch_size=B, sync_dist=True)
+
+    def setup(self, stage: str) -> None:
+        self._bind_from_task()
+        if stage == "test":
+            names = getattr(getattr(self.trainer, "datamodule", None), "test_set_names", None)
+            self.test_set_names = list(names) if names else ["test"]
+            self.test_metrics = nn.ModuleDict({n: _metrics() for n in self.test_set_names}).to(self.device)
+
+    def test_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._check_batch(batch)
+        logits = self(batch["input"]).logits
+        B = logits.shape[0]
+        name = self.test_set_names[dataloader_idx] if dataloader_idx < len(self.test_set_names) else f"set{dataloader_idx}"
+        if name not in self.test_metrics:
+            self.test_metrics[name] = _metrics().to(self.device)
+        for metric_name, metric in self.test_metrics[name].items():
+            metric(logits, batch["target"], batch["mask"])
+            self.log(f"test/{name}/{metric_name}", metric, batch_size=B, add_dataloader_idx=False)
+        if "reference_bits" in batch:
+            self.log(
+                f"test/{name}/reference_bits_per_seq", batch["reference_bits"].mean(),
+                batch_size=B, add_dataloader_idx=False, sync_dist=True,
+            )
+
+    def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        """Returns ``probabilities [B, T, O]``, ``prediction [B, T, O]`` (0/1) and per-sequence ``bit_errors [B]``."""
+        self._check_batch(batch)
+        logits = self(batch["input"]).logits
+        return {
+            "probabilities": torch.sigmoid(logits),
+            "prediction": (logits > 0).float(),
+            "bit_errors": bit_errors_per_sequence(logits, batch["target"], batch["mask"]),
+        }
+
+    # -- optimisation -------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        cls = resolve_class(self.optimizer_config["class_path"], "model.optimizer.class_path")
+        try:
+            optimizer = cls(self.parameters(), **(self.optimizer_config.get("init_args") or {}))
+        except TypeError as exc:
+            raise ConfigError(f"model.optimizer.init_args do not fit {cls.__name__} ({exc}); check the option names.") from None
+        if self.scheduler_config is None:
+            return optimizer
+        scheduler_cls = resolve_class(self.scheduler_config["class_path"], "model.lr_scheduler.class_path")
+        scheduler = scheduler_cls(optimizer, **(self.scheduler_config.get("init_args") or {}))
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+

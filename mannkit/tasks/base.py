@@ -1,0 +1,276 @@
+"""The base of every generated sequence task: a seeded, deterministic ``LightningDataModule``.
+
+Shape letters: B batch, T time, I input width, O output width.
+
+A batch is a dict of tensors, all sequences of one batch sharing one length T:
+
+- ``"input"``: float32 ``[B, T, I]``;
+- ``"target"``: float32 ``[B, T, O]`` of 0/1 bits (scored with binary cross-entropy, ``loss == "bce"``);
+- ``"mask"``: float32 ``[B, T]``, 1.0 where the output at that step is scored and 0.0 elsewhere;
+- optionally ``"reference_bits"``: float32 ``[B]``, the cost in bits of an optimal reference
+  predictor on each sequence (only tasks that know one provide it).
+
+Training batches are generated afresh, epoch after epoch, from a ``torch.Generator`` seeded
+by ``(seed, global rank, epoch counter)``: DDP ranks see different data and a run is
+reproducible. The validation set and the test sets are fixed lists of batches, each
+generated once from its own seed. A subclass states its difficulty in attributes (named in
+:attr:`SequenceTask.difficulty_attributes`) that are read each time a training batch is
+generated, so a curriculum callback may change them during training; ``state_dict`` saves
+them.
+
+>>> from mannkit.tasks import CopyTask
+>>> task = CopyTask(bits=3, max_length=4, batch_size=2)
+>>> batch = next(iter(task.train_dataloader()))
+>>> sorted(batch), batch["input"].shape[-1], batch["target"].shape[-1]
+(['input', 'mask', 'target'], 4, 3)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset
+
+from mannkit.core.errors import ConfigError
+
+__all__ = ["SequenceTask", "Batch", "seed_from", "check_at_least", "check_order", "check_list"]
+
+Batch = dict[str, Tensor]
+"""``{"input": [B, T, I], "target": [B, T, O], "mask": [B, T], ("reference_bits": [B])}``."""
+
+
+def seed_from(*parts: int | str) -> int:
+    """A 63-bit seed that depends on every part (stable across runs and machines, unlike ``hash``).
+
+    >>> seed_from(0, "train", 1, 2) == seed_from(0, "train", 1, 2) != seed_from(0, "train", 2, 1)
+    True
+    """
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def make_generator(*parts: int | str) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded by :func:`seed_from` of ``parts``."""
+    generator = torch.Generator()
+    generator.manual_seed(seed_from(*parts))
+    return generator
+
+
+# -- validation helpers shared by the tasks --------------------------------------------
+
+
+def check_at_least(owner: str, name: str, value: int | float, low: int | float) -> None:
+    """Raise :class:`ConfigError` unless ``value >= low``.
+
+    >>> check_at_least("CopyTask", "bits", 0, 1)
+    Traceback (most recent call last):
+    ...
+    mannkit.core.errors.ConfigError: CopyTask: bits (0) must be at least 1; set bits to 1 or more.
+    """
+    if value < low:
+        raise ConfigError(f"{owner}: {name} ({value}) must be at least {low}; set {name} to {low} or more.")
+
+
+def check_order(owner: str, low_name: str, low: int, high_name: str, high: int) -> None:
+    """Raise :class:`ConfigError` unless ``low <= high`` (a ``min_x``/``max_x`` pair)."""
+    if low > high:
+        raise ConfigError(
+            f"{owner}: {low_name} ({low}) must be at most {high_name} ({high}); "
+            f"lower {low_name} or raise {high_name}."
+        )
+
+
+def check_list(owner: str, name: str, values: list[int], low: int) -> None:
+    """Raise :class:`ConfigError` unless ``values`` is a non-empty list of ints that are all ``>= low``."""
+    if len(values) == 0:
+        raise ConfigError(f"{owner}: {name} is empty; give at least one value, for example [{low}].")
+    bad = [v for v in values if v < low]
+    if bad:
+        raise ConfigError(f"{owner}: {name} ({list(values)}) holds values below {low}; make every entry {low} or more.")
+
+
+# -- datasets ------------------------------------------------------------------------------
+
+
+class _TrainStream(IterableDataset):
+    """Yields ``task.train_batches`` fresh batches per pass, seeded by (seed, rank, pass counter)."""
+
+    def __init__(self, task: SequenceTask) -> None:
+        super().__init__()
+        self.task = task
+
+    def __iter__(self) -> Iterator[Batch]:
+        task = self.task
+        epoch = task.train_epoch
+        task.train_epoch += 1  # the next pass (epoch) draws other batches
+        generator = make_generator(task.seed, "train", task.global_rank, epoch)
+        for _ in range(task.train_batches):
+            # Difficulty is read now, per batch, so that a curriculum takes effect at once.
+            yield task.generate(generator, task.batch_size, **task.train_difficulty())
+
+
+class SequenceTask(pl.LightningDataModule, ABC):
+    """Base of the generated sequence tasks (abstract).
+
+    A subclass sets ``input_size``, ``output_size`` (and ``loss`` if not ``"bce"``) in its
+    constructor and implements :meth:`generate`, :meth:`train_difficulty` and
+    :meth:`test_difficulties`.
+
+    Args:
+        batch_size: sequences per batch (B).
+        train_batches: batches per training epoch; each epoch draws new ones.
+        val_batches: batches in the fixed validation set.
+        test_batches: batches in each fixed test set.
+        seed: seed of all generated data (training, validation, test sets and the example batch).
+
+    Attributes:
+        input_size: I, the width of ``batch["input"]``.
+        output_size: O, the width of ``batch["target"]`` (and of the model's output).
+        loss: the loss the target is meant for; ``"bce"`` (0/1 bits, binary cross-entropy).
+        test_set_names: one name per test dataloader, in order (e.g. ``["len20", "len40"]``).
+        train_epoch: how many training passes have started (part of the training seed; saved).
+    """
+
+    #: Names of the attributes that set the training difficulty; a curriculum may change them,
+    #: and ``state_dict`` saves them.
+    difficulty_attributes: ClassVar[tuple[str, ...]] = ()
+
+    input_size: int
+    output_size: int
+    loss: str = "bce"
+
+    def __init__(
+        self,
+        batch_size: int = 16,
+        train_batches: int = 1000,
+        val_batches: int = 8,
+        test_batches: int = 8,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        for name, value in (
+            ("batch_size", batch_size),
+            ("train_batches", train_batches),
+            ("val_batches", val_batches),
+            ("test_batches", test_batches),
+        ):
+            check_at_least(owner, name, value, 1)
+        self.batch_size = batch_size
+        self.train_batches = train_batches
+        self.val_batches = val_batches
+        self.test_batches = test_batches
+        self.seed = seed
+        self.train_epoch = 0
+        self._val_set: list[Batch] | None = None
+        self._test_sets: list[list[Batch]] | None = None
+
+    # -- the contract of a subclass ----------------------------------------------------------
+    @abstractmethod
+    def generate(self, generator: torch.Generator, batch_size: int, **difficulty: Any) -> Batch:
+        """Generate one batch of ``batch_size`` sequences (one shared length T), vectorised over B.
+
+        ``difficulty`` holds the keyword arguments returned by :meth:`train_difficulty` or by
+        one entry of :meth:`test_difficulties`. All randomness comes from ``generator``, so the
+        same generator state gives identical tensors.
+        """
+
+    @abstractmethod
+    def train_difficulty(self) -> dict[str, Any]:
+        """The difficulty of training batches, read from the difficulty attributes now."""
+
+    @abstractmethod
+    def test_difficulties(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(name, difficulty)`` per test set, in the order of the test dataloaders."""
+
+    # -- derived attributes --------------------------------------------------------------------
+    @property
+    def test_set_names(self) -> list[str]:
+        """One name per test dataloader, in order."""
+        return [name for name, _ in self.test_difficulties()]
+
+    @property
+    def global_rank(self) -> int:
+        """The trainer's global rank (0 without a trainer); part of the training seed."""
+        trainer = getattr(self, "trainer", None)
+        return int(getattr(trainer, "global_rank", 0) or 0)
+
+    # -- fixed sets ---------------------------------------------------------------------------
+    def _fixed_set(self, tag: str, count: int, difficulty: dict[str, Any]) -> list[Batch]:
+        generator = make_generator(self.seed, tag)
+        return [self.generate(generator, self.batch_size, **difficulty) for _ in range(count)]
+
+    @property
+    def val_set(self) -> list[Batch]:
+        """The fixed validation batches (generated once, at the training difficulty of that moment)."""
+        if self._val_set is None:
+            self._val_set = self._fixed_set("val", self.val_batches, self.train_difficulty())
+        return self._val_set
+
+    @property
+    def test_sets(self) -> list[list[Batch]]:
+        """One fixed list of batches per entry of :meth:`test_difficulties` (generated once)."""
+        if self._test_sets is None:
+            self._test_sets = [
+                self._fixed_set(f"test/{name}", self.test_batches, difficulty)
+                for name, difficulty in self.test_difficulties()
+            ]
+        return self._test_sets
+
+    def example_batch(self, batch_size: int = 1) -> Batch:
+        """A small fixed batch (seeded by ``seed`` alone) at the current training difficulty, for pictures."""
+        check_at_least(type(self).__name__, "batch_size", batch_size, 1)
+        return self.generate(make_generator(self.seed, "example"), batch_size, **self.train_difficulty())
+
+    # -- LightningDataModule hooks ------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Generate the fixed sets the stage needs (``"fit"``/``"validate"``: validation; ``"test"``/``"predict"``: tests)."""
+        if stage in ("fit", "validate"):
+            _ = self.val_set
+        if stage in ("test", "predict"):
+            _ = self.test_sets
+
+    def train_dataloader(self) -> DataLoader:
+        """``train_batches`` freshly generated batches per epoch (one process, batches made by the task)."""
+        return DataLoader(_TrainStream(self), batch_size=None, num_workers=0)
+
+    def val_dataloader(self) -> DataLoader:
+        """The fixed validation set."""
+        return _fixed_loader(self.val_set)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """One dataloader per test set, named by :attr:`test_set_names`."""
+        return [_fixed_loader(batches) for batches in self.test_sets]
+
+    def predict_dataloader(self) -> DataLoader:
+        """The first test set."""
+        return _fixed_loader(self.test_sets[0])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The difficulty attributes and the training-epoch counter."""
+        state = {name: getattr(self, name) for name in self.difficulty_attributes}
+        state["train_epoch"] = self.train_epoch
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved; unknown keys are an error."""
+        known = {*self.difficulty_attributes, "train_epoch"}
+        unknown = sorted(set(state_dict) - known)
+        if unknown:
+            raise ConfigError(
+                f"{type(self).__name__}.load_state_dict: unknown keys {unknown}; "
+                f"the checkpoint was saved by another task (expected keys {sorted(known)})."
+            )
+        for name, value in state_dict.items():
+            setattr(self, name, value)
+
+
+def _fixed_loader(batches: list[Batch]) -> DataLoader:
+    # batch_size=None: each list item already is a whole batch.
+    return DataLoader(batches, batch_size=None, shuffle=False, num_workers=0)

@@ -1,0 +1,106 @@
+"""Registry: strict names, sources in errors, plugin failures reported not raised."""
+
+import sys
+import types
+import warnings
+from importlib.metadata import EntryPoint
+
+import pytest
+
+import importlib
+
+registry_module = importlib.import_module("mannkit.core.registry")
+from mannkit.core.errors import ConfigError, PluginError
+from mannkit.core.interfaces import Controller
+from mannkit.core.registry import Registry, registry
+
+
+def _controller(name: str) -> type:
+    return type(name, (Controller,), {"__module__": "tests.fake"})
+
+
+def test_builtins_are_registered_by_kind():
+    assert "LSTMController" in registry.names("controller")
+    assert "MatrixMemory" in registry.names("memory")
+    assert "ContentAddressing" in registry.names("addressing")
+    assert {"ReadHead", "WriteHead"} <= set(registry.names("head"))
+    assert "MemoryCell" in registry.names("model")
+
+
+def test_duplicate_name_names_both_sources():
+    reg = Registry()
+    reg.register(_controller("Twin"))
+    other = _controller("Twin")
+    with pytest.raises(PluginError, match=r"'Twin' is registered twice: by tests\.fake\.Twin .* and by tests\.fake\.Twin"):
+        reg.register(other)
+
+
+def test_same_class_twice_is_fine():
+    reg = Registry()
+    cls = _controller("Once")
+    assert reg.register(cls) is reg.register(cls)
+
+
+def test_unknown_name_suggests_the_closest():
+    with pytest.raises(ConfigError, match=r"unknown controller class 'LSTMControler'; did you mean 'LSTMController'\?"):
+        registry.get("LSTMControler", "controller")
+
+
+def test_kind_cannot_be_guessed_for_plain_classes():
+    with pytest.raises(PluginError, match="cannot tell what kind of component"):
+        Registry().register(type("Plain", (), {}))
+
+
+def _fake_entry_points(monkeypatch, eps):
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: [e for e in eps if e.group == group])
+
+
+def test_broken_plugin_is_reported_and_others_still_load(monkeypatch):
+    good = types.ModuleType("mk_good_plugin")
+    good.MANNKIT_API = 1
+
+    def _import_good():
+        registry_module.register(_controller("GoodController"))
+
+    sys.modules["mk_good_plugin"] = good
+    eps = [
+        EntryPoint("broken", "mk_missing_module_xyz", "mannkit.plugins"),
+        EntryPoint("good", "mk_good_plugin", "mannkit.plugins"),
+    ]
+    _fake_entry_points(monkeypatch, eps)
+    reg = Registry()
+    monkeypatch.setattr(registry_module, "registry", reg)
+    with pytest.warns(registry_module.PluginWarning, match="plugin 'broken' .* failed to load .*ModuleNotFoundError"):
+        reg.load_plugins(disabled=[])
+    assert "ModuleNotFoundError" in reg.plugins["broken"].error
+    assert reg.plugins["good"].error is None
+    del sys.modules["mk_good_plugin"]
+
+
+def test_wrong_api_version_is_a_failure(monkeypatch):
+    mod = types.ModuleType("mk_old_plugin")
+    mod.MANNKIT_API = 0
+    sys.modules["mk_old_plugin"] = mod
+    _fake_entry_points(monkeypatch, [EntryPoint("old", "mk_old_plugin", "mannkit.plugins")])
+    reg = Registry()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg.load_plugins(disabled=[])
+    assert "MANNKIT_API = 0" in reg.plugins["old"].error
+    del sys.modules["mk_old_plugin"]
+
+
+def test_disabled_plugins_are_not_imported(monkeypatch):
+    _fake_entry_points(monkeypatch, [EntryPoint("off", "mk_never_imported", "mannkit.plugins")])
+    monkeypatch.setenv("MANNKIT_DISABLE_PLUGINS", "off, other")
+    reg = Registry()
+    reg.load_plugins()
+    assert reg.plugins["off"].disabled and reg.plugins["off"].error is None
+    assert "mk_never_imported" not in sys.modules
+
+
+def test_ntm_plugin_comes_from_its_entry_point():
+    info = registry.plugins["ntm"]
+    assert info.error is None, info.error
+    assert info.distribution == "mannkit"
+    assert "addressing:NTMAddressing" in info.registered

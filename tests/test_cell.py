@@ -1,0 +1,146 @@
+"""MemoryCell: assembly derives sizes, order of heads, state is data, float64 gradcheck."""
+
+import pickle
+
+import pytest
+import torch
+
+from mannkit.cell import MemoryCell
+from mannkit.core.errors import ConfigError, ShapeError
+from mannkit.core.interfaces import Head, HeadOutput
+from mannkit.nn import ContentAddressing, LSTMController, MatrixMemory, MLPController, ReadHead, WriteHead
+
+B, T, I, O, N, W = 3, 5, 7, 2, 11, 4
+
+
+def _cell(**kw):
+    cell = MemoryCell(
+        LSTMController(13),
+        MatrixMemory(N, W, init="random", init_std=0.3),
+        [ReadHead(ContentAddressing(), count=2), WriteHead(ContentAddressing())],
+        **kw,
+    )
+    cell.bind(I, O)
+    return cell
+
+
+def test_sizes_are_derived():
+    cell = _cell()
+    assert cell.read_width == 2 * W
+    assert cell.controller.cells[0].input_size == I + 2 * W
+    assert cell.project.out_features == 2 * (W + 1) + (W + 1 + 2 * W)
+    assert cell.output.in_features == 13 + 2 * W
+
+
+def test_write_happens_before_read():
+    torch.manual_seed(0)
+    cell = _cell()
+    state = cell.initial_state(B, torch.device("cpu"), torch.float32)
+    _, new_state, trace = cell.step(torch.randn(B, I), state, record=True)
+    assert set(trace) == {"read_weights", "write_weights", "memory"}
+    assert trace["read_weights"].shape == (B, 2, N) and trace["write_weights"].shape == (B, 1, N)
+    # reads were taken from the memory after the write
+    expected = torch.bmm(trace["read_weights"], new_state.memory.memory).reshape(B, -1)
+    torch.testing.assert_close(new_state.reads, expected)
+    assert not torch.equal(new_state.memory.memory, state.memory.memory)
+
+
+def test_forward_trace_has_time_axis():
+    cell = _cell()
+    out = cell(torch.randn(B, T, I), record=True)
+    assert out.logits.shape == (B, T, O)
+    assert out.trace["read_weights"].shape == (B, T, 2, N)
+    torch.testing.assert_close(out.trace["read_weights"].sum(-1), torch.ones(B, T, 2))
+
+
+def test_gradcheck_float64():
+    torch.manual_seed(1)
+    cell = MemoryCell(MLPController(5), MatrixMemory(N, W, init="learned"), [WriteHead(ContentAddressing()), ReadHead(ContentAddressing())])
+    cell.bind(I, O)
+    cell.double()
+    x = torch.randn(2, 3, I, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: cell(v).logits, (x,))
+
+
+def test_every_parameter_gets_a_gradient():
+    cell = _cell(clip=20.0)
+    cell(torch.randn(B, T, I)).logits.sum().backward()
+    missing = [n for n, p in cell.named_parameters() if p.grad is None]
+    assert not missing
+
+
+def test_clip_bounds_head_parameters():
+    cell = _cell(clip=0.5)
+    with torch.no_grad():
+        cell.project.weight.fill_(100.0)
+    seen = {}
+    original = cell.heads[0].forward
+
+    def spy(params, *args, **kw):
+        seen["max"] = params.abs().max().item()
+        return original(params, *args, **kw)
+
+    cell.heads[0].forward = spy
+    cell(torch.ones(B, 1, I))
+    assert seen["max"] <= 0.5
+
+
+def test_wrong_input_width_says_both_shapes():
+    with pytest.raises(ShapeError, match=r"MemoryCell input has shape \[3, 5, 6\] but \[B, T, 7\] was expected"):
+        _cell()(torch.zeros(B, T, I - 1))
+
+
+def test_unbound_cell_says_how_to_build():
+    cell = MemoryCell(LSTMController(3), MatrixMemory(N, W), [ReadHead(ContentAddressing())])
+    with pytest.raises(ConfigError, match="not built yet; call cell.bind"):
+        cell(torch.zeros(B, T, I))
+
+
+def test_head_incompatible_with_memory():
+    class NotAMatrix(MatrixMemory):
+        read = None
+
+    cell = MemoryCell(LSTMController(3), NotAMatrix(N, W), [ReadHead(ContentAddressing())])
+    with pytest.raises(ConfigError, match="ReadHead needs a memory with read and write .* but the memory is NotAMatrix"):
+        cell.bind(I, O)
+
+
+def test_empty_heads_and_bad_clip():
+    with pytest.raises(ConfigError, match="heads is empty"):
+        MemoryCell(LSTMController(3), MatrixMemory(N, W), [])
+    with pytest.raises(ConfigError, match="clip must be positive or null, got -1"):
+        MemoryCell(LSTMController(3), MatrixMemory(N, W), [ReadHead(ContentAddressing())], clip=-1)
+
+
+def test_a_head_without_addressing_fits_the_interface():
+    """A stack-like head needs no addressing: it only has to honour Head's contract."""
+
+    class CounterHead(Head):
+        stage = 0
+
+        def __init__(self):
+            super().__init__()
+
+        @property
+        def count(self):
+            return 1
+
+        def param_size(self, memory):
+            return 1
+
+        def forward(self, params, memory, memory_state, state, record=False):
+            return HeadOutput(None, memory_state, state, {})
+
+    cell = MemoryCell(MLPController(3), MatrixMemory(N, W), [CounterHead(), ReadHead(ContentAddressing())])
+    cell.bind(I, O)
+    assert cell(torch.zeros(B, T, I)).logits.shape == (B, T, O)
+
+
+def test_pickles_for_ddp_spawn():
+    cell = _cell()
+    twin = pickle.loads(pickle.dumps(cell))
+    x = torch.randn(B, T, I)
+    torch.manual_seed(3)
+    expected = cell(x).logits
+    torch.manual_seed(3)  # the random memory init draws the same noise
+    torch.testing.assert_close(twin(x).logits, expected)
