@@ -124,6 +124,29 @@ def _cli_class() -> type:
     class MannkitCLI(LightningCLI):
         """LightningCLI with mannkit's defaults (models and tasks chosen by class_path)."""
 
+        def _parse_ckpt_path(self) -> None:
+            """With ``--ckpt_path``, build the model the checkpoint was trained with (its saved config wins)."""
+            import torch
+
+            subcommand = self.config.get("subcommand")
+            if not subcommand:
+                return
+            ckpt_path = self.config[subcommand].get("ckpt_path")
+            if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
+                return
+            if not Path(ckpt_path).is_file():
+                raise ConfigError(
+                    f"--ckpt_path: the file '{ckpt_path}' does not exist; give the path of a .ckpt file "
+                    "(checkpoints are under the run's checkpoints/ folder)."
+                )
+            hparams = dict(torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {}))
+            class_path = hparams.pop("_class_path", None)
+            hparams.pop("_instantiator", None)
+            if class_path is None:
+                return
+            model = {"class_path": class_path, "init_args": hparams}
+            self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+
     return MannkitCLI
 
 
@@ -143,7 +166,9 @@ def MannkitCLI(*args: Any, **kwargs: Any) -> Any:  # noqa: N802  (a factory so t
     kwargs.setdefault("subclass_mode_data", True)
     kwargs.setdefault("save_config_kwargs", {"overwrite": True})
     kwargs.setdefault("auto_configure_optimizers", False)
-    kwargs.setdefault("parser_kwargs", {"description": "mannkit: memory-augmented neural networks on Lightning."})
+    parser_kwargs = {"description": "mannkit: memory-augmented neural networks on Lightning.", "exit_on_error": False}
+    parser_kwargs.update({name: {"exit_on_error": False} for name in SUBCOMMANDS})
+    kwargs.setdefault("parser_kwargs", parser_kwargs)
     return _cli_class()(pl.LightningModule, pl.LightningDataModule, *args, **kwargs)
 
 
@@ -167,9 +192,66 @@ def main(argv: list[str] | None = None) -> None:
             for path in _config_paths(argv):
                 check_config(path)
         MannkitCLI(args=None if from_shell else argv)
-    except MannkitError as exc:
-        print(f"mannkit: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        cause = _mannkit_error_in(exc)
+        if cause is None and type(exc).__name__ == "ArgumentError":
+            cause = _summarise_parser_error(str(exc), argv[0] if argv else "fit")
+        if cause is None:
+            raise
+        print(f"mannkit: error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _summarise_parser_error(message: str, subcommand: str) -> str:
+    """Turn jsonargparse's nested report into one sentence: the dotted field, what was wrong, the fix.
+
+    >>> _summarise_parser_error('''Parser key "model":
+    ...   Errors:
+    ...     - Problem with given class_path 'X':
+    ...         Parser key "core":
+    ...             Parser key "slots":
+    ...               Expected a <class 'int'>. Got value: many
+    ...     - Expected a <class 'NoneType'>''', "fit")
+    "model.core.slots: Expected a <class 'int'>. Got value: many; fix that value in the config or on the command line ('mannkit fit --help' lists the options)."
+    """
+    import re
+
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    keys: list[str] = []
+    leaf = lines[-1] if lines else message
+    first_item_seen = False
+    for line in lines:
+        if line.startswith("- "):
+            if first_item_seen:
+                break  # only the first alternative of a Union is the user's intent
+            first_item_seen = True
+            line = line[2:]
+        key = re.match(r'Parser key "([^"]+)"', line)
+        if key:
+            keys.append(key.group(1))
+            continue
+        if line.startswith(("Problem with given class_path", "Does not validate", "Subtypes:", "Errors:", "Given value")):
+            continue
+        leaf = line
+    where = ".".join(keys)
+    leaf = leaf.rstrip(".")
+    help_hint = f"('mannkit {subcommand} --help' lists the options)"
+    lowered = leaf.lower()
+    if "does not accept option" in lowered or "unrecognized arguments" in lowered or "not expected" in lowered:
+        return f"{leaf}; check the spelling {help_hint}."
+    prefix = f"{where}: " if where else ""
+    return f"{prefix}{leaf}; fix that value in the config or on the command line {help_hint}."
+
+
+def _mannkit_error_in(exc: BaseException | None) -> MannkitError | None:
+    """The first of mannkit's own errors in an exception chain (jsonargparse and Lightning wrap them)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, MannkitError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ class PredictionWriter(BasePredictionWriter):
 
     def __init__(self, output_dir: str | None = None, filename: str = "predictions.pt") -> None:
         super().__init__(write_interval="epoch")
+        # mannkit's loaders yield whole batches (no batch sampler), so there are no indices to infer
+        warnings.filterwarnings("ignore", message="Couldn't infer the batch indices", category=UserWarning)
         self.output_dir, self.filename = output_dir, filename
         self.last_path: Path | None = None
 

@@ -82,6 +82,7 @@ class SequenceSystem(pl.LightningModule):
         # plain data only, so checkpoints load with weights_only and rebuild the model anywhere
         self.save_hyperparameters(
             {
+                "_class_path": f"{type(self).__module__}.{type(self).__qualname__}",
                 "core": to_config(core),
                 "input_size": input_size,
                 "output_size": output_size,

@@ -110,7 +110,7 @@ class CopyTask(SequenceTask):
         return [(f"len{n}", {"min_length": n, "max_length": n}) for n in self.test_lengths]
 
     def generate(self, generator: torch.Generator, batch_size: int, min_length: int = 1, max_length: int = 20) -> Batch:
-        """One batch with L uniform in ``[min_length, max_length]``: input ``[B, 2L+1, W+1]``, target ``[B, 2L+1, W]``."""
+        """One batch, L uniform in ``[min_length, max_length]``: input ``[B, 2L+1, W+1]``, target ``[B, 2L+1, W]``."""
         self._check(min_length, max_length)
         B, W = batch_size, self.bits
         L = _draw_int(generator, min_length, max_length)
@@ -193,7 +193,10 @@ class RepeatCopyTask(SequenceTask):
                 "must have the same number of entries; give one repeat count per test length."
             )
         if repeat_scale is not None and repeat_scale <= 0:
-            raise ConfigError(f"{owner}: repeat_scale ({repeat_scale}) must be positive; set it to the largest training repeat count or leave it None.")
+            raise ConfigError(
+                f"{owner}: repeat_scale ({repeat_scale}) must be positive; "
+                "set it to the largest training repeat count or leave it None."
+            )
         self.bits = bits
         self.min_length, self.max_length = min_length, max_length
         self.min_repeats, self.max_repeats = min_repeats, max_repeats
@@ -432,7 +435,9 @@ class DynamicNGramsTask(SequenceTask):
         super().__init__(batch_size, train_batches, val_batches, test_batches, seed)
         check_at_least("DynamicNGramsTask", "n", n, 1)
         if n > 16:
-            raise ConfigError(f"DynamicNGramsTask: n ({n}) must be at most 16 (the table has 2^(n-1) entries); lower n.")
+            raise ConfigError(
+                f"DynamicNGramsTask: n ({n}) must be at most 16 (the table has 2^(n-1) entries); lower n."
+            )
         self.n = n
         self._check(length, "length")
         check_list("DynamicNGramsTask", "test_lengths", test_lengths, 2)
@@ -543,7 +548,9 @@ class PrioritySortTask(SequenceTask):
             (f"in{n}_out{k}", {"num_inputs": n, "num_outputs": k}) for n, k in zip(self.test_inputs, self.test_outputs)
         ]
 
-    def generate(self, generator: torch.Generator, batch_size: int, num_inputs: int = 20, num_outputs: int = 16) -> Batch:
+    def generate(
+        self, generator: torch.Generator, batch_size: int, num_inputs: int = 20, num_outputs: int = 16
+    ) -> Batch:
         """One batch: input ``[B, N+1+K, W+2]``, target ``[B, N+1+K, W]``."""
         self._check(num_inputs, num_outputs)
         B, W, N, K = batch_size, self.bits, num_inputs, num_outputs

@@ -230,7 +230,7 @@ class SequenceTask(pl.LightningDataModule, ABC):
 
     # -- LightningDataModule hooks ------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        """Generate the fixed sets the stage needs (``"fit"``/``"validate"``: validation; ``"test"``/``"predict"``: tests)."""
+        """Generate the fixed sets a stage needs: validation for fit/validate, the test sets for test/predict."""
         if stage in ("fit", "validate"):
             _ = self.val_set
         if stage in ("test", "predict"):
@@ -271,6 +271,12 @@ class SequenceTask(pl.LightningDataModule, ABC):
             setattr(self, name, value)
 
 
+def _first(items: list[Batch]) -> Batch:
+    """Collate for loaders whose items already are whole batches: a "batch" of one item is that item."""
+    return items[0]
+
+
 def _fixed_loader(batches: list[Batch]) -> DataLoader:
-    # batch_size=None: each list item already is a whole batch.
-    return DataLoader(batches, batch_size=None, shuffle=False, num_workers=0)
+    # Each list item is already a whole batch. batch_size=1 (not None) keeps a batch sampler,
+    # which Lightning's prediction loop needs to report batch indices; _first unwraps the item.
+    return DataLoader(batches, batch_size=1, shuffle=False, num_workers=0, collate_fn=_first)

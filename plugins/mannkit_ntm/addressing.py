@@ -189,7 +189,7 @@ class NTMAddressing(Addressing):
         B, N, W = memory.shape
         S = self.shifts
         self._check_slots(N)
-        check_shape(params, (B, "h", W + S + 3), "NTMAddressing params", "expected [B, h, W + 2 * shift_range + 4]")
+        check_shape(params, (B, "h", W + S + 3), "NTMAddressing params", "each head needs W + 2 * shift_range + 4 numbers")
         check_shape(state, (B, params.shape[1], N), "NTMAddressing state", "it is the previous weighting [B, h, N]")
         keys = params[..., :W]  # k, [B, h, W]
         beta = F.softplus(params[..., W])  # key strength, [B, h]

@@ -34,7 +34,9 @@ SMALL = {
     "repeat_copy": lambda **kw: RepeatCopyTask(
         bits=3, max_length=3, max_repeats=4, test_lengths=[3, 5], test_repeats=[4, 2], **kw
     ),
-    "assoc": lambda **kw: AssociativeRecallTask(bits=5, item_length=2, min_items=2, max_items=4, test_items=[4, 7], **kw),
+    "assoc": lambda **kw: AssociativeRecallTask(
+        bits=5, item_length=2, min_items=2, max_items=4, test_items=[4, 7], **kw
+    ),
     "ngrams": lambda **kw: DynamicNGramsTask(n=3, length=13, test_lengths=[13, 29], **kw),
     "priority": lambda **kw: PrioritySortTask(bits=3, num_inputs=7, num_outputs=5, test_inputs=[7, 11], **kw),
 }
@@ -151,22 +153,24 @@ def test_bayes_estimator_hand_computed():
     # n = 3: contexts are two bits. t=1 (no context), t=2 and t=3 (unseen contexts): 1 bit each;
     # t=4: context 10 was followed by 1 once -> P(1) = 1.5/2; t=5: context 01 was followed by 0 once -> P(1) = 0.5/2.
     bits = torch.tensor([[1, 0, 1, 0, 1, 1], [0, 0, 0, 0, 0, 0]])
-    # second row: t=1 1 bit; t=2 context 00 unseen: 1 bit; t=3,4,5 context 00 seen 1,2,3 zeros: P(0) = 1.5/2, 2.5/3, 3.5/4.
+    # second row: t=1 1 bit; t=2 context 00 unseen: 1 bit;
+    # t=3,4,5 context 00 seen after 1, 2, 3 zeros: P(0) = 1.5/2, 2.5/3, 3.5/4.
     expected = [3 + math.log2(4 / 3) + 2, 2 + math.log2(2 / 1.5) + math.log2(3 / 2.5) + math.log2(4 / 3.5)]
     assert torch.allclose(ngram_bayes_optimal_bits(bits, n=3), torch.tensor(expected, dtype=torch.float64))
 
 
 def _bayes_loop(bits: list[int], n: int) -> float:
-    """Reference: the estimator written as a plain loop over a dict of counts."""
+    """Reference: the estimator as a plain loop over a dict of counts (bit 0 is seen, not scored)."""
     m, counts, cost = n - 1, {}, 0.0
-    for t in range(1, len(bits)):
-        if t < m:
-            cost += 1.0
+    for t in range(len(bits)):
+        if t < m:  # a fair coin, not drawn from the table
+            cost += 1.0 if t >= 1 else 0.0
             continue
         c = tuple(bits[t - m : t])
         n0, n1 = counts.get(c, (0, 0))
         p1 = (n1 + 0.5) / (n0 + n1 + 1)
-        cost -= math.log2(p1 if bits[t] else 1 - p1)
+        if t >= 1:
+            cost -= math.log2(p1 if bits[t] else 1 - p1)
         counts[c] = (n0 + (bits[t] == 0), n1 + (bits[t] == 1))
     return cost
 
@@ -353,3 +357,46 @@ def test_every_task_is_registered():
 def test_constructor_validation(cls, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         cls(**kwargs)
+
+
+def test_fits_and_tests_under_a_trainer(tmp_path):
+    import lightning.pytorch as pl
+
+    class Linear(pl.LightningModule):
+        def __init__(self, task: SequenceTask) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(task.input_size, task.output_size)
+
+        def _loss(self, batch):
+            logits = self.layer(batch["input"])
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["target"], reduction="none")
+            return (bce.sum(2) * batch["mask"]).sum() / batch["mask"].sum()
+
+        def training_step(self, batch, batch_idx):
+            return self._loss(batch)
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val", self._loss(batch))
+
+        def test_step(self, batch, batch_idx, dataloader_idx=0):
+            self.log("test", self._loss(batch))
+
+        def predict_step(self, batch, batch_idx):
+            return self.layer(batch["input"])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    task = small("copy")
+    model = Linear(task)
+    trainer = pl.Trainer(
+        max_epochs=2, default_root_dir=tmp_path, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.fit(model, task)
+    assert trainer.global_step == 2 * SIZES["train_batches"] and task.train_epoch == 2
+    checkpoint = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=True)
+    assert checkpoint["CopyTask"] == {"min_length": 2, "max_length": 4, "train_epoch": 2}
+    results = trainer.test(model, task, verbose=False)
+    assert len(results) == len(task.test_set_names)
+    predictions = trainer.predict(model, task)
+    assert len(predictions) == SIZES["test_batches"] and predictions[0].shape == task.test_sets[0][0]["target"].shape
