@@ -1,5 +1,7 @@
-"""Callbacks: prediction writer (more to come: memory-access pictures, curriculum, generalisation report)."""
+"""Callbacks: prediction writer, memory-access pictures, length-generalisation report."""
 
+from mannkit.callbacks.generalisation import LengthGeneralisation
+from mannkit.callbacks.memory_pictures import MemoryPictures
 from mannkit.callbacks.prediction import PredictionWriter
 
-__all__ = ["PredictionWriter"]
+__all__ = ["LengthGeneralisation", "MemoryPictures", "PredictionWriter"]

@@ -8,7 +8,9 @@ logged cost is in bits per sequence, as in the NTM paper.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any
 
 import lightning.pytorch as pl
@@ -16,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mannkit.core.config import instantiate, resolve_class, to_config
-from mannkit.core.errors import ConfigError, TrainingError
+from mannkit.core.config import instantiate, to_config
+from mannkit.core.errors import ConfigError, TrainingError, suggest
 from mannkit.core.interfaces import SequenceModel
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
@@ -32,6 +34,28 @@ from mannkit.metrics import (
 __all__ = ["SequenceSystem"]
 
 DEFAULT_OPTIMIZER = {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}}
+
+
+def _torch_class(path: str, module: ModuleType, where: str) -> type:
+    """A full dotted class path, or a short name from ``module`` (``torch.optim`` or its ``lr_scheduler``).
+
+    Optimizers and schedulers are not mannkit components, so the registry does not know them.
+    """
+    if "." in path:
+        module_name, _, name = path.rpartition(".")
+        try:
+            found = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError, ValueError):  # ValueError: an empty module name (".Adam")
+            found = None
+    else:
+        name, found = path, getattr(module, path, None)
+    if isinstance(found, type):
+        return found
+    names = [n for n, v in vars(module).items() if isinstance(v, type) and not n.startswith("_")]
+    hint = suggest(name, names)  # "; did you mean 'X'?" or ""
+    fix = f"give a class of {module.__name__} by its name or a full dotted class path."
+    fix = f" {fix[0].upper()}{fix[1:]}" if hint else f"; {fix}"
+    raise ConfigError(f"{where}: unknown class {path!r}{hint}{fix}")
 
 
 def _metrics() -> nn.ModuleDict:
@@ -49,8 +73,10 @@ class SequenceSystem(pl.LightningModule):
         input_size: I; left null, it is taken from the task (``data.input_size``) at setup.
         output_size: O; left null, it is taken from the task (``data.output_size``) at setup.
         loss: ``bce`` for bit targets (the only loss of the algorithmic tasks).
-        optimizer: ``{class_path, init_args}`` of a ``torch.optim`` optimizer (Adam, lr 1e-3 by default).
-        lr_scheduler: optional ``{class_path, init_args}`` of a ``torch.optim.lr_scheduler`` stepped per epoch.
+        optimizer: ``{class_path, init_args}`` of a ``torch.optim`` optimizer (Adam, lr 1e-3 by default);
+            ``class_path`` is a class name of ``torch.optim`` (``AdamW``) or a full dotted path.
+        lr_scheduler: optional ``{class_path, init_args}`` of a ``torch.optim.lr_scheduler`` (a name there or a
+            full dotted path), stepped per epoch.
     """
 
     def __init__(
@@ -73,9 +99,9 @@ class SequenceSystem(pl.LightningModule):
         if loss != "bce":
             raise ConfigError(f"model.loss must be 'bce' for sequence tasks, got {loss!r}; set loss: bce.")
         optimizer = dict(optimizer or DEFAULT_OPTIMIZER)
-        resolve_class(optimizer.get("class_path", ""), "model.optimizer.class_path")
+        _torch_class(str(optimizer.get("class_path", "")), torch.optim, "model.optimizer.class_path")
         if lr_scheduler is not None:
-            resolve_class(lr_scheduler.get("class_path", ""), "model.lr_scheduler.class_path")
+            _torch_class(str(lr_scheduler.get("class_path", "")), torch.optim.lr_scheduler, "model.lr_scheduler.class_path")
         self.core = core
         self.input_size, self.output_size = input_size, output_size
         self.optimizer_config, self.scheduler_config = optimizer, lr_scheduler
@@ -161,9 +187,9 @@ class SequenceSystem(pl.LightningModule):
         last = None
         for cb in getattr(self.trainer, "checkpoint_callbacks", []) if self._trainer is not None else []:
             last = getattr(cb, "last_model_path", None) or getattr(cb, "best_model_path", None) or last
-        where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+        where = f"the last good checkpoint is {last} and is left intact" if last else "no checkpoint was written yet"
         return (
-            f"the training loss became {loss.item()} at step {self.global_step}; {where} and is left intact; "
+            f"the training loss became {loss.item()} at step {self.global_step}; {where}; "
             "lower the learning rate or set trainer.gradient_clip_val."
         )
 
@@ -213,14 +239,19 @@ class SequenceSystem(pl.LightningModule):
 
     # -- optimisation -------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        cls = resolve_class(self.optimizer_config["class_path"], "model.optimizer.class_path")
+        cls = _torch_class(self.optimizer_config["class_path"], torch.optim, "model.optimizer.class_path")
         try:
             optimizer = cls(self.parameters(), **(self.optimizer_config.get("init_args") or {}))
         except TypeError as exc:
             raise ConfigError(f"model.optimizer.init_args do not fit {cls.__name__} ({exc}); check the option names.") from None
         if self.scheduler_config is None:
             return optimizer
-        scheduler_cls = resolve_class(self.scheduler_config["class_path"], "model.lr_scheduler.class_path")
-        scheduler = scheduler_cls(optimizer, **(self.scheduler_config.get("init_args") or {}))
+        scheduler_cls = _torch_class(self.scheduler_config["class_path"], torch.optim.lr_scheduler, "model.lr_scheduler.class_path")
+        try:
+            scheduler = scheduler_cls(optimizer, **(self.scheduler_config.get("init_args") or {}))
+        except TypeError as exc:
+            raise ConfigError(
+                f"model.lr_scheduler.init_args do not fit {scheduler_cls.__name__} ({exc}); check the option names."
+            ) from None
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 

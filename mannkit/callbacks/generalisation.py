@@ -1,0 +1,204 @@
+"""How the cost grows beyond the training lengths: a table, a CSV file, a curve and a TensorBoard series.
+
+``mannkit test`` evaluates one fixed test set per difficulty (``test/len20/bits_per_seq``,
+``test/len40/...``). :class:`LengthGeneralisation` gathers those numbers at the end of
+testing and lays them out against the difficulty (length, items, inputs...).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from mannkit.core.errors import ConfigError
+from mannkit.core.registry import register
+
+__all__ = ["LengthGeneralisation", "GeneralisationRow", "difficulty_axis", "training_limit", "collect_rows", "format_table"]
+
+#: The columns of the table and the CSV file, with their headings.
+COLUMNS = {"bits_per_seq": "bits/seq", "bit_errors_per_seq": "bit errors/seq", "seq_accuracy": "seq accuracy"}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _axis_label(key: str) -> str:
+    """``min_length`` -> ``length``; ``num_inputs`` -> ``num_inputs``."""
+    return re.sub(r"^(min|max)_", "", key)
+
+
+def difficulty_axis(difficulties: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[str, str | None, list[float]]:
+    """The number that tells the test sets apart: ``(axis label, difficulty key or None, one value per set)``.
+
+    The first int-valued keyword that varies across the sets wins (with a single set, the
+    first int-valued one); without one, the first number in each set's name; failing that,
+    the set's position.
+
+    >>> difficulty_axis([("len3", {"min_length": 3, "max_length": 3}), ("len5", {"min_length": 5, "max_length": 5})])
+    ('length', 'min_length', [3, 5])
+    >>> difficulty_axis([("a7", {}), ("b9", {})])
+    ('difficulty', None, [7.0, 9.0])
+    """
+    if not difficulties:
+        return "difficulty", None, []
+    kwargs = [dict(d) for _, d in difficulties]
+    shared = [k for k in kwargs[0] if all(k in d and _is_int(d[k]) for d in kwargs)]
+    varying = [k for k in shared if len({d[k] for d in kwargs}) > 1]
+    key = (varying or (shared if len(kwargs) == 1 else []) or [None])[0]
+    if key is not None:
+        return _axis_label(key), key, [d[key] for d in kwargs]
+    numbers = [re.search(r"\d+(?:\.\d+)?", name) for name, _ in difficulties]
+    if all(numbers):
+        return "difficulty", None, [float(m.group()) for m in numbers]
+    return "test set", None, [float(i) for i in range(len(difficulties))]
+
+
+def training_limit(key: str | None, train_difficulty: Mapping[str, Any]) -> float | None:
+    """The hardest training setting on the difficulty axis: ``max_<axis>``, else ``<key>``, else None.
+
+    >>> training_limit("min_length", {"min_length": 1, "max_length": 20})
+    20
+    >>> training_limit("length", {"length": 200}), training_limit(None, {"length": 200})
+    (200, None)
+    """
+    if key is None:
+        return None
+    for candidate in (f"max_{_axis_label(key)}", key):
+        value = train_difficulty.get(candidate)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+    return None
+
+
+@dataclass
+class GeneralisationRow:
+    """One test set: its name, its difficulty and its logged metrics (NaN where not logged)."""
+
+    name: str
+    difficulty: float
+    values: dict[str, float]
+
+
+def collect_rows(
+    metrics: Mapping[str, Any], difficulties: Sequence[tuple[str, Mapping[str, Any]]], metric: str
+) -> tuple[str, str | None, list[GeneralisationRow]]:
+    """Read ``test/<set>/<metric>`` (and the table's columns) from ``metrics`` for every test set.
+
+    Raises:
+        ConfigError: ``metric`` was logged for none of the test sets (the message lists what was).
+    """
+    label, key, values = difficulty_axis(difficulties)
+    wanted = [*COLUMNS, *([metric] if metric not in COLUMNS else [])]
+    rows = []
+    for (name, _), difficulty in zip(difficulties, values):
+        found = {m: float(metrics[f"test/{name}/{m}"]) for m in wanted if f"test/{name}/{m}" in metrics}
+        rows.append(GeneralisationRow(name, difficulty, {m: found.get(m, math.nan) for m in wanted}))
+    if rows and all(math.isnan(r.values[metric]) for r in rows):
+        logged = sorted({k.rsplit("/", 1)[-1] for k in metrics if k.startswith("test/")})
+        raise ConfigError(
+            f"LengthGeneralisation: no test set logged '{metric}'; the test metrics are {logged or 'none'}, "
+            "so set metric to one of them."
+        )
+    return label, key, rows
+
+
+def format_table(label: str, rows: Sequence[GeneralisationRow], metric: str) -> str:
+    """A plain-text table, one line per test set.
+
+    >>> print(format_table("length", [GeneralisationRow("len3", 3, {"bits_per_seq": 0.5})], "bits_per_seq"))
+    test set  length  bits/seq
+    len3           3    0.5000
+    """
+    columns = [c for c in [*COLUMNS, metric] if c == metric or any(c in r.values for r in rows)]
+    columns = list(dict.fromkeys(columns))  # metric may be one of COLUMNS
+    heads = ["test set", label, *[COLUMNS.get(c, c) for c in columns]]
+    cells = [[r.name, f"{r.difficulty:g}", *[f"{r.values.get(c, math.nan):.4f}" for c in columns]] for r in rows]
+    widths = [max(len(h), *(len(line[i]) for line in cells)) for i, h in enumerate(heads)]
+
+    def line(items: list[str]) -> str:
+        return "  ".join(s.ljust(w) if i == 0 else s.rjust(w) for i, (s, w) in enumerate(zip(items, widths)))
+
+    return "\n".join([line(heads), *[line(c) for c in cells]])
+
+
+@register
+class LengthGeneralisation(Callback):
+    """At the end of ``mannkit test``, report the cost per test set against its difficulty.
+
+    Writes, in the run's log directory: ``generalisation.csv`` (one row per test set, in
+    the order of ``test_set_names``) and ``generalisation_<metric>.png`` (the metric against
+    the difficulty, a dashed line at the hardest training setting); logs the TensorBoard
+    scalar series ``generalisation/<metric>`` with the difficulty as its step; prints the
+    table. The difficulty is the first int-valued setting of the task's ``test_difficulties()``
+    that differs between test sets (``min_length`` for the copy task, ``min_items`` for
+    associative recall), else the number in each set's name. Only global rank zero reports.
+
+    Args:
+        metric: the metric drawn and logged (``bits_per_seq``, ``bit_errors_per_seq``, ``seq_accuracy``...).
+        png: write the PNG curve.
+    """
+
+    def __init__(self, metric: str = "bits_per_seq", png: bool = True) -> None:
+        super().__init__()
+        if not isinstance(metric, str) or not metric or "/" in metric:
+            raise ConfigError(
+                f"LengthGeneralisation: metric must be a metric name such as 'bits_per_seq' (no '/'), got {metric!r}."
+            )
+        self.metric, self.png = metric, png
+        self.rows: list[GeneralisationRow] = []
+        self.files: list[Path] = []
+
+    def on_test_end(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.is_global_zero:
+            return
+        data = getattr(trainer, "datamodule", None)
+        if callable(getattr(data, "test_difficulties", None)):
+            difficulties = list(data.test_difficulties())
+        else:
+            difficulties = [(name, {}) for name in getattr(pl_module, "test_set_names", ["test"])]
+        train = data.train_difficulty() if callable(getattr(data, "train_difficulty", None)) else {}
+        metrics = {**trainer.logged_metrics, **trainer.callback_metrics}
+        label, key, rows = collect_rows(metrics, difficulties, self.metric)
+        limit = training_limit(key, train)
+        self.rows = rows
+        print(f"mannkit: generalisation by {label}" + (f" (training up to {limit:g})" if limit is not None else ""))
+        print(format_table(label, rows, self.metric))
+
+        folder = Path(trainer.log_dir or trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.files = [self._write_csv(folder / "generalisation.csv", label, rows)]
+        ordered = sorted(rows, key=lambda r: r.difficulty)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                for row in ordered:
+                    logger.experiment.add_scalar(f"generalisation/{self.metric}", row.values[self.metric], int(row.difficulty))
+                logger.experiment.flush()
+        if self.png:
+            from matplotlib.image import imsave
+
+            from mannkit import viz
+
+            fig = viz.draw_curve([r.difficulty for r in ordered], [r.values[self.metric] for r in ordered],
+                                 label, COLUMNS.get(self.metric, self.metric), limit)
+            path = folder / f"generalisation_{viz.safe_name(self.metric)}.png"
+            imsave(path, viz.to_rgb(fig))
+            self.files.append(path)
+
+    @staticmethod
+    def _write_csv(path: Path, label: str, rows: Sequence[GeneralisationRow]) -> Path:
+        columns = list(rows[0].values) if rows else list(COLUMNS)
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["test_set", label, *columns])
+            for row in rows:
+                writer.writerow([row.name, f"{row.difficulty:g}", *[repr(row.values[c]) for c in columns]])
+        return path
