@@ -41,6 +41,17 @@ def format_plugins() -> str:
     return "\n".join(lines)
 
 
+def _import_builtins() -> None:
+    """Load the plugins and import the core's own components, so YAML can name them all by short name."""
+    from mannkit.core.registry import load_plugins
+
+    load_plugins()
+    import mannkit.callbacks  # noqa: F401
+    import mannkit.cell  # noqa: F401
+    import mannkit.systems  # noqa: F401
+    import mannkit.tasks  # noqa: F401
+
+
 # -- config checks ------------------------------------------------------------------------
 def _check_component(node: Mapping[str, Any], where: str) -> None:
     from mannkit.core.config import resolve_class
@@ -84,6 +95,7 @@ def check_config(path: str | Path) -> None:
     """Check a YAML config file for unknown class names and options; raise :class:`ConfigError` naming the field."""
     import yaml
 
+    _import_builtins()
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--config: the file '{path}' does not exist; give the path of a YAML file such as configs/ntm/copy.yaml.")
@@ -154,14 +166,7 @@ def MannkitCLI(*args: Any, **kwargs: Any) -> Any:  # noqa: N802  (a factory so t
     """Build the CLI: plugins loaded, model and data chosen by ``class_path``, the model owning its optimizer."""
     import lightning.pytorch as pl
 
-    from mannkit.core.registry import load_plugins
-
-    load_plugins()
-    import mannkit.callbacks  # noqa: F401  (short names for YAML)
-    import mannkit.cell  # noqa: F401
-    import mannkit.systems  # noqa: F401
-    import mannkit.tasks  # noqa: F401
-
+    _import_builtins()
     kwargs.setdefault("subclass_mode_model", True)
     kwargs.setdefault("subclass_mode_data", True)
     kwargs.setdefault("save_config_kwargs", {"overwrite": True})
@@ -181,14 +186,6 @@ def main(argv: list[str] | None = None) -> None:
             print(format_plugins())
             return
         if argv and argv[0] in SUBCOMMANDS:
-            from mannkit.core.registry import load_plugins
-
-            load_plugins()
-            import mannkit.callbacks  # noqa: F401
-            import mannkit.cell  # noqa: F401
-            import mannkit.systems  # noqa: F401
-            import mannkit.tasks  # noqa: F401
-
             for path in _config_paths(argv):
                 check_config(path)
         MannkitCLI(args=None if from_shell else argv)

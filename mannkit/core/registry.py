@@ -206,12 +206,17 @@ class Registry:
         return self.plugins
 
     def _claim(self, module: str, info: PluginInfo) -> None:
-        """Attribute entries registered before loading (module imported directly) to their plugin."""
+        """Attribute to ``info`` every entry defined under ``module``, also those registered before this load
+        (the module was imported directly, or this is a forced reload of an already imported plugin)."""
         for entries in self._entries.values():
             for entry in entries.values():
-                if entry.plugin == "?" and (entry.cls.__module__ == module or entry.cls.__module__.startswith(module + ".")):
+                if entry.plugin in ("?", info.name) and (
+                    entry.cls.__module__ == module or entry.cls.__module__.startswith(module + ".")
+                ):
                     entry.plugin, entry.distribution = info.name, info.distribution
-                    info.registered.append(f"{entry.kind}:{entry.name}")
+                    item = f"{entry.kind}:{entry.name}"
+                    if item not in info.registered:
+                        info.registered.append(item)
 
 
 registry = Registry()

@@ -104,3 +104,8 @@ def test_ntm_plugin_comes_from_its_entry_point():
     assert info.error is None, info.error
     assert info.distribution == "mannkit"
     assert "addressing:NTMAddressing" in info.registered
+
+
+def test_forced_reload_keeps_what_an_imported_plugin_registered():
+    registry.load_plugins(force=True)
+    assert "addressing:NTMAddressing" in registry.plugins["ntm"].registered

@@ -1,0 +1,250 @@
+"""The interface contracts, run on one component directly: shapes, dtypes, finiteness, batch-first states.
+
+Shape letters: B batch, T time, I input width, O output width, N memory slots, W word size,
+H controller output size, h heads of one bank, P parameters per head (the kit's
+:data:`~mannkit.testing.defaults.SIZES`). Each contract runs in float32 and float64, or, with
+``zero``, on an all-zero memory with all-zero parameters; a failure raises ``AssertionError``
+through :func:`fail` (``"<kind> <Class> fails the <check> check: <sentence>"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mannkit.core.interfaces import HeadOutput, Memory
+from mannkit.testing.defaults import SIZES
+
+__all__ = [
+    "Where",
+    "fail",
+    "leaves",
+    "structure",
+    "zeros_like",
+    "shape_of",
+    "fixed_input",
+    "controller_contract",
+    "memory_contract",
+    "addressing_contract",
+    "head_contract",
+    "model_contract",
+]
+
+CPU = torch.device("cpu")
+SEED = 0  # every build of a check is made under this seed (others say which seed they use)
+
+
+# -- small helpers ------------------------------------------------------------------------------
+def fail(label: str, check: str, message: str) -> None:
+    raise AssertionError(f"{label} fails the {check} check: {message}")
+
+
+def leaves(state: Any) -> list[Tensor]:
+    """Every tensor in a (possibly nested) state."""
+    if isinstance(state, Tensor):
+        return [state]
+    if isinstance(state, dict):
+        return [t for v in state.values() for t in leaves(v)]
+    if isinstance(state, (tuple, list)):
+        return [t for v in state for t in leaves(v)]
+    return []
+
+
+def structure(state: Any) -> Any:
+    """The shapes of a state, in its nesting (to compare a state before and after a step)."""
+    if isinstance(state, Tensor):
+        return tuple(state.shape)
+    if isinstance(state, dict):
+        return {k: structure(v) for k, v in state.items()}
+    if isinstance(state, (tuple, list)):
+        return tuple(structure(v) for v in state)
+    return type(state).__name__
+
+
+def zeros_like(state: Any) -> Any:
+    """The same state with every floating tensor replaced by zeros (NamedTuples keep their type)."""
+    if isinstance(state, Tensor):
+        return torch.zeros_like(state) if state.is_floating_point() else state
+    if isinstance(state, dict):
+        return {k: zeros_like(v) for k, v in state.items()}
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(zeros_like(v) for v in state))
+    if isinstance(state, (tuple, list)):
+        return type(state)(zeros_like(v) for v in state)
+    return state
+
+
+def shape_of(t: Any) -> str:
+    return f"[{', '.join(map(str, t.shape))}]" if isinstance(t, Tensor) else repr(t)
+
+
+def fixed_input(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Fixed random data from a private generator (the global seed stays the build's)."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(7), dtype=dtype)
+
+
+# -- contracts, one per interface ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Where:
+    """Who is checked, and under which check's name a contract failure is reported."""
+
+    label: str
+    check: str = "contract"
+
+
+def _expect(ok: bool, where: Where, message: str) -> None:
+    if not ok:
+        fail(where.label, where.check, message)
+
+
+def _expect_finite(state: Any, where: Where, what: str) -> None:
+    for t in leaves(state):
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            fail(where.label, where.check, f"{what} holds NaN or inf (a tensor of shape {shape_of(t)}).")
+
+
+def _expect_batch_first(state: Any, where: Where, what: str, dtype: torch.dtype) -> None:
+    for t in leaves(state):
+        _expect(t.dim() >= 1 and t.shape[0] == SIZES.B, where,
+                f"{what} has a tensor of shape {shape_of(t)} but states are batch-first: its first axis must be B={SIZES.B}.")
+        _expect(not t.is_floating_point() or t.dtype == dtype, where,
+                f"{what} has a {t.dtype} tensor but {dtype} was asked for; pass dtype= (and device=) to torch.zeros and friends.")
+
+
+def controller_contract(factory: Callable[[], nn.Module], where: Where) -> None:
+    B, T, I = SIZES.B, SIZES.T, SIZES.I
+    for dtype in (torch.float32, torch.float64):
+        torch.manual_seed(SEED)
+        controller = factory()
+        controller.bind(I)
+        controller.to(dtype)
+        H = controller.output_size
+        _expect(isinstance(H, int) and H >= 1, where, f"output_size must be a positive int, got {H!r}.")
+        state = controller.initial_state(B, CPU, dtype)
+        _expect_finite(state, where, "initial_state")
+        before = structure(state)
+        x = fixed_input(B, T, I, dtype=dtype)
+        for t in range(T):
+            h, state = controller(x[:, t], state)
+            _expect(isinstance(h, Tensor) and tuple(h.shape) == (B, H), where,
+                    f"forward(x [{B}, {I}]) gives h of shape {shape_of(h)} but [B, H] = [{B}, {H}] was expected.")
+            _expect(h.dtype == dtype, where, f"forward gives {h.dtype} outputs for {dtype} inputs and parameters.")
+            _expect(structure(state) == before, where,
+                    f"the state changes shape over a step: {before} becomes {structure(state)}.")
+        _expect_finite(h, where, "the output h")
+
+
+def memory_contract(factory: Callable[[], nn.Module], where: Where) -> None:
+    for dtype in (torch.float32, torch.float64):
+        torch.manual_seed(SEED)
+        memory = factory().to(dtype)
+        W = memory.word_size
+        _expect(isinstance(W, int) and W >= 1, where, f"word_size must be a positive int, got {W!r}.")
+        state = memory.initial_state(SIZES.B, CPU, dtype)
+        _expect(bool(leaves(state)), where, "initial_state holds no tensor; a memory's state is its contents.")
+        _expect_batch_first(state, where, "initial_state", dtype)
+        _expect_finite(state, where, "initial_state")
+        described = memory.describe(state)
+        _expect(isinstance(described, dict), where, f"describe(state) must return a dict of tensors, got {type(described).__name__}.")
+        _expect_batch_first(described, where, "describe(state)", dtype)
+
+
+def _matrix_state(memory: Memory, dtype: torch.dtype, zero: bool) -> Any:
+    """The memory's initial state, all-zero or with random contents in a field named ``memory`` (``[B, N, W]``)."""
+    state = memory.initial_state(SIZES.B, CPU, dtype)
+    if zero:
+        return zeros_like(state)
+    if isinstance(state, tuple) and "memory" in getattr(state, "_fields", ()):
+        return state._replace(memory=fixed_input(*state.memory.shape, dtype=dtype))
+    return state
+
+
+def _variants(zero: bool) -> tuple[tuple[torch.dtype, bool], ...]:
+    """(dtype, all-zero memory) pairs a direct contract runs: float32 and float64, or the all-zero case."""
+    return ((torch.float32, True),) if zero else ((torch.float32, False), (torch.float64, False))
+
+
+def addressing_contract(factory: Callable[[], nn.Module], where: Where, make_memory: Callable[[], Memory], zero: bool) -> None:
+    B, h, T = SIZES.B, SIZES.h, SIZES.T
+    for dtype, zero in _variants(zero):
+        torch.manual_seed(SEED)
+        addressing = factory().to(dtype)
+        memory = make_memory().to(dtype)
+        N = getattr(memory, "slots", None)
+        P = addressing.param_size(memory)
+        _expect(isinstance(P, int) and P >= 0, where, f"param_size(memory) must be a non-negative int, got {P!r}.")
+        memory_state = _matrix_state(memory, dtype, zero)
+        state = addressing.initial_state(B, h, memory, CPU, dtype)
+        _expect_batch_first(state, where, "initial_state", dtype)
+        before = structure(state)
+        for t in range(T):
+            params = torch.zeros(B, h, P, dtype=dtype) if zero else 2 * fixed_input(B, h, P, dtype=dtype)
+            weights, state = addressing(params, memory_state, state)
+            when = "on an all-zero memory with all-zero parameters" if zero else f"at step {t}"
+            expected = (B, h, N) if N is not None else (B, h, weights.shape[-1])
+            _expect(tuple(weights.shape) == expected, where,
+                    f"forward(params [{B}, {h}, {P}]) gives weights of shape {shape_of(weights)} but [B, h, N] = "
+                    f"[{', '.join(map(str, expected))}] was expected.")
+            _expect(bool(torch.isfinite(weights).all()), where, f"the weights hold NaN or inf {when}.")
+            _expect(bool((weights >= -1e-6).all()), where, f"the weights have negative entries {when}.")
+            sums = weights.sum(-1)
+            _expect(torch.allclose(sums, torch.ones_like(sums), atol=1e-4), where,
+                    f"the weights must sum to 1 over N but sum to {sums.flatten().tolist()} {when}.")
+            _expect(structure(state) == before, where, f"the state changes shape over a step: {before} becomes {structure(state)}.")
+
+
+def head_contract(factory: Callable[[], nn.Module], where: Where, make_memory: Callable[[], Memory], zero: bool) -> None:
+    B, T = SIZES.B, SIZES.T
+    for dtype, zero in _variants(zero):
+        torch.manual_seed(SEED)
+        head = factory().to(dtype)
+        memory = make_memory().to(dtype)
+        head.bind(memory)
+        count, P, R = head.count, head.param_size(memory), head.read_size(memory)
+        for name, value, low in (("count", count, 1), ("param_size(memory)", P, 0), ("read_size(memory)", R, 0)):
+            _expect(isinstance(value, int) and value >= low, where, f"{name} must be an int of at least {low}, got {value!r}.")
+        _expect(isinstance(head.stage, int), where, f"stage must be an int (0 writes, 1 reads), got {head.stage!r}.")
+        memory_state = _matrix_state(memory, dtype, zero)
+        state = head.initial_state(B, memory, CPU, dtype)
+        _expect_batch_first(state, where, "initial_state", dtype)
+        shapes = (structure(memory_state), structure(state))
+        for t in range(T):
+            params = torch.zeros(B, count, P, dtype=dtype) if zero else 2 * fixed_input(B, count, P, dtype=dtype)
+            out = head(params, memory, memory_state, state, record=True)
+            _expect(isinstance(out, HeadOutput), where, f"forward must return a HeadOutput, got {type(out).__name__}.")
+            if R == 0:
+                _expect(out.reads is None, where, f"read_size is 0 but forward returns reads of shape {shape_of(out.reads)}; return None.")
+            else:
+                _expect(isinstance(out.reads, Tensor) and tuple(out.reads.shape) == (B, count, R), where,
+                        f"forward gives reads of shape {shape_of(out.reads)} but [B, count, read_size] = [{B}, {count}, {R}] was expected.")
+                _expect(bool(torch.isfinite(out.reads).all()), where,
+                        "the reads hold NaN or inf" + (" on an all-zero memory" if zero else "") + ".")
+            memory_state, state = out.memory_state, out.state
+            _expect((structure(memory_state), structure(state)) == shapes, where,
+                    f"the memory or head state changes shape over a step: {shapes} becomes "
+                    f"{(structure(memory_state), structure(state))}.")
+            _expect_finite(memory_state, where, "the memory state after a step" + (" from an all-zero memory" if zero else ""))
+            _expect_batch_first(out.trace, where, "the trace", dtype)
+
+
+def model_contract(factory: Callable[[], nn.Module], where: Where, wrap: Callable[[nn.Module], nn.Module] = lambda m: m) -> None:
+    B, T, I, O = SIZES.B, SIZES.T, SIZES.I, SIZES.O
+    for dtype in (torch.float32, torch.float64):
+        torch.manual_seed(SEED)
+        model = wrap(factory())
+        model.bind(I, O)
+        model.to(dtype)
+        x = fixed_input(B, T, I, dtype=dtype)
+        out = model(x, record=True)
+        logits = out.logits
+        _expect(tuple(logits.shape) == (B, T, O), where,
+                f"forward(x [{B}, {T}, {I}]) gives logits of shape {shape_of(logits)} but [B, T, O] = [{B}, {T}, {O}] was expected.")
+        _expect(logits.dtype == dtype, where, f"forward gives {logits.dtype} logits for {dtype} inputs and parameters.")
+        _expect(bool(torch.isfinite(logits).all()), where, "the logits hold NaN or inf on random inputs.")
+        for key, value in (out.trace or {}).items():
+            _expect(isinstance(value, Tensor) and tuple(value.shape[:2]) == (B, T), where,
+                    f"trace['{key}'] has shape {shape_of(value)} but recorded tensors are [B, T, ...] = [{B}, {T}, ...].")
