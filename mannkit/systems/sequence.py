@@ -4,6 +4,15 @@ Batches are dicts with ``input [B, T, I]``, ``target [B, T, O]`` (0/1 bits), ``m
 and optionally ``reference_bits [B]`` (the cost of an optimal reference predictor).
 The training loss is the binary cross-entropy averaged over the scored bits; the
 logged cost is in bits per sequence, as in the NTM paper.
+
+Training may add, each logged as its own term (the terms sum to ``train/loss``):
+
+- ``train/loss_main``: the task's loss;
+- ``train/loss_sparsity``: ``sparsity_weight`` x the mean entropy of the heads' weightings;
+- ``train/loss_consistency``: ``consistency_weight`` x their mean L1 change between steps
+  (both from the model's trace, see :mod:`mannkit.systems.regularisers`);
+- ``train/loss_aux_<name>``: ``weight`` x the loss of each auxiliary batch a training batch
+  carries under ``"aux"`` (see :class:`~mannkit.tasks.MultiTask`).
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from mannkit.metrics import (
     bit_errors_per_sequence,
     bits_per_sequence,
 )
+from mannkit.systems.regularisers import access_consistency, access_sparsity, weighting_keys
 
 __all__ = ["SequenceSystem"]
 
@@ -77,6 +87,13 @@ class SequenceSystem(pl.LightningModule):
             ``class_path`` is a class name of ``torch.optim`` (``AdamW``) or a full dotted path.
         lr_scheduler: optional ``{class_path, init_args}`` of a ``torch.optim.lr_scheduler`` (a name there or a
             full dotted path), stepped per epoch.
+        sparsity_weight: weight of the memory-access sparsity penalty, the mean entropy (nats) of every
+            ``*_weights`` entry of the model's trace; 0 turns it off. Above 0 the model records its trace
+            in training (a compiled MemoryCell then runs its steps eagerly).
+        consistency_weight: weight of the temporal-consistency penalty, the mean L1 change of every head's
+            weighting between consecutive steps; 0 turns it off (records the trace like sparsity).
+
+    Dropout on the controller output belongs to the cell (``MemoryCell(dropout=...)``), where ``h_t`` is.
     """
 
     def __init__(
@@ -87,8 +104,13 @@ class SequenceSystem(pl.LightningModule):
         loss: str = "bce",
         optimizer: dict | None = None,
         lr_scheduler: dict | None = None,
+        sparsity_weight: float = 0.0,
+        consistency_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        for name, value in (("sparsity_weight", sparsity_weight), ("consistency_weight", consistency_weight)):
+            if not value >= 0.0:
+                raise ConfigError(f"model.{name} must be 0 or more, got {value!r}; use 0 to turn the penalty off.")
         if isinstance(core, Mapping):  # rebuilt from a checkpoint's hyper-parameters
             core = instantiate(core, "model.core")
         if not isinstance(core, SequenceModel):
@@ -105,6 +127,7 @@ class SequenceSystem(pl.LightningModule):
         self.core = core
         self.input_size, self.output_size = input_size, output_size
         self.optimizer_config, self.scheduler_config = optimizer, lr_scheduler
+        self.sparsity_weight, self.consistency_weight = float(sparsity_weight), float(consistency_weight)
         # plain data only, so checkpoints load with weights_only and rebuild the model anywhere
         self.save_hyperparameters(
             {
@@ -115,6 +138,8 @@ class SequenceSystem(pl.LightningModule):
                 "loss": loss,
                 "optimizer": optimizer,
                 "lr_scheduler": lr_scheduler,
+                "sparsity_weight": sparsity_weight,
+                "consistency_weight": consistency_weight,
             }
         )
         if input_size is not None or output_size is not None:
@@ -170,15 +195,38 @@ class SequenceSystem(pl.LightningModule):
         return (bce * mask).sum() / (mask.sum() * logits.shape[-1]).clamp_min(1)
 
     # -- steps --------------------------------------------------------------------------
-    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+    def training_terms(self, batch: Mapping[str, Any]) -> tuple[dict[str, Tensor], Tensor]:
+        """The weighted terms of the training loss (``main``, ``sparsity``, ``consistency``, ``aux_<name>``)
+        of one batch, and the main task's logits ``[B, T, O]``; the loss is the sum of the terms."""
         self._check_batch(batch)
-        logits = self(batch["input"]).logits
-        loss = self._loss(logits, batch)
+        penalised = self.sparsity_weight > 0 or self.consistency_weight > 0
+        out = self(batch["input"], record=penalised)
+        terms = {"main": self._loss(out.logits, batch)}
+        if penalised:
+            if not weighting_keys(out.trace):
+                raise ConfigError(
+                    f"model.sparsity_weight and model.consistency_weight need head weightings, but {type(self.core).__name__} "
+                    "records no '*_weights' entries in its trace; set both to 0 or use a model with memory heads."
+                )
+            if self.sparsity_weight > 0:
+                terms["sparsity"] = self.sparsity_weight * access_sparsity(out.trace)
+            if self.consistency_weight > 0:
+                terms["consistency"] = self.consistency_weight * access_consistency(out.trace)
+        for name, aux in (batch.get("aux") or {}).items():
+            self._check_batch(aux)
+            terms[f"aux_{name}"] = aux["weight"] * self._loss(self(aux["input"]).logits, aux)
+        return terms, out.logits
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        terms, logits = self.training_terms(batch)
+        loss = torch.stack(list(terms.values())).sum()
         if not torch.isfinite(loss):
             raise TrainingError(self._nan_message(loss))
         B = logits.shape[0]
         cost = bits_per_sequence(logits.detach(), batch["target"], batch["mask"]).mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=B)
+        for name, term in terms.items():
+            self.log(f"train/loss_{name}", term, batch_size=B)
         self.log("train/bits_per_seq", cost, prog_bar=True, batch_size=B)
         self.log("train/sequences", float((self.global_step + 1) * B * max(1, self.trainer.world_size)), batch_size=B)
         return loss

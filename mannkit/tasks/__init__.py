@@ -1,4 +1,4 @@
-"""Sequence tasks as ``LightningDataModule``s: the base class and the NTM paper's five algorithmic tasks."""
+"""Sequence tasks as ``LightningDataModule``s: the base class, the NTM paper's five algorithmic tasks, auxiliary objectives."""
 
 from mannkit.tasks.algorithmic import (
     AssociativeRecallTask,
@@ -9,6 +9,7 @@ from mannkit.tasks.algorithmic import (
     ngram_bayes_optimal_bits,
 )
 from mannkit.tasks.base import Batch, SequenceTask
+from mannkit.tasks.multitask import MultiTask
 
 __all__ = [
     "Batch",
@@ -18,5 +19,6 @@ __all__ = [
     "AssociativeRecallTask",
     "DynamicNGramsTask",
     "PrioritySortTask",
+    "MultiTask",
     "ngram_bayes_optimal_bits",
 ]

@@ -213,6 +213,16 @@ class SequenceTask(pl.LightningDataModule, ABC):
             self._val_set = self._fixed_set("val", self.val_batches, self.train_difficulty())
         return self._val_set
 
+    def refresh_val_set(self) -> None:
+        """Regenerate the validation batches at the current training difficulty (same seed, same count).
+
+        The list is refilled in place, so a dataloader a running trainer already holds yields the
+        new batches at the next validation (a curriculum calls this after raising the difficulty).
+        """
+        if self._val_set is None:
+            return
+        self._val_set[:] = self._fixed_set("val", self.val_batches, self.train_difficulty())
+
     @property
     def test_sets(self) -> list[list[Batch]]:
         """One fixed list of batches per entry of :meth:`test_difficulties` (generated once)."""
@@ -267,8 +277,11 @@ class SequenceTask(pl.LightningDataModule, ABC):
                 f"{type(self).__name__}.load_state_dict: unknown keys {unknown}; "
                 f"the checkpoint was saved by another task (expected keys {sorted(known)})."
             )
+        before = self.train_difficulty()
         for name, value in state_dict.items():
             setattr(self, name, value)
+        if self.train_difficulty() != before:
+            self.refresh_val_set()  # validation follows the restored difficulty (a resumed curriculum)
 
 
 def _first(items: list[Batch]) -> Batch:
