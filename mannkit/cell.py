@@ -30,6 +30,11 @@ from mannkit.core.shapes import check_shape
 
 __all__ = ["MemoryCell", "CellState"]
 
+#: Inductor settings for the compiled step: its generated code re-checks the size, stride and
+#: alignment of every buffer on each call, about a tenth of a small step's time; these checks
+#: only guard the compiler's own bookkeeping.
+_COMPILE_OPTIONS = {"size_asserts": False, "alignment_asserts": False, "scalar_asserts": False}
+
 
 class CellState(NamedTuple):
     controller: State
@@ -48,8 +53,11 @@ class MemoryCell(RecurrentCell):
         heads: head banks (e.g. one WriteHead and one ReadHead, each with its ``count``).
         clip: clip every raw head parameter to ``[-clip, clip]`` (Collier & Beel 2018 clip the
             controller's outputs to +-20); ``null`` for no clipping.
-        compile: run each step under ``torch.compile`` (a cold compile takes tens of seconds;
-            a new batch size recompiles).
+        compile: run each step under ``torch.compile`` (a cold compile takes tens of seconds to a few
+            minutes on CPU). Two graphs are compiled, one for the first step (fresh state) and one for
+            the rest; a new batch size, dtype or grad mode compiles again.
+        dropout: dropout probability on the controller output ``h_t`` before the head projection and
+            the output layer, in training only (a regulariser); 0 for none.
     """
 
     def __init__(
@@ -59,6 +67,7 @@ class MemoryCell(RecurrentCell):
         heads: list[Head],
         clip: float | None = None,
         compile: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if not heads:
@@ -68,6 +77,9 @@ class MemoryCell(RecurrentCell):
                 raise ConfigError(f"MemoryCell: heads[{i}] is a {type(head).__name__}, not a Head; give a head class_path.")
         if clip is not None and clip <= 0:
             raise ConfigError(f"MemoryCell: clip must be positive or null, got {clip!r}; use e.g. 20 or null.")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"MemoryCell: dropout must be in [0, 1), got {dropout!r}; use e.g. 0.1, or 0 for none.")
+        self.dropout = dropout
         self.controller, self.memory = controller, memory
         self.heads = nn.ModuleList(heads)
         self.clip, self.compile = clip, compile
@@ -96,11 +108,7 @@ class MemoryCell(RecurrentCell):
         H = self.controller.output_size
         self.project = nn.Linear(H, sum(h.count * p for h, p in zip(self.heads, self._param_sizes)))
         self.output = nn.Linear(H + self.read_width, output_size)
-        offsets, start = [], 0
-        for h, p in zip(self.heads, self._param_sizes):
-            offsets.append((start, start + h.count * p))
-            start += h.count * p
-        self._offsets = offsets
+        self._bank_widths = [h.count * p for h, p in zip(self.heads, self._param_sizes)]  # split of the projection
 
     def _require_bound(self) -> None:
         if self.project is None:
@@ -123,7 +131,7 @@ class MemoryCell(RecurrentCell):
         if self.compile and not record:
             fn = self.__dict__.get("_compiled_step")
             if fn is None:
-                fn = torch.compile(self._step, dynamic=False)
+                fn = torch.compile(self._step, dynamic=False, options=_COMPILE_OPTIONS)
                 self.__dict__["_compiled_step"] = fn
             return fn(x, state, False)
         return self._step(x, state, record)
@@ -131,24 +139,32 @@ class MemoryCell(RecurrentCell):
     def _step(self, x: Tensor, state: CellState, record: bool) -> tuple[Tensor, CellState, dict[str, Tensor]]:
         B = x.shape[0]
         h, controller_state = self.controller(torch.cat([x, state.reads], dim=-1), state.controller)
+        if self.dropout:
+            h = nn.functional.dropout(h, self.dropout, self.training)  # h_t [B, H], training only
         params = self.project(h)  # [B, sum_banks count * P]
         if self.clip is not None:
             params = params.clamp(-self.clip, self.clip)
+        banks = params.split(self._bank_widths, dim=-1)  # one view per bank, [B, count * P] each
         memory_state = state.memory
         head_states: list[Any] = list(state.heads)
         reads: list[Tensor | None] = [None] * len(self.heads)
         trace: dict[str, list[Tensor]] = {}
         for i in self._order:
             head = self.heads[i]
-            start, stop = self._offsets[i]
-            bank = params[:, start:stop].view(B, head.count, self._param_sizes[i])  # [B, count, P]
+            bank = banks[i].view(B, head.count, self._param_sizes[i])  # [B, count * P] -> [B, count, P]
             out = head(bank, self.memory, memory_state, head_states[i], record)
             memory_state, head_states[i] = out.memory_state, out.state
             if out.reads is not None:
                 reads[i] = out.reads.reshape(B, -1)  # [B, count, W] -> [B, count * W]
             for key, value in out.trace.items():
                 trace.setdefault(key, []).append(value)
-        read_vector = torch.cat([r for r in reads if r is not None], dim=-1) if self.read_width else x.new_zeros(B, 0)
+        read_list = [r for r in reads if r is not None]
+        if len(read_list) == 1:
+            read_vector = read_list[0]  # no copy for a single read bank
+        elif read_list:
+            read_vector = torch.cat(read_list, dim=-1)  # [B, R * W], banks in the order of ``heads``
+        else:
+            read_vector = x.new_zeros(B, 0)
         y = self.output(torch.cat([h, read_vector], dim=-1))
         merged: dict[str, Tensor] = {}
         if record:

@@ -1,5 +1,6 @@
 """MemoryCell: assembly derives sizes, order of heads, state is data, float64 gradcheck."""
 
+import os
 import pickle
 
 import pytest
@@ -144,3 +145,69 @@ def test_pickles_for_ddp_spawn():
     expected = cell(x).logits
     torch.manual_seed(3)  # the random memory init draws the same noise
     torch.testing.assert_close(twin(x).logits, expected)
+
+
+# -- torch.compile -----------------------------------------------------------------------
+# ``compile=True`` wraps ``_step`` in ``torch.compile``. The fast test traces the same step with
+# the ``aot_eager`` backend (Dynamo capture and AOTAutograd, including the hand-written backwards,
+# without code generation: a few seconds); the inductor test is the real thing, whose cold compile
+# takes about 45 s of one CPU thread, so it only runs when MANNKIT_TEST_COMPILE=1.
+
+
+def _ntm_cell(compile_step: bool, backend: str | None = None) -> MemoryCell:
+    from mannkit_ntm import NTMAddressing
+
+    torch.manual_seed(7)
+    cell = MemoryCell(
+        LSTMController(6),
+        MatrixMemory(N, W, init="learned"),
+        [WriteHead(NTMAddressing(shift_range=1)), ReadHead(NTMAddressing(shift_range=1), count=2)],
+        clip=20.0,
+        compile=compile_step,
+    )
+    cell.bind(I, O)
+    if backend is not None:  # the same step function, another backend
+        cell.__dict__["_compiled_step"] = torch.compile(cell._step, backend=backend, dynamic=False)
+    return cell
+
+
+def _check_compiled_against_eager(compiled: MemoryCell) -> None:
+    """Logits and gradients equal eager's; two graphs (first step, later steps), no break, no recompile."""
+    from torch._dynamo.utils import counters
+
+    eager = _ntm_cell(False)
+    x = torch.randn(B, T, I, generator=torch.Generator().manual_seed(3))
+    graphs_before = counters["stats"]["unique_graphs"]
+    breaks_before = sum(counters["graph_break"].values())
+    for attempt in range(2):  # the second pass must reuse the graphs of the first
+        expected, got = eager(x).logits, compiled(x).logits
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+        loss_weights = torch.randn(B, T, O, generator=torch.Generator().manual_seed(attempt))
+        eager.zero_grad()
+        compiled.zero_grad()
+        (expected * loss_weights).sum().backward()
+        (got * loss_weights).sum().backward()
+        for (name, p_eager), (_, p_compiled) in zip(eager.named_parameters(), compiled.named_parameters()):
+            torch.testing.assert_close(p_compiled.grad, p_eager.grad, rtol=1e-4, atol=1e-6, msg=name)
+        if attempt == 0:
+            graphs_after_first = counters["stats"]["unique_graphs"]
+    assert graphs_after_first - graphs_before == 2  # the first step (fresh state) and every later step
+    assert counters["stats"]["unique_graphs"] == graphs_after_first
+    assert sum(counters["graph_break"].values()) == breaks_before, dict(counters["graph_break"])
+
+
+# torch's own warnings while compiling (inductor importing torch.jit, Dynamo inspecting tensors and Functions)
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch")
+@pytest.mark.filterwarnings("ignore::UserWarning:torch")
+def test_traced_step_matches_eager_and_does_not_recompile():
+    _check_compiled_against_eager(_ntm_cell(True, backend="aot_eager"))
+
+
+@pytest.mark.skipif(
+    os.environ.get("MANNKIT_TEST_COMPILE") != "1",
+    reason="the cold inductor compile takes about 45 s of one CPU thread; set MANNKIT_TEST_COMPILE=1 to run it",
+)
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch")
+@pytest.mark.filterwarnings("ignore::UserWarning:torch")
+def test_compiled_step_matches_eager_and_does_not_recompile():
+    _check_compiled_against_eager(_ntm_cell(True))

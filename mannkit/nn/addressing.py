@@ -8,11 +8,80 @@ from torch import Tensor
 
 from mannkit.core.interfaces import Addressing, Memory
 from mannkit.core.registry import register
+from mannkit.nn.memory import outer_sum
 
-__all__ = ["ContentAddressing", "cosine_similarity", "content_weights", "EPS"]
+__all__ = [
+    "ContentAddressing",
+    "cosine_similarity",
+    "cosine_similarity_parts",
+    "cosine_similarity_vjp",
+    "content_weights",
+    "EPS",
+]
 
 #: Added under square roots and to denominators so all-zero memories and keys give no NaN.
 EPS = 1e-6
+
+
+def cosine_similarity_parts(keys: Tensor, memory: Tensor, eps: float = EPS) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The cosine similarity and the pieces :func:`cosine_similarity_vjp` needs.
+
+    Args:
+        keys: k, ``[B, h, W]``.
+        memory: M, ``[B, N, W]``.
+
+    Returns:
+        ``K [B, h, N]``; ``|k|^2 + eps [B, h, 1]``; ``|M[n]|^2 + eps [B, 1, N]``; and
+        ``1 / (|k| |M[n]|) [B, h, N]`` (each norm with ``eps`` under its root).
+    """
+    dots = torch.bmm(keys, memory.mT)  # k . M[n]: [B, h, W] @ [B, W, N] -> [B, h, N]
+    key_sq = (keys * keys).sum(-1, keepdim=True) + eps  # |k|^2 + eps, [B, h, 1]
+    mem_sq = torch.linalg.vecdot(memory, memory).unsqueeze(1) + eps  # |M[n]|^2 + eps, [B, N] -> [B, 1, N]
+    scale = torch.rsqrt(key_sq) * torch.rsqrt(mem_sq)  # 1 / (|k| |M[n]|), [B, h, N]
+    return dots * scale, key_sq, mem_sq, scale
+
+
+def cosine_similarity_vjp(
+    grad: Tensor, keys: Tensor, memory: Tensor, sims: Tensor, key_sq: Tensor, mem_sq: Tensor, scale: Tensor,
+    need_keys: bool = True, need_memory: bool = True,
+) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients of :func:`cosine_similarity` for ``grad = dL/dK [B, h, N]``, given its parts.
+
+    With ``K = k . M[n] / (|k| |M[n]|)`` and ``G = grad / (|k| |M[n]|)``:
+    ``dk = G M - k sum_n(grad K) / |k|^2`` and ``dM = G^T k - M sum_h(grad K) / |M[n]|^2``.
+
+    Returns:
+        ``dk [B, h, W]`` and ``dM [B, N, W]`` (None where not needed).
+    """
+    scaled = grad * scale  # G = d(dots), [B, h, N]
+    weighted = grad * sims  # grad K, [B, h, N]
+    d_keys = d_memory = None
+    if need_keys:  # G M - k c with c = sum_n(grad K) / |k|^2
+        d_keys = torch.baddbmm(keys * (weighted.sum(-1, keepdim=True) / key_sq), scaled, memory, beta=-1)
+    if need_memory:  # G^T k - M c with c = sum_h(grad K) / |M[n]|^2, [B, N, 1]
+        mem_coef = (weighted / mem_sq).mT if weighted.shape[1] == 1 else (weighted / mem_sq).sum(1).unsqueeze(-1)
+        d_memory = torch.addcmul(outer_sum(scaled, keys), memory, mem_coef, value=-1)
+    return d_keys, d_memory
+
+
+class _CosineSimilarity(torch.autograd.Function):
+    """:func:`cosine_similarity` with a hand-written backward (no k=1 ``bmm``, few ``[B, N, W]`` passes)."""
+
+    @staticmethod
+    def forward(ctx, keys: Tensor, memory: Tensor, eps: float) -> Tensor:  # noqa: ANN001
+        sims, key_sq, mem_sq, scale = cosine_similarity_parts(keys, memory, eps)
+        ctx.eps = eps
+        ctx.save_for_backward(keys, memory, sims, key_sq, mem_sq, scale)
+        return sims
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: ANN205, ANN001
+        need_keys, need_memory, eps = *ctx.needs_input_grad[:2], ctx.eps
+        keys, memory, *parts = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: rebuild the parts as functions of the inputs
+            parts = cosine_similarity_parts(keys, memory, eps)
+        d_keys, d_memory = cosine_similarity_vjp(grad, keys, memory, *parts, need_keys=need_keys, need_memory=need_memory)
+        return d_keys, d_memory, None
 
 
 def cosine_similarity(keys: Tensor, memory: Tensor, eps: float = EPS) -> Tensor:
@@ -25,10 +94,7 @@ def cosine_similarity(keys: Tensor, memory: Tensor, eps: float = EPS) -> Tensor:
     Returns:
         ``[B, h, N]`` in [-1, 1] (0 where a key or a row is all zero).
     """
-    dots = torch.bmm(keys, memory.transpose(1, 2))  # [B, h, W] @ [B, W, N] -> [B, h, N]
-    key_norm = torch.sqrt((keys * keys).sum(-1) + eps)  # [B, h]
-    mem_norm = torch.sqrt((memory * memory).sum(-1) + eps)  # [B, N]
-    return dots / (key_norm.unsqueeze(-1) * mem_norm.unsqueeze(-2))
+    return _CosineSimilarity.apply(keys, memory, eps)
 
 
 def content_weights(keys: Tensor, strengths: Tensor, memory: Tensor) -> Tensor:

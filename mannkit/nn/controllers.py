@@ -61,11 +61,15 @@ class LSTMController(Controller):
 
     def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> LSTMState:
         if self.h0 is not None:
-            return LSTMState(self.h0.expand(-1, batch_size, -1), self.c0.expand(-1, batch_size, -1))
+            h0, c0 = (p.to(device=device, dtype=dtype) for p in (self.h0, self.c0))
+            return LSTMState(h0.expand(-1, batch_size, -1), c0.expand(-1, batch_size, -1))
         zeros = torch.zeros(self.layers, batch_size, self.hidden_size, device=device, dtype=dtype)
         return LSTMState(zeros, zeros)
 
     def forward(self, x: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
+        if len(self.cells) == 1:  # one layer: no stacking copy, [B, H] -> [1, B, H] views
+            h, c = self.cells[0](x, (state.h[0], state.c[0]))
+            return h, LSTMState(h.unsqueeze(0), c.unsqueeze(0))
         hs, cs = [], []
         for layer, cell in enumerate(self.cells):  # layers, not batch or heads
             x, c = cell(x, (state.h[layer], state.c[layer]))
@@ -103,6 +107,9 @@ class GRUController(Controller):
         return torch.zeros(self.layers, batch_size, self.hidden_size, device=device, dtype=dtype)  # [L, B, H]
 
     def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        if len(self.cells) == 1:  # one layer: [B, H] -> [1, B, H] view instead of a stacking copy
+            x = self.cells[0](x, state[0])
+            return x, x.unsqueeze(0)
         hs = []
         for layer, cell in enumerate(self.cells):
             x = cell(x, state[layer])

@@ -97,7 +97,7 @@ class WriteHead(_AddressedHead):
     def forward(self, params: Tensor, memory: Memory, memory_state: State, state: State, record: bool = False) -> HeadOutput:
         """``params [B, h, P + 2W]`` -> the written memory state."""
         W = memory.word_size
-        address, erase, add = params[..., : -2 * W], params[..., -2 * W : -W], params[..., -W:]
+        address, erase, add = params.split([params.shape[-1] - 2 * W, W, W], dim=-1)  # [B, h, P], [B, h, W], [B, h, W]
         weights, state = self.addressing(address, memory_state, state)
         memory_state = memory.write(weights, torch.sigmoid(erase), add, memory_state)
         return HeadOutput(None, memory_state, state, {"write_weights": weights} if record else {})

@@ -16,11 +16,76 @@ from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import Memory
 from mannkit.core.registry import register
 
-__all__ = ["MatrixMemory", "MatrixState", "read", "erase_add"]
+__all__ = ["MatrixMemory", "MatrixState", "read", "erase_add", "outer_sum"]
 
 
 class MatrixState(NamedTuple):
     memory: Tensor  # M, [B, N, W]
+
+
+def outer_sum(weights: Tensor, vectors: Tensor) -> Tensor:
+    """``sum_h w_h v_h^T``, the rank-h update of a memory.
+
+    A broadcast product for one head (a ``bmm`` with an inner size of 1 is several times
+    slower on CPU), ``bmm`` otherwise.
+
+    Args:
+        weights: w, ``[B, h, N]``.
+        vectors: v, ``[B, h, W]``.
+
+    Returns:
+        ``[B, N, W]``.
+    """
+    if weights.shape[1] == 1:
+        return weights.transpose(1, 2) * vectors  # [B, N, 1] * [B, 1, W] -> [B, N, W]
+    return torch.bmm(weights.transpose(1, 2), vectors)  # [B, N, h] @ [B, h, W] -> [B, N, W]
+
+
+class _Read(torch.autograd.Function):
+    """``r = w M`` with a backward that forms ``dM = w^T dr`` without a k=1 ``bmm``."""
+
+    @staticmethod
+    def forward(ctx, weights: Tensor, memory: Tensor) -> Tensor:  # noqa: ANN001
+        ctx.save_for_backward(weights, memory)
+        return torch.bmm(weights, memory)  # [B, h, N] @ [B, N, W] -> [B, h, W]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # noqa: ANN001
+        weights, memory = ctx.saved_tensors
+        d_weights = torch.bmm(grad, memory.transpose(1, 2)) if ctx.needs_input_grad[0] else None  # [B, h, N]
+        d_memory = outer_sum(weights, grad) if ctx.needs_input_grad[1] else None  # w^T dr: [B, N, W]
+        return d_weights, d_memory
+
+
+class _EraseAddOneHead(torch.autograd.Function):
+    """The single-head write ``M' = M + w^T (a - e * M)`` (= ``M (1 - w e^T) + w a^T``) in two passes over M.
+
+    Backward, with ``G = dL/dM'``: ``dM = G (1 - w e^T)``, ``dw[n] = G[n] . a - (G * M)[n] . e``,
+    ``da = w G``, ``de = -w (G * M)``; nothing of size ``[B, N, W]`` is saved but the input M.
+    """
+
+    @staticmethod
+    def forward(ctx, memory: Tensor, weights: Tensor, erase: Tensor, add: Tensor) -> Tensor:  # noqa: ANN001
+        ctx.save_for_backward(memory, weights, erase, add)
+        delta = torch.addcmul(add, erase, memory, value=-1)  # D = a - e * M: [B, 1, W] and [B, N, W] -> [B, N, W]
+        return torch.addcmul(memory, weights.mT, delta)  # M + w^T D: [B, N, 1] * [B, N, W]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: ANN205, ANN001
+        memory, weights, erase, add = ctx.saved_tensors
+        need_m, need_w, need_e, need_a = ctx.needs_input_grad
+        w_col = weights.mT  # [B, 1, N] -> [B, N, 1]
+        d_memory = d_weights = d_erase = d_add = None
+        if need_m:
+            d_memory = torch.addcmul(grad, w_col, grad * erase, value=-1)  # G - w^T (e * G) = G (1 - w e^T)
+        grad_memory = grad * memory if (need_w or need_e) else None  # G * M, [B, N, W]
+        if need_w:  # dw[n] = G[n] . a - (G * M)[n] . e, as two [B, 1, W] @ [B, W, N] products
+            d_weights = torch.baddbmm(torch.bmm(add, grad.transpose(1, 2)), erase, grad_memory.transpose(1, 2), alpha=-1)
+        if need_e:
+            d_erase = -torch.bmm(weights, grad_memory)  # -w (G * M): [B, 1, N] @ [B, N, W] -> [B, 1, W]
+        if need_a:
+            d_add = torch.bmm(weights, grad)  # w G: [B, 1, W]
+        return d_memory, d_weights, d_erase, d_add
 
 
 def read(weights: Tensor, memory: Tensor) -> Tensor:
@@ -33,7 +98,7 @@ def read(weights: Tensor, memory: Tensor) -> Tensor:
     Returns:
         ``[B, h, W]``.
     """
-    return torch.bmm(weights, memory)
+    return _Read.apply(weights, memory)
 
 
 def erase_add(memory: Tensor, weights: Tensor, erase: Tensor, add: Tensor) -> Tensor:
@@ -48,9 +113,8 @@ def erase_add(memory: Tensor, weights: Tensor, erase: Tensor, add: Tensor) -> Te
     Returns:
         The new memory ``[B, N, W]``.
     """
-    if weights.shape[1] == 1:  # the common single-write-head case, without the product
-        keep = 1 - weights.transpose(1, 2) * erase  # [B, N, 1] * [B, 1, W] -> [B, N, W]
-        return memory * keep + weights.transpose(1, 2) * add
+    if weights.shape[1] == 1:  # the common single-write-head case: M + w^T (a - e * M), hand-written backward
+        return _EraseAddOneHead.apply(memory, weights, erase, add)
     keep = (1 - weights.unsqueeze(-1) * erase.unsqueeze(-2)).prod(dim=1)  # [B, h, N, W] -> [B, N, W]
     return memory * keep + torch.bmm(weights.transpose(1, 2), add)  # sum_h w_h a_h^T: [B, N, h] @ [B, h, W]
 

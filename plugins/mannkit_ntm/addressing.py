@@ -23,7 +23,7 @@ from mannkit.core.errors import ConfigError, ShapeError
 from mannkit.core.interfaces import Addressing, Memory
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
-from mannkit.nn.addressing import content_weights
+from mannkit.nn.addressing import EPS, content_weights, cosine_similarity_parts, cosine_similarity_vjp
 
 __all__ = ["NTMAddressing", "interpolate", "circular_shift", "sharpen", "shift_index"]
 
@@ -69,6 +69,34 @@ def shift_index(slots: int, shifts: int, device: torch.device | None = None) -> 
     return (slot.unsqueeze(0) - offsets.unsqueeze(1)) % slots  # [1, N] - [S, 1] -> [S, N]
 
 
+_INDEX_CACHE: dict[tuple[int, int, torch.device], tuple[Tensor, Tensor]] = {}
+
+
+def _shift_indices(slots: int, shifts: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """:func:`shift_index` and its transpose (the rows in reverse order), ``[S, N]`` each.
+
+    Built once per (N, S, device) in eager mode; under ``torch.compile`` they are constants.
+    """
+    if torch.compiler.is_compiling():
+        index = shift_index(slots, shifts, device)
+        return index, index.flip(0)
+    key = (slots, shifts, device)
+    pair = _INDEX_CACHE.get(key)
+    if pair is None:
+        index = shift_index(slots, shifts, device)
+        pair = _INDEX_CACHE[key] = (index, index.flip(0))
+    return pair
+
+
+def _gather_shift(weights: Tensor, shift: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    """``w~(i) = sum_o s(o) w(index[o, i])`` -> ``(w~ [B, h, N], moved [B, h, S, N])``."""
+    B, h, N = weights.shape
+    S = index.shape[0]
+    moved = weights[..., index]  # w(i - d mod N) for each offset d: [B, h, N] -> [B, h, S, N]
+    out = torch.bmm(shift.reshape(B * h, 1, S), moved.view(B * h, S, N))  # [B*h, 1, S] @ [B*h, S, N]
+    return out.view(B, h, N), moved
+
+
 def circular_shift(weights: Tensor, shift: Tensor) -> Tensor:
     """Convolutional shift (NTM eq. 8): ``w~(i) = sum_j w(j) s(i - j mod N)``.
 
@@ -92,9 +120,9 @@ def circular_shift(weights: Tensor, shift: Tensor) -> Tensor:
         raise ShapeError(
             f"shift has shape {list(shift.shape)} but its last axis must be odd (S = 2k + 1 offsets from -k to k)."
         )
-    index = shift_index(weights.shape[-1], S, weights.device)  # [S, N]
+    index, _ = _shift_indices(weights.shape[-1], S, weights.device)  # [S, N]
     moved = weights[..., index]  # w(i - d mod N) for each offset d: [B, h, N] -> [B, h, S, N]
-    return torch.einsum("bhsn,bhs->bhn", moved, shift)  # w~(i) = sum_d s(d) w(i - d)
+    return (shift.unsqueeze(-2) @ moved).squeeze(-2)  # w~(i) = sum_d s(d) w(i - d): [B, h, 1, S] @ [B, h, S, N]
 
 
 def sharpen(weights: Tensor, gamma: Tensor) -> Tensor:
@@ -116,6 +144,96 @@ def sharpen(weights: Tensor, gamma: Tensor) -> Tensor:
     """
     log_w = torch.log(weights.clamp_min(torch.finfo(weights.dtype).tiny))  # log w~, finite at zero
     return torch.softmax(gamma.unsqueeze(-1) * log_w, dim=-1)  # w~^gamma / sum_j w~(j)^gamma
+
+
+_aten = torch.ops.aten
+
+
+def _address_parts(params: Tensor, memory: Tensor, previous: Tensor, shifts: int) -> tuple[Tensor, ...]:
+    """NTM eq. 5-9 from raw parameters, returning every intermediate the backward needs (weights last)."""
+    N, W = memory.shape[-2:]
+    keys, raw_beta, raw_gate, raw_shift, raw_gamma = params.split([W, 1, 1, shifts, 1], dim=-1)  # k | beta | g | s | gamma
+    beta = F.softplus(raw_beta)  # key strength >= 0, [B, h, 1]
+    gate = torch.sigmoid(raw_gate)  # g in [0, 1], [B, h, 1]
+    shift = torch.softmax(raw_shift, dim=-1)  # s over the S offsets, [B, h, S]
+    gamma = F.softplus(raw_gamma) + 1  # gamma >= 1, [B, h, 1]
+
+    sims, key_sq, mem_sq, scale = cosine_similarity_parts(keys, memory, EPS)  # K(k, M[n]), [B, h, N]
+    content = torch.softmax(beta * sims, dim=-1)  # w_c, eq. 5
+    gated = torch.lerp(previous, content, gate)  # w_g = w_{t-1} + g (w_c - w_{t-1}), eq. 7
+    index, _ = _shift_indices(N, shifts, memory.device)
+    shifted, moved = _gather_shift(gated, shift, index)  # w~, eq. 8
+    clamped = shifted.clamp_min(torch.finfo(shifted.dtype).tiny)  # w~ >= tiny so that its log is finite
+    log_w = clamped.log()
+    weights = torch.softmax(gamma * log_w, dim=-1)  # w_t = w~^gamma / sum_j w~(j)^gamma, eq. 9
+    return sims, key_sq, mem_sq, scale, beta, gate, shift, gamma, content, moved, shifted, clamped, log_w, weights
+
+
+class _NTMAddressingFunction(torch.autograd.Function):
+    """NTM eq. 5-9 from raw parameters in one autograd node, with a hand-written backward.
+
+    Forward (:func:`_address_parts`) is :func:`content_weights` -> :func:`interpolate` (as one
+    ``lerp``) -> :func:`circular_shift` -> :func:`sharpen` after the activations; backward runs
+    the chain rule through the same steps in reverse on the forward's intermediates (rebuilt
+    from the inputs when a double backward needs them differentiable). At these sizes the cost
+    is the number of tensor calls, so each step is written with few.
+    Inputs: ``params [B, h, W + S + 3]`` (raw), ``memory [B, N, W]``, ``previous [B, h, N]``.
+    """
+
+    @staticmethod
+    def forward(ctx, params: Tensor, memory: Tensor, previous: Tensor, shifts: int) -> Tensor:  # noqa: ANN001
+        parts = _address_parts(params, memory, previous, shifts)
+        ctx.shifts = shifts
+        ctx.save_for_backward(params, memory, previous, *parts)
+        return parts[-1]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: ANN205, ANN001
+        params, memory, previous, *parts = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: rebuild the intermediates as functions of the inputs
+            parts = _address_parts(params, memory, previous, ctx.shifts)
+        sims, key_sq, mem_sq, scale, beta, gate, shift, gamma, content, moved, shifted, clamped, log_w, weights = parts
+        need_params, need_memory, need_previous, _ = ctx.needs_input_grad
+        B, h, N = weights.shape
+        S, W = shift.shape[-1], memory.shape[-1]
+        keys, raw_beta, _, _, raw_gamma = params.split([W, 1, 1, S, 1], dim=-1)
+
+        # eq. 9: w = softmax(gamma log max(w~, tiny))
+        d_logits = _aten._softmax_backward_data(grad, weights, -1, weights.dtype)  # [B, h, N]
+        d_gamma = (d_logits * log_w).sum(-1, keepdim=True)  # [B, h, 1]
+        d_shifted = torch.where(shifted == clamped, d_logits * gamma / clamped, 0.0)  # no gradient where clamped
+
+        # eq. 8: d s(o) = sum_i dw~(i) w_g(index[o, i]); dw_g gathers dw~ with the transposed index
+        d_shift = torch.bmm(d_shifted.view(B * h, 1, N), moved.view(B * h, S, N).mT).view(B, h, S)
+        _, index_t = _shift_indices(N, S, memory.device)
+        d_gated, _ = _gather_shift(d_shifted, shift, index_t)  # [B, h, N]
+
+        # eq. 7: w_g = w_{t-1} + g (w_c - w_{t-1})
+        d_gate = ((content - previous) * d_gated).sum(-1, keepdim=True)  # [B, h, 1]
+        d_content = gate * d_gated
+        d_previous = d_gated - d_content if need_previous else None  # (1 - g) dw_g
+
+        # eq. 5: w_c = softmax(beta K)
+        d_scores = _aten._softmax_backward_data(d_content, content, -1, content.dtype)
+        d_keys, d_memory = cosine_similarity_vjp(
+            d_scores * beta, keys, memory, sims, key_sq, mem_sq, scale,
+            need_keys=need_params, need_memory=need_memory,
+        )  # fmt: skip
+
+        d_params = None
+        if need_params:  # through the activations, back into the raw layout k | beta | g | s | gamma
+            d_beta = (d_scores * sims).sum(-1, keepdim=True)  # [B, h, 1]
+            d_params = torch.cat(
+                [
+                    d_keys,
+                    _aten.softplus_backward(d_beta, raw_beta, 1.0, 20.0),
+                    _aten.sigmoid_backward(d_gate, gate),
+                    _aten._softmax_backward_data(d_shift, shift, -1, shift.dtype),
+                    _aten.softplus_backward(d_gamma, raw_gamma, 1.0, 20.0),
+                ],
+                dim=-1,
+            )
+        return d_params, d_memory, d_previous, None
 
 
 @register
@@ -191,14 +309,5 @@ class NTMAddressing(Addressing):
         self._check_slots(N)
         check_shape(params, (B, "h", W + S + 3), "NTMAddressing params", "each head needs W + 2 * shift_range + 4 numbers")
         check_shape(state, (B, params.shape[1], N), "NTMAddressing state", "it is the previous weighting [B, h, N]")
-        keys = params[..., :W]  # k, [B, h, W]
-        beta = F.softplus(params[..., W])  # key strength, [B, h]
-        gate = torch.sigmoid(params[..., W + 1])  # g, [B, h]
-        shift = torch.softmax(params[..., W + 2 : W + 2 + S], dim=-1)  # s, [B, h, S]
-        gamma = 1 + F.softplus(params[..., -1])  # gamma >= 1, [B, h]
-
-        content = content_weights(keys, beta, memory)  # w_c, eq. 5
-        gated = interpolate(content, state, gate)  # w_g, eq. 7
-        shifted = circular_shift(gated, shift)  # w~, eq. 8
-        weights = sharpen(shifted, gamma)  # w_t, eq. 9
+        weights = _NTMAddressingFunction.apply(params, memory, state, S)  # eq. 5-9, see the function's docstring
         return weights, weights

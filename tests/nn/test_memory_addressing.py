@@ -7,11 +7,11 @@ import math
 
 import pytest
 import torch
-from torch.autograd import gradcheck
+from torch.autograd import gradcheck, gradgradcheck
 
 from mannkit.core.errors import ConfigError
-from mannkit.nn.addressing import ContentAddressing, content_weights, cosine_similarity
-from mannkit.nn.memory import MatrixMemory, MatrixState, erase_add, read
+from mannkit.nn.addressing import EPS, ContentAddressing, content_weights, cosine_similarity, cosine_similarity_parts
+from mannkit.nn.memory import MatrixMemory, MatrixState, erase_add, outer_sum, read
 
 B, H, N, W = 3, 2, 7, 5
 F64 = torch.float64
@@ -230,3 +230,73 @@ def test_read_and_write_methods_use_the_state():
 def test_matrix_memory_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         MatrixMemory(**kwargs)
+
+
+# -- hand-written backwards (autograd.Functions behind read, erase_add, cosine_similarity) --
+# Both the single-head paths (broadcast products) and the multi-head paths (bmm), first and
+# second order, and with only some inputs requiring a gradient (the skipped branches).
+
+
+@pytest.mark.parametrize("heads", [1, 3])
+def test_outer_sum_is_the_sum_of_outer_products(heads):
+    weights, vectors = _weighting(B, heads, N, seed=1, grad=False), _randn(B, heads, W, seed=2, grad=False)
+    expected = torch.einsum("bhn,bhw->bnw", weights, vectors)
+    torch.testing.assert_close(outer_sum(weights, vectors), expected)
+
+
+@pytest.mark.parametrize("heads", [1, 3])
+def test_read_gradgradcheck(heads):
+    args = (_weighting(B, heads, N, seed=1), _randn(B, N, W, seed=2))
+    assert gradcheck(read, args)
+    assert gradgradcheck(read, args)
+
+
+@pytest.mark.parametrize("heads", [1, 3])
+def test_erase_add_gradgradcheck(heads):
+    erase = torch.rand(B, heads, W, generator=_gen(3), dtype=F64).requires_grad_()
+    args = (_randn(B, N, W, seed=1), _weighting(B, heads, N, seed=2), erase, _randn(B, heads, W, seed=4))
+    assert gradgradcheck(erase_add, args)
+
+
+@pytest.mark.parametrize("heads", [1, 3])
+def test_cosine_similarity_gradcheck_and_gradgradcheck(heads):
+    args = (_randn(B, heads, W, seed=1), _randn(B, N, W, seed=2))
+    assert gradcheck(cosine_similarity, args)
+    assert gradgradcheck(cosine_similarity, args)
+
+
+@pytest.mark.parametrize("needs", ["memory", "weights", "erase", "add"])
+def test_erase_add_gradient_of_one_input_alone(needs):
+    inputs = {
+        "memory": _randn(B, N, W, seed=1, grad=False),
+        "weights": _weighting(B, 1, N, seed=2, grad=False),
+        "erase": torch.rand(B, 1, W, generator=_gen(3), dtype=F64),
+        "add": _randn(B, 1, W, seed=4, grad=False),
+    }
+    inputs[needs].requires_grad_()
+    assert gradcheck(erase_add, tuple(inputs.values()))
+
+
+@pytest.mark.parametrize("needs", ["keys", "memory"])
+def test_cosine_similarity_gradient_of_one_input_alone(needs):
+    keys, memory = _randn(B, 1, W, seed=1, grad=needs == "keys"), _randn(B, N, W, seed=2, grad=needs == "memory")
+    assert gradcheck(cosine_similarity, (keys, memory))
+    assert gradcheck(read, (_weighting(B, 1, N, seed=3, grad=needs == "keys"), memory))
+
+
+def test_cosine_similarity_parts_match_the_similarity_and_norms():
+    keys, memory = _randn(B, H, W, seed=1, grad=False), _randn(B, N, W, seed=2, grad=False)
+    sims, key_sq, mem_sq, scale = cosine_similarity_parts(keys, memory)
+    dots = torch.einsum("bhw,bnw->bhn", keys, memory)
+    norms = torch.sqrt((keys * keys).sum(-1) + EPS).unsqueeze(-1) * torch.sqrt((memory * memory).sum(-1) + EPS).unsqueeze(1)
+    torch.testing.assert_close(sims, dots / norms)
+    torch.testing.assert_close(key_sq, (keys * keys).sum(-1, keepdim=True) + EPS)  # [B, h, 1]
+    torch.testing.assert_close(mem_sq, (memory * memory).sum(-1).unsqueeze(1) + EPS)  # [B, 1, N]
+    torch.testing.assert_close(scale, 1 / (key_sq.sqrt() * mem_sq.sqrt()))
+
+
+def test_erase_add_on_an_expanded_learned_memory_sums_the_batch_gradient():
+    """A learned initial memory ``[N, W]`` is expanded over the batch; its gradient is the sum over B."""
+    initial = _randn(N, W, seed=1)
+    weights, erase, add = _weighting(B, 1, N, seed=2, grad=False), torch.rand(B, 1, W, generator=_gen(3), dtype=F64), _randn(B, 1, W, seed=4, grad=False)
+    assert gradcheck(lambda m: erase_add(m.expand(B, N, W), weights, erase, add), (initial,))
