@@ -152,9 +152,9 @@ class Registry:
             if name in self._entries[k]:
                 return self._entries[k][name].cls
         what = f"{kind} " if kind else ""
-        raise ConfigError(
-            f"unknown {what}class '{name}'{suggest(name, self.names(kind))}; run 'mannkit plugins' to list the registered names."
-        )
+        hint = suggest(name, self.names(kind))
+        listing = " Run" if hint else "; run"
+        raise ConfigError(f"unknown {what}class '{name}'{hint}{listing} 'mannkit plugins' to list the registered names.")
 
     def create(self, name: str, kind: str | None = None, **kwargs: Any) -> Any:
         """Instantiate the class registered as ``name`` with ``kwargs``."""
