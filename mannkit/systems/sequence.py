@@ -220,7 +220,11 @@ class SequenceSystem(pl.LightningModule):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         terms, logits = self.training_terms(batch)
         loss = torch.stack(list(terms.values())).sum()
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # every rank stops together: a rank that raised alone would leave the others waiting in the gradient sync
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
             raise TrainingError(self._nan_message(loss))
         B = logits.shape[0]
         cost = bits_per_sequence(logits.detach(), batch["target"], batch["mask"]).mean()

@@ -74,3 +74,33 @@ def test_ddp_spawn_two_cpu_ranks_stay_in_sync(tmp_path, monkeypatch):
         torch.testing.assert_close(one[name], zero[name], rtol=0, atol=0, msg=name)
     changed = [k for k in zero if not torch.equal(zero[k], initial[k])]
     assert len(changed) >= len(zero) // 2, changed
+
+
+
+def test_a_rank_stops_when_another_rank_saw_a_nan_loss():
+    """The finite-loss decision is shared: a rank whose own loss is finite still stops when another's was not.
+
+    (A ``ddp_spawn`` run cannot show the difference, since the spawn launcher terminates the other ranks
+    as soon as one fails; under ``strategy="ddp"`` a rank that raised alone would leave the others
+    waiting in the gradient all-reduce.)
+    """
+    from types import SimpleNamespace
+
+    from mannkit.core.errors import TrainingError
+
+    cell = MemoryCell(LSTMController(7), MatrixMemory(5, 3), [WriteHead(NTMAddressing()), ReadHead(NTMAddressing())])
+    model = SequenceSystem(cell, input_size=4, output_size=3)
+    decisions = []
+
+    def reduce_boolean_decision(decision, all=True):  # noqa: A002  (Lightning's keyword)
+        decisions.append((decision, all))
+        return False  # another rank's loss was NaN
+
+    model._trainer = SimpleNamespace(
+        world_size=2, global_step=5, checkpoint_callbacks=[],
+        strategy=SimpleNamespace(reduce_boolean_decision=reduce_boolean_decision),
+    )
+    batch = CopyTask(bits=3, min_length=2, max_length=2).example_batch(4)
+    with pytest.raises(TrainingError, match="at step 5"):
+        model.training_step(batch, 0)
+    assert decisions == [(True, True)]  # this rank's own loss was finite, and every rank must agree
