@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from mannkit.cell import MemoryCell
 from mannkit.core.registry import load_plugins, registry
 from mannkit.metrics import bits_per_sequence
+from mannkit.systems.sequence import masked_bce_loss
 from mannkit.nn import LSTMController, MatrixMemory, ReadHead, WriteHead
 from mannkit.tasks import CopyTask
 from mannkit.tasks.base import make_generator
@@ -75,10 +75,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     while seen < args.max_sequences:
         batch = task.generate(train_gen, args.batch_size, min_length=1, max_length=args.max_length)
         logits = cell(batch["input"]).logits
-        mask = batch["mask"].unsqueeze(-1)
-        loss = (F.binary_cross_entropy_with_logits(logits, batch["target"], reduction="none") * mask).sum() / (
-            mask.sum() * logits.shape[-1]
-        )
+        loss = masked_bce_loss(logits, batch["target"], batch["mask"])
         if not torch.isfinite(loss):
             nonfinite += 1
             optimizer.zero_grad(set_to_none=True)

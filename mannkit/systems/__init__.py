@@ -1,5 +1,5 @@
 """Generic LightningModules (systems) that train any model of the right kind."""
 
-from mannkit.systems.sequence import SequenceSystem
+from mannkit.systems.sequence import SequenceSystem, masked_bce_loss
 
-__all__ = ["SequenceSystem"]
+__all__ = ["SequenceSystem", "masked_bce_loss"]

@@ -41,7 +41,20 @@ from mannkit.metrics import (
 )
 from mannkit.systems.regularisers import access_consistency, access_sparsity, weighting_keys
 
-__all__ = ["SequenceSystem"]
+__all__ = ["SequenceSystem", "masked_bce_loss"]
+
+def masked_bce_loss(logits: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """The training loss: binary cross-entropy averaged over the scored bits.
+
+    Args:
+        logits: ``[B, T, O]``.
+        target: ``[B, T, O]`` of 0/1.
+        mask: ``[B, T]``, 1 where a step is scored.
+    """
+    mask = mask.unsqueeze(-1)  # [B, T, 1]
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")  # [B, T, O]
+    return (bce * mask).sum() / (mask.sum() * logits.shape[-1]).clamp_min(1)
+
 
 DEFAULT_OPTIMIZER = {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}}
 
@@ -190,9 +203,7 @@ class SequenceSystem(pl.LightningModule):
         check_shape(mask, (x.shape[0], x.shape[1]), "batch mask")
 
     def _loss(self, logits: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
-        mask = batch["mask"].unsqueeze(-1)  # [B, T, 1]
-        bce = F.binary_cross_entropy_with_logits(logits, batch["target"], reduction="none")  # [B, T, O]
-        return (bce * mask).sum() / (mask.sum() * logits.shape[-1]).clamp_min(1)
+        return masked_bce_loss(logits, batch["target"], batch["mask"])
 
     # -- steps --------------------------------------------------------------------------
     def training_terms(self, batch: Mapping[str, Any]) -> tuple[dict[str, Tensor], Tensor]:
