@@ -16,10 +16,13 @@ from mannkit.core.interfaces import (
     Head,
     HeadOutput,
     Memory,
+    QAModel,
+    QAOutput,
     RecurrentCell,
     SequenceModel,
     SequenceOutput,
     State,
+    slot_mask,
 )
 from mannkit.core.registry import API_VERSION, load_plugins, register, registry
 from mannkit.core.shapes import check_shape
@@ -37,7 +40,10 @@ __all__ = [
     "MannkitError",
     "Memory",
     "PluginError",
+    "QAModel",
+    "QAOutput",
     "RecurrentCell",
+    "slot_mask",
     "SequenceModel",
     "SequenceOutput",
     "ShapeError",

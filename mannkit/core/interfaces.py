@@ -9,6 +9,11 @@ returns a new one; nothing is stored on ``self`` during a step. States are
 NamedTuples (or tuples) of tensors, so they are checkpointable, batch-first and
 friendly to ``torch.compile``.
 
+Slot masks: a memory state may carry a ``mask`` field, bool ``[B, N]``, True where a slot
+holds data (a story shorter than the memory leaves padded slots). Every addressing must
+give masked-out slots exactly zero weight; :func:`slot_mask` reads the field (None when a
+state has none, meaning every slot is valid).
+
 Sizes that follow from other parts are never typed by the user: the assembling
 module calls ``bind(...)`` once after construction, which creates the layers
 eagerly (so optimizers and DDP see every parameter).
@@ -36,6 +41,9 @@ __all__ = [
     "SequenceModel",
     "SequenceOutput",
     "RecurrentCell",
+    "QAModel",
+    "QAOutput",
+    "slot_mask",
 ]
 
 State = Any
@@ -235,3 +243,40 @@ class RecurrentCell(SequenceModel):
         if record and traces:
             stacked = {k: torch.stack([tr[k] for tr in traces], dim=1) for k in traces[0]}  # [B, T, ...]
         return SequenceOutput(torch.stack(outputs, dim=1), stacked)
+
+
+def slot_mask(memory_state: State) -> Tensor | None:
+    """The state's slot mask, bool ``[B, N]`` (True = slot in use), or None when every slot is in use."""
+    return getattr(memory_state, "mask", None)
+
+
+class QAOutput(NamedTuple):
+    """Output of a question-answering model."""
+
+    logits: Tensor
+    """``[B, A]`` scores over the A answer classes (before the softmax)."""
+    trace: dict[str, Tensor] | None
+    """Recorded internals (only when asked), e.g. ``{"attention": [B, hops, N]}`` over story sentences."""
+
+
+class QAModel(Component, ABC):
+    """Story + question -> answer: a model that reads a whole story into memory and attends over it.
+
+    Shape letters: N sentences in the story (memory slots), L words per sentence, Q words in
+    the question, V words in the vocabulary (id 0 is padding), A answer classes.
+
+    A story is ``[B, N, L]`` word ids in story order, oldest sentence first; sentences are
+    right-padded with 0 and unused sentence slots (after the last one) are all 0. The
+    question is ``[B, Q]``. The assembling system calls ``bind`` once with sizes read from
+    the data.
+    """
+
+    registry_kind = "model"
+
+    @abstractmethod
+    def bind(self, vocab_size: int, answer_size: int, max_sentences: int, sentence_length: int, question_length: int) -> None:
+        """Create the layers for a vocabulary of V words, A answers and stories of N x L words."""
+
+    @abstractmethod
+    def forward(self, story: Tensor, question: Tensor, record: bool = False) -> QAOutput:
+        """``story [B, N, L]``, ``question [B, Q]`` (int64) -> :class:`QAOutput` with logits ``[B, A]``."""

@@ -1,6 +1,6 @@
 """Shared building blocks used by many plugins: controllers, matrix memory, content addressing, heads."""
 
-from mannkit.nn.addressing import ContentAddressing, content_weights, cosine_similarity
+from mannkit.nn.addressing import ContentAddressing, content_weights, cosine_similarity, masked_softmax
 from mannkit.nn.controllers import GRUController, LSTMController, LSTMState, MLPController
 from mannkit.nn.heads import ReadHead, WriteHead
 from mannkit.nn.memory import MatrixMemory, MatrixState, erase_add, read
@@ -16,6 +16,7 @@ __all__ = [
     "ReadHead",
     "WriteHead",
     "content_weights",
+    "masked_softmax",
     "cosine_similarity",
     "erase_add",
     "read",

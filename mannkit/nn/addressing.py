@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mannkit.core.interfaces import Addressing, Memory
+from mannkit.core.interfaces import Addressing, Memory, slot_mask
 from mannkit.core.registry import register
 from mannkit.nn.memory import outer_sum
 
@@ -16,6 +16,7 @@ __all__ = [
     "cosine_similarity_parts",
     "cosine_similarity_vjp",
     "content_weights",
+    "masked_softmax",
     "EPS",
 ]
 
@@ -97,6 +98,26 @@ def cosine_similarity(keys: Tensor, memory: Tensor, eps: float = EPS) -> Tensor:
     return _CosineSimilarity.apply(keys, memory, eps)
 
 
+def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
+    """Softmax over the last axis that gives exactly zero weight where ``mask`` is False.
+
+    Args:
+        scores: ``[B, h, N]``.
+        mask: bool ``[B, N]``, True where a slot is in use (a row with no slot in use gets all zeros).
+
+    Returns:
+        ``[B, h, N]``.
+
+    >>> masked_softmax(torch.zeros(1, 1, 3), torch.tensor([[True, True, False]]))
+    tensor([[[0.5000, 0.5000, 0.0000]]])
+    """
+    keep = mask.unsqueeze(1)  # [B, 1, N]
+    scores = scores.masked_fill(~keep, float("-inf"))
+    peak = scores.amax(-1, keepdim=True).clamp_min(torch.finfo(scores.dtype).min)  # finite even for an empty row
+    e = torch.exp(scores - peak)  # 0 at masked slots
+    return e / e.sum(-1, keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny)
+
+
 def content_weights(keys: Tensor, strengths: Tensor, memory: Tensor) -> Tensor:
     """``w_c[n] = softmax_n(beta * K(k, M[n]))`` (NTM eq. 5).
 
@@ -124,4 +145,8 @@ class ContentAddressing(Addressing):
     def forward(self, params: Tensor, memory_state, state):  # noqa: ANN001
         """``params [B, h, W + 1]`` -> ``(weights [B, h, N], state)``."""
         keys, raw_strength = params[..., :-1], params[..., -1]
-        return content_weights(keys, F.softplus(raw_strength), memory_state.memory), state
+        mask = slot_mask(memory_state)
+        if mask is None:
+            return content_weights(keys, F.softplus(raw_strength), memory_state.memory), state
+        scores = F.softplus(raw_strength).unsqueeze(-1) * cosine_similarity(keys, memory_state.memory)  # [B, h, N]
+        return masked_softmax(scores, mask), state
