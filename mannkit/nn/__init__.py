@@ -1,5 +1,6 @@
 """Shared building blocks used by many plugins: controllers, matrix memory, content addressing, heads."""
 
+from mannkit.nn.text import encode_sentences, position_weights
 from mannkit.nn.addressing import ContentAddressing, content_weights, cosine_similarity, masked_softmax
 from mannkit.nn.controllers import GRUController, LSTMController, LSTMState, MLPController
 from mannkit.nn.heads import ReadHead, WriteHead
@@ -17,6 +18,8 @@ __all__ = [
     "WriteHead",
     "content_weights",
     "masked_softmax",
+    "encode_sentences",
+    "position_weights",
     "cosine_similarity",
     "erase_add",
     "read",
