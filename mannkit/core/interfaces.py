@@ -137,6 +137,11 @@ class Addressing(Component, ABC):
 
     registry_kind = "addressing"
 
+    def bind(self, memory: Memory) -> None:
+        """Create any layers that depend on ``memory`` (e.g. a projection over its N slots); called once by the
+        owning head's ``bind`` before ``param_size``. Raise :class:`ConfigError` if the memory does not fit.
+        Nothing by default."""
+
     @abstractmethod
     def param_size(self, memory: Memory) -> int:
         """P for one head over ``memory``."""

@@ -45,6 +45,7 @@ class _AddressedHead(Head):
 
     def bind(self, memory: Memory) -> None:
         _check_matrix_memory(type(self).__name__, memory)
+        self.addressing.bind(memory)
 
     def initial_state(self, batch_size: int, memory: Memory, device: torch.device, dtype: torch.dtype) -> State:
         return self.addressing.initial_state(batch_size, self._count, memory, device, dtype)

@@ -172,8 +172,10 @@ def addressing_contract(factory: Callable[[], nn.Module], where: Where, make_mem
     B, h, T = SIZES.B, SIZES.h, SIZES.T
     for dtype, zero in _variants(zero):
         torch.manual_seed(SEED)
-        addressing = factory().to(dtype)
         memory = make_memory().to(dtype)
+        addressing = factory()
+        addressing.bind(memory)  # layers that depend on the memory exist before the dtype is set
+        addressing = addressing.to(dtype)
         N = getattr(memory, "slots", None)
         P = addressing.param_size(memory)
         _expect(isinstance(P, int) and P >= 0, where, f"param_size(memory) must be a non-negative int, got {P!r}.")
@@ -201,9 +203,10 @@ def head_contract(factory: Callable[[], nn.Module], where: Where, make_memory: C
     B, T = SIZES.B, SIZES.T
     for dtype, zero in _variants(zero):
         torch.manual_seed(SEED)
-        head = factory().to(dtype)
         memory = make_memory().to(dtype)
-        head.bind(memory)
+        head = factory()
+        head.bind(memory)  # layers that depend on the memory exist before the dtype is set
+        head = head.to(dtype)
         count, P, R = head.count, head.param_size(memory), head.read_size(memory)
         for name, value, low in (("count", count, 1), ("param_size(memory)", P, 0), ("read_size(memory)", R, 0)):
             _expect(isinstance(value, int) and value >= low, where, f"{name} must be an int of at least {low}, got {value!r}.")
