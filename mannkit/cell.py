@@ -22,9 +22,10 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from mannkit.core.errors import ConfigError
-from mannkit.core.interfaces import Controller, Head, Memory, RecurrentCell, State
+from mannkit.core.interfaces import Controller, Head, Memory, RecurrentCell, SequenceOutput, State
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
 
@@ -58,6 +59,12 @@ class MemoryCell(RecurrentCell):
             the rest; a new batch size, dtype or grad mode compiles again.
         dropout: dropout probability on the controller output ``h_t`` before the head projection and
             the output layer, in training only (a regulariser); 0 for none.
+        checkpoint_every: trade time for memory: in training, keep only the state at every k-th step
+            and recompute the steps in between during the backward pass (gradient checkpointing over
+            time). Memory for T steps falls from T states' worth of saved tensors to about ``T / k + k``;
+            the forward pass runs twice. Useful for the dense DNC's ``[B, N, N]`` link matrix at large N.
+            ``null`` (default) saves every step. Memories that update a buffer in place (the sparse DNC)
+            cannot be recomputed and refuse this option.
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class MemoryCell(RecurrentCell):
         clip: float | None = None,
         compile: bool = False,
         dropout: float = 0.0,
+        checkpoint_every: int | None = None,
     ) -> None:
         super().__init__()
         if not heads:
@@ -79,7 +87,18 @@ class MemoryCell(RecurrentCell):
             raise ConfigError(f"MemoryCell: clip must be positive or null, got {clip!r}; use e.g. 20 or null.")
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"MemoryCell: dropout must be in [0, 1), got {dropout!r}; use e.g. 0.1, or 0 for none.")
+        if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+            raise ConfigError(
+                f"MemoryCell: checkpoint_every must be a positive integer or null, got {checkpoint_every!r}; "
+                "use e.g. 8, or null to save every step."
+            )
+        if checkpoint_every is not None and not getattr(memory, "recomputable", True):
+            raise ConfigError(
+                f"MemoryCell: checkpoint_every={checkpoint_every} cannot be used with {type(memory).__name__}, which "
+                "updates its memory in place and cannot recompute a step; set checkpoint_every to null."
+            )
         self.dropout = dropout
+        self.checkpoint_every = checkpoint_every
         self.controller, self.memory = controller, memory
         self.heads = nn.ModuleList(heads)
         self.clip, self.compile = clip, compile
@@ -176,7 +195,25 @@ class MemoryCell(RecurrentCell):
         """``x [B, T, I]`` -> logits ``[B, T, O]`` (and a trace ``[B, T, ...]`` when ``record``)."""
         self._require_bound()
         check_shape(x, ("B", "T", self.input_size), "MemoryCell input", "the task's input width must match the model's")
-        return super().forward(x, record)
+        k = self.checkpoint_every
+        if k is None or record or not torch.is_grad_enabled():
+            return super().forward(x, record)
+        B, T, _ = x.shape
+        state = self.initial_state(B, x.device, x.dtype)
+        outputs: list[Tensor] = []
+        for start in range(0, T, k):
+            # only the state at the segment's end is kept; the steps inside are recomputed in backward
+            ys, state = checkpoint(self._segment, x[:, start : start + k], state, use_reentrant=False)
+            outputs.append(ys)  # [B, <=k, O]
+        return SequenceOutput(torch.cat(outputs, dim=1), None)
+
+    def _segment(self, x: Tensor, state: CellState) -> tuple[Tensor, CellState]:
+        """Run ``x [B, k, I]`` from ``state``: ``(logits [B, k, O], state)``."""
+        outputs = []
+        for t in range(x.shape[1]):
+            y, state, _ = self.step(x[:, t], state, False)
+            outputs.append(y)
+        return torch.stack(outputs, dim=1), state
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -211,3 +211,49 @@ def test_traced_step_matches_eager_and_does_not_recompile():
 @pytest.mark.filterwarnings("ignore::UserWarning:torch")
 def test_compiled_step_matches_eager_and_does_not_recompile():
     _check_compiled_against_eager(_ntm_cell(True))
+
+
+@pytest.mark.parametrize("every", [1, 2, 3, T])
+def test_checkpointing_over_time_gives_the_same_outputs_and_gradients(every):
+    torch.manual_seed(3)
+    plain = _cell(dropout=0.2).double()
+    segmented = _cell(dropout=0.2, checkpoint_every=every).double()
+    segmented.load_state_dict(plain.state_dict())
+    x = torch.randn(B, T, I, dtype=torch.float64)
+    grads = []
+    for cell in (plain, segmented):
+        cell.train()
+        torch.manual_seed(7)  # the same dropout masks; checkpoint replays the RNG state when it recomputes
+        cell(x).logits.pow(2).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in cell.named_parameters()})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
+
+
+def test_checkpointing_frees_the_saved_steps():
+    """With k = 1 only the boundary states stay alive between forward and backward: fewer saved bytes."""
+    def saved_bytes(cell):
+        total = 0
+
+        def pack(t):
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            cell(torch.randn(B, 20, I)).logits.sum()
+        return total
+
+    torch.manual_seed(0)
+    assert saved_bytes(_cell(checkpoint_every=5)) < 0.5 * saved_bytes(_cell())
+
+
+def test_checkpoint_every_is_validated():
+    with pytest.raises(ConfigError, match=r"checkpoint_every must be a positive integer or null, got 0; use e.g. 8"):
+        _cell(checkpoint_every=0)
+
+    class InPlaceMemory(MatrixMemory):
+        recomputable = False
+
+    with pytest.raises(ConfigError, match=r"checkpoint_every=4 cannot be used with InPlaceMemory, which updates"):
+        MemoryCell(LSTMController(3), InPlaceMemory(3, 2), [ReadHead(ContentAddressing())], checkpoint_every=4)
