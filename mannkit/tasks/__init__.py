@@ -9,7 +9,9 @@ from mannkit.tasks.algorithmic import (
     ngram_bayes_optimal_bits,
 )
 from mannkit.tasks.base import Batch, SequenceTask
+from mannkit.tasks.graph import FamilyTreeTask, GraphTask, GraphTraversalTask, ShortestPathTask
 from mannkit.tasks.multitask import MultiTask
+from mannkit.tasks.sorting import SortTask
 
 __all__ = [
     "Batch",
@@ -20,5 +22,10 @@ __all__ = [
     "DynamicNGramsTask",
     "PrioritySortTask",
     "MultiTask",
+    "GraphTask",
+    "GraphTraversalTask",
+    "ShortestPathTask",
+    "FamilyTreeTask",
+    "SortTask",
     "ngram_bayes_optimal_bits",
 ]
