@@ -1,0 +1,220 @@
+"""MemN2N: End-to-End Memory Networks (Sukhbaatar et al. 2015) as a mannkit QA model.
+
+Shape letters: B batch, N sentences (memory slots), L words per sentence, Q words in the
+question, V words in the vocabulary (0 = padding), A answer classes, D embedding width, K hops.
+
+The model is assembled from the plugin's interface pieces, one set per hop k = 1..K:
+
+1. ``u^1 = sum_j l_j * B q_j``, the question's embedding;
+2. the story as keys and values, ``StoryState(m^k, c^k, mask)`` (:class:`StoryMemory`);
+3. ``p^k = addressing(u^k, m^k)`` and ``o^k = sum_i p^k_i c^k_i`` (:class:`HopReadHead`);
+4. between hops, ``u^{k+1} = H u^k + o^k`` (:class:`HopController`, H = identity for adjacent tying);
+5. ``logits = W (u^K + o^K)`` (eq. 3, before the softmax).
+
+Weight tying (sec. 2.2): ``adjacent`` — ``A^{k+1} = C^k``, ``B = A^1``, ``W^T = C^K`` (the last needs
+the words of each answer class, see :meth:`MemN2N.bind`; without them W is its own matrix);
+``layerwise`` — ``A^1 = ... = A^K``, ``C^1 = ... = C^K``, a learned H, separate B and W. The
+temporal tables follow their embedding (``T_A^{k+1} = T_C^k`` ...).
+
+>>> import torch
+>>> model = MemN2N(embedding_dim=8, hops=2)
+>>> model.bind(vocab_size=12, answer_size=5, max_sentences=6, sentence_length=4, question_length=3)
+>>> story, question = torch.randint(1, 12, (2, 6, 4)), torch.randint(1, 12, (2, 3))
+>>> out = model(story, question, record=True)
+>>> out.logits.shape, out.trace["attention"].shape
+(torch.Size([2, 5]), torch.Size([2, 2, 6]))
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mannkit.core.errors import ConfigError, ShapeError
+from mannkit.core.interfaces import Addressing, QAModel, QAOutput
+from mannkit.core.registry import register
+from mannkit_memn2n.hop import HopController, HopReadHead, _linear_refused, has_scores
+from mannkit_memn2n.memory import INIT_STD, SentenceEncoder, StoryMemory, _check_int, _check_noise, most_recent, story_mask
+
+__all__ = ["MemN2N", "answer_embedding"]
+
+TYINGS = ("adjacent", "layerwise")
+
+
+def answer_embedding(words: Tensor, answer_words: Tensor) -> Tensor:
+    """``W`` tied to an embedding (``W^T = C^K``): each answer class is the sum of its words' rows.
+
+    An answer of one word is its row; a list answer ("apple,football" of bAbI tasks 8 and 19)
+    is the sum of its words' rows.
+
+    Args:
+        words: the word table ``[V, D]``.
+        answer_words: word ids of each answer class ``[A, La]``, 0-padded.
+
+    Returns:
+        ``[A, D]``.
+
+    >>> answer_embedding(torch.eye(4), torch.tensor([[2, 0], [1, 3]])).tolist()
+    [[0.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]
+    """
+    present = answer_words.ne(0).unsqueeze(-1).to(words.dtype)  # [A, La, 1]
+    return (words[answer_words] * present).sum(1)  # [A, La, D] -> [A, D]
+
+
+@register
+class MemN2N(QAModel):
+    """End-to-End Memory Network: K hops of attention over the story, then an answer class.
+
+    Args:
+        embedding_dim: D, the width of every embedding (the paper: 20 on bAbI 1k per task,
+            50 jointly, 50-100 on 10k).
+        hops: K, the number of memory hops (the paper: 3).
+        tying: ``adjacent`` (``A^{k+1} = C^k``, ``B = A^1``, ``W^T = C^K``) or ``layerwise``
+            (one A and one C for every hop, plus a learned H between hops).
+        position_encoding: weight words by their position in the sentence (PE), else a bag of words.
+        temporal_encoding: add a learned vector per recency index to the memories (``T_A``, ``T_C``).
+        random_noise: while training, the probability of an empty memory after each sentence (RN,
+            which regularises ``T_A``/``T_C``); 0 for none.
+        linear_start: start without the softmax of each hop (LS): the weights are the raw scores
+            ``u^T m_i`` (0 at padded slots). A callback ends it with :meth:`set_linear_start`. Needs an
+            addressing with ``scores()``.
+        addressing: attention over the sentences (default :class:`DotProductAddressing`, eq. 1); any
+            registered addressing works, one module shared by every hop. When it needs P != D
+            parameters (ContentAddressing: D + 1), a learned map ``[P, D]`` turns u into them.
+        memory_size: M, the sentences held (the paper: 50): longer stories keep their M most recent
+            sentences, shorter ones are padded with empty slots, so the addressing always sees M slots;
+            default: the longest story of the data.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int = 20,
+        hops: int = 3,
+        tying: Literal["adjacent", "layerwise"] = "adjacent",
+        position_encoding: bool = True,
+        temporal_encoding: bool = True,
+        random_noise: float = 0.1,
+        linear_start: bool = False,
+        addressing: Addressing | None = None,
+        memory_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        _check_int("MemN2N", "embedding_dim", embedding_dim, 1)
+        _check_int("MemN2N", "hops", hops, 1)
+        if tying not in TYINGS:
+            raise ConfigError(f"MemN2N: tying must be adjacent or layerwise, got {tying!r}; pick one of those.")
+        _check_noise("MemN2N", random_noise)
+        if memory_size is not None:
+            _check_int("MemN2N", "memory_size", memory_size, 1)
+        self.head = HopReadHead(addressing)  # one head (and addressing) for every hop
+        if linear_start and not has_scores(self.head.addressing):
+            raise _linear_refused(self.head.addressing)
+        self.head.set_linear(linear_start)
+        self.embedding_dim, self.hops, self.tying = embedding_dim, hops, tying
+        self.position_encoding, self.temporal_encoding = position_encoding, temporal_encoding
+        self.random_noise, self.memory_size = float(random_noise), memory_size
+        self.controller = HopController(embedding_dim, linear_map=tying == "layerwise")
+        self.controller.bind(embedding_dim)
+
+    # -- linear start ---------------------------------------------------------------------------
+    @property
+    def linear_start(self) -> bool:
+        """Whether the hops run without their softmax now."""
+        return bool(self.head.linear)
+
+    def set_linear_start(self, flag: bool) -> None:
+        """End (False) or restart (True) linear start; kept in the state_dict."""
+        self.head.set_linear(flag)
+
+    # -- building -------------------------------------------------------------------------------
+    def bind(self, vocab_size: int, answer_size: int, max_sentences: int, sentence_length: int,
+             question_length: int, answer_words: Tensor | None = None) -> None:
+        """Create the embeddings for V words, A answers and stories of N x L words.
+
+        Args:
+            answer_words: optional word ids of each answer class ``[A, La]`` (0-padded); with adjacent
+                tying they tie the answer matrix to the last output embedding (``W^T = C^K``).
+        """
+        for name, value in (("vocab_size", vocab_size), ("answer_size", answer_size), ("max_sentences", max_sentences),
+                            ("sentence_length", sentence_length), ("question_length", question_length)):
+            _check_int("MemN2N", name, value, 1)
+        if not self._bind_once(vocab_size=vocab_size, answer_size=answer_size, max_sentences=max_sentences):
+            return
+        size = self.memory_size or max_sentences
+        D = self.embedding_dim
+        memories = []
+        for _ in range(self.hops):
+            memory = StoryMemory(size, D, self.position_encoding, self.temporal_encoding, self.random_noise)
+            memory.bind(vocab_size)
+            memories.append(memory)
+        if self.tying == "adjacent":
+            for below, above in zip(memories, memories[1:]):
+                above.share(keys=below.values)  # A^{k+1} = C^k, T_A^{k+1} = T_C^k
+            self.question = memories[0].keys  # B = A^1 (its temporal table is not used)
+        else:
+            for memory in memories[1:]:
+                memory.share(keys=memories[0].keys, values=memories[0].values)  # A^k = A^1, C^k = C^1
+            self.question = SentenceEncoder(vocab_size, D, 0, self.position_encoding)  # B
+        self.memories = nn.ModuleList(memories)
+        self.head.bind(memories[0])
+        P = self.head.param_size(memories[0])
+        maps = [nn.Linear(D, P) if P != D else nn.Identity() for _ in range(1 if self.tying == "layerwise" else self.hops)]
+        for layer in maps:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=INIT_STD)
+                nn.init.zeros_(layer.bias)
+        self.query_maps = nn.ModuleList(maps)  # u -> the addressing's P parameters, per hop (one when layer-wise)
+        if answer_words is not None and self.tying == "adjacent":
+            if answer_words.dim() != 2 or answer_words.shape[0] != answer_size:
+                raise ShapeError(
+                    f"answer_words has shape [{', '.join(map(str, answer_words.shape))}] but [{answer_size}, La] was "
+                    "expected (the word ids of each answer class)."
+                )
+            self.register_buffer("answer_words", answer_words.long().clone())
+            self.answer = None  # W^T = C^K
+        else:
+            self.answer = nn.Linear(D, answer_size, bias=False)  # W: [A, D]
+            nn.init.normal_(self.answer.weight, std=INIT_STD)
+
+    # -- the forward pass -----------------------------------------------------------------------
+    def forward(self, story: Tensor, question: Tensor, record: bool = False) -> QAOutput:
+        """``story [B, N, L]``, ``question [B, Q]`` (int64) -> logits ``[B, A]``; the trace holds
+        ``attention [B, K, N]`` (the hop weights over the story's slots; raw scores under linear start)."""
+        if not self.is_bound:
+            raise ConfigError("MemN2N is not bound; call bind(vocab_size, answer_size, ...) first (the QA system does this).")
+        if story.dim() != 3 or question.dim() != 2 or story.shape[0] != question.shape[0]:
+            raise ShapeError(
+                f"story has shape [{', '.join(map(str, story.shape))}] and question [{', '.join(map(str, question.shape))}] "
+                "but [B, N, L] and [B, Q] with the same B were expected."
+            )
+        size = self.memories[0].slots
+        if story.shape[1] > size:
+            story = most_recent(story, size)  # [B, N, L] -> [B, M, L], the M most recent sentences
+        elif story.shape[1] < size:
+            story = F.pad(story, (0, 0, 0, size - story.shape[1]))  # empty slots after the story: [B, M, L]
+        mask = story_mask(story)  # [B, N]
+        times = self.memories[0].times(mask) if self.temporal_encoding else None  # one RN draw for every hop
+        u = self.question(question)  # u^1 = sum_j l_j B q_j: [B, Q] -> [B, D]
+        cache: dict[int, Tensor] = {}  # a tied encoder embeds the story once
+        weights = []
+        head_state = self.head.initial_state(story.shape[0], self.memories[0], story.device, u.dtype)
+        for k, memory in enumerate(self.memories):
+            if k > 0:
+                u, _ = self.controller(o, u)  # u^{k+1} = H u^k + o^k
+            state = memory.load(story, times, mask, cache)
+            params = self.query_maps[min(k, len(self.query_maps) - 1)](u).unsqueeze(1)  # [B, D] -> [B, 1, P]
+            read = self.head(params, memory, state, head_state, record)
+            head_state = read.state  # a stateful addressing carries its state from hop to hop
+            o = read.reads[:, 0]  # o^k: [B, 1, D] -> [B, D]
+            if record:
+                weights.append(read.trace["read_weights"][:, 0])  # [B, N]
+        top = u + o  # u^K + o^K
+        if self.answer is None:
+            logits = top @ answer_embedding(self.memories[-1].values.words, self.answer_words).T  # [B, D] @ [D, A]
+        else:
+            logits = self.answer(top)  # W (u^K + o^K): [B, A]
+        trace = {"attention": torch.stack(weights, dim=1)} if record else None  # K x [B, N] -> [B, K, N]
+        return QAOutput(logits, trace)
