@@ -21,7 +21,7 @@ from mannkit_memn2n.memory import (
     recency_index,
     story_mask,
 )
-from mannkit_memn2n.model import MemN2N, answer_embedding
+from mannkit_memn2n.model import MemN2N, answer_matrix, tied_answer_ids
 from mannkit_memn2n.probe import StoryProbe
 
 #: The mannkit interface version this plugin is written for.
@@ -39,7 +39,8 @@ __all__ = [
     "StoryMemory",
     "StoryProbe",
     "StoryState",
-    "answer_embedding",
+    "answer_matrix",
+    "tied_answer_ids",
     "dot_scores",
     "has_scores",
     "linear_weights",

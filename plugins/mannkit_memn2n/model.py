@@ -12,7 +12,9 @@ The model is assembled from the plugin's interface pieces, one set per hop k = 1
 5. ``logits = W (u^K + o^K)`` (eq. 3, before the softmax).
 
 Weight tying (sec. 2.2): ``adjacent`` — ``A^{k+1} = C^k``, ``B = A^1``, ``W^T = C^K`` (the last needs
-the words of each answer class, see :meth:`MemN2N.bind`; without them W is its own matrix);
+the words of each answer class, see :meth:`MemN2N.bind`: a class whose answer is one word of the
+vocabulary takes that word's row of ``C^K``; list answers keep rows of their own, as answer-only
+words do in the paper; without the words W is its own matrix);
 ``layerwise`` — ``A^1 = ... = A^K``, ``C^1 = ... = C^K``, a learned H, separate B and W. The
 temporal tables follow their embedding (``T_A^{k+1} = T_C^k`` ...).
 
@@ -39,29 +41,48 @@ from mannkit.core.registry import register
 from mannkit_memn2n.hop import HopController, HopReadHead, _linear_refused, has_scores
 from mannkit_memn2n.memory import INIT_STD, SentenceEncoder, StoryMemory, _check_int, _check_noise, most_recent, story_mask
 
-__all__ = ["MemN2N", "answer_embedding"]
+__all__ = ["MemN2N", "tied_answer_ids", "answer_matrix"]
 
 TYINGS = ("adjacent", "layerwise")
 
 
-def answer_embedding(words: Tensor, answer_words: Tensor) -> Tensor:
-    """``W`` tied to an embedding (``W^T = C^K``): each answer class is the sum of its words' rows.
+def tied_answer_ids(answer_words: Tensor) -> Tensor:
+    """The word each answer class is tied to (``W^T = C^K``), or 0 for a class with a row of its own.
 
-    An answer of one word is its row; a list answer ("apple,football" of bAbI tasks 8 and 19)
-    is the sum of its words' rows.
+    A class is tied when its answer is one word that no other class has (so two classes never share
+    a row). A list answer ("apple,football" of bAbI task 8, "n,w" of task 19) gets a row of its own,
+    as in the paper, where each such answer is a word of the vocabulary that only answers use; so
+    does a word that several classes map to (answers missing from the stories' vocabulary, all
+    mapped to one unknown-word id).
 
     Args:
-        words: the word table ``[V, D]``.
         answer_words: word ids of each answer class ``[A, La]``, 0-padded.
 
     Returns:
-        ``[A, D]``.
+        int64 ``[A]``.
 
-    >>> answer_embedding(torch.eye(4), torch.tensor([[2, 0], [1, 3]])).tolist()
-    [[0.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]
+    >>> tied_answer_ids(torch.tensor([[5, 0], [2, 3], [1, 0], [1, 0], [4, 0]])).tolist()
+    [5, 0, 0, 0, 4]
     """
-    present = answer_words.ne(0).unsqueeze(-1).to(words.dtype)  # [A, La, 1]
-    return (words[answer_words] * present).sum(1)  # [A, La, D] -> [A, D]
+    words = answer_words.long()
+    single = words.ne(0).sum(-1) == 1  # one-word answers, [A]
+    first = words[:, 0]  # [A]
+    same = (first.unsqueeze(0) == first.unsqueeze(1)) & single.unsqueeze(0) & single.unsqueeze(1)  # [A, A]
+    return torch.where(single & (same.sum(-1) == 1) & first.ne(0), first, torch.zeros_like(first))
+
+
+def answer_matrix(words: Tensor, answer_ids: Tensor, own: Tensor) -> Tensor:
+    """``W [A, D]``: tied classes take their word's row of the embedding, the others their own row.
+
+    Args:
+        words: the word table ``C^K`` ``[V, D]``.
+        answer_ids: from :func:`tied_answer_ids`, ``[A]`` (0 = own row).
+        own: the classes' own rows ``[A, D]``.
+
+    >>> answer_matrix(torch.eye(3), torch.tensor([2, 0]), torch.full((2, 3), 7.0)).tolist()
+    [[0.0, 0.0, 1.0], [7.0, 7.0, 7.0]]
+    """
+    return torch.where(answer_ids.ne(0).unsqueeze(-1), words[answer_ids], own)  # [A] picks -> [A, D]
 
 
 @register
@@ -72,7 +93,8 @@ class MemN2N(QAModel):
         embedding_dim: D, the width of every embedding (the paper: 20 on bAbI 1k per task,
             50 jointly, 50-100 on 10k).
         hops: K, the number of memory hops (the paper: 3).
-        tying: ``adjacent`` (``A^{k+1} = C^k``, ``B = A^1``, ``W^T = C^K``) or ``layerwise``
+        tying: ``adjacent`` (``A^{k+1} = C^k``, ``B = A^1``, ``W^T = C^K`` for one-word answers when
+            the system passes ``answer_words`` to :meth:`bind`) or ``layerwise``
             (one A and one C for every hop, plus a learned H between hops).
         position_encoding: weight words by their position in the sentence (PE), else a bag of words.
         temporal_encoding: add a learned vector per recency index to the memories (``T_A``, ``T_C``).
@@ -135,8 +157,9 @@ class MemN2N(QAModel):
         """Create the embeddings for V words, A answers and stories of N x L words.
 
         Args:
-            answer_words: optional word ids of each answer class ``[A, La]`` (0-padded); with adjacent
-                tying they tie the answer matrix to the last output embedding (``W^T = C^K``).
+            answer_words: optional word ids of each answer class ``[A, La]`` (0-padded; QASystem passes them);
+                with adjacent tying they tie the answer matrix to the last output embedding (``W^T = C^K``)
+                for the classes :func:`tied_answer_ids` picks; the other classes keep rows of their own.
         """
         for name, value in (("vocab_size", vocab_size), ("answer_size", answer_size), ("max_sentences", max_sentences),
                             ("sentence_length", sentence_length), ("question_length", question_length)):
@@ -167,17 +190,17 @@ class MemN2N(QAModel):
                 nn.init.normal_(layer.weight, std=INIT_STD)
                 nn.init.zeros_(layer.bias)
         self.query_maps = nn.ModuleList(maps)  # u -> the addressing's P parameters, per hop (one when layer-wise)
+        self.answer = nn.Linear(D, answer_size, bias=False)  # W: [A, D] (the untied rows when tied)
+        nn.init.normal_(self.answer.weight, std=INIT_STD)
         if answer_words is not None and self.tying == "adjacent":
             if answer_words.dim() != 2 or answer_words.shape[0] != answer_size:
                 raise ShapeError(
                     f"answer_words has shape [{', '.join(map(str, answer_words.shape))}] but [{answer_size}, La] was "
                     "expected (the word ids of each answer class)."
                 )
-            self.register_buffer("answer_words", answer_words.long().clone())
-            self.answer = None  # W^T = C^K
+            self.register_buffer("answer_ids", tied_answer_ids(answer_words))  # W^T = C^K where an answer is one word
         else:
-            self.answer = nn.Linear(D, answer_size, bias=False)  # W: [A, D]
-            nn.init.normal_(self.answer.weight, std=INIT_STD)
+            self.answer_ids = None
 
     # -- the forward pass -----------------------------------------------------------------------
     def forward(self, story: Tensor, question: Tensor, record: bool = False) -> QAOutput:
@@ -212,9 +235,10 @@ class MemN2N(QAModel):
             if record:
                 weights.append(read.trace["read_weights"][:, 0])  # [B, N]
         top = u + o  # u^K + o^K
-        if self.answer is None:
-            logits = top @ answer_embedding(self.memories[-1].values.words, self.answer_words).T  # [B, D] @ [D, A]
+        if self.answer_ids is None:
+            logits = self.answer(top)  # W (u^K + o^K): [B, D] -> [B, A]
         else:
-            logits = self.answer(top)  # W (u^K + o^K): [B, A]
+            W = answer_matrix(self.memories[-1].values.words, self.answer_ids, self.answer.weight)  # [A, D]
+            logits = top @ W.T  # [B, D] @ [D, A] -> [B, A]
         trace = {"attention": torch.stack(weights, dim=1)} if record else None  # K x [B, N] -> [B, K, N]
         return QAOutput(logits, trace)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mannkit.core.interfaces import Addressing, SequenceModel, SequenceOutput
+from mannkit.core.interfaces import Head, SequenceModel, SequenceOutput
 from mannkit_memn2n.hop import HopReadHead
 from mannkit_memn2n.memory import StoryMemory
 
@@ -30,16 +30,16 @@ class StoryProbe(SequenceModel):
 
     Args:
         memory: the story memory under test (its ``slots`` is N).
-        addressing: the head's addressing (default DotProductAddressing).
+        head: the read head (default a :class:`HopReadHead` with dot-product addressing); one head, ``count`` 1.
     """
 
-    def __init__(self, memory: StoryMemory, addressing: Addressing | None = None) -> None:
+    def __init__(self, memory: StoryMemory, head: Head | None = None) -> None:
         super().__init__()
         self.memory = memory
-        self.head = HopReadHead(addressing)
+        self.head = HopReadHead() if head is None else head
 
     @property
-    def heads(self) -> list[HopReadHead]:
+    def heads(self) -> list[Head]:
         """The head bank, for the kit's direct head checks against this memory."""
         return [self.head]
 
