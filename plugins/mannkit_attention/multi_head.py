@@ -70,7 +70,7 @@ class MultiHeadAddressing(Addressing):
     each), scores ``q_a . k_{a,n} / sqrt(D)``; the mixture ``pi = softmax(G x + g)`` combines the
     A softmax weightings (see the module docstring for the relation to transformer multi-head
     attention). ``Q``, ``K`` (``W x A*D``, no bias, normal with std ``1/sqrt(W)``) and the gate
-    ``G, g`` (zero at the start, so the heads start equally mixed) are created in ``bind`` from W.
+    ``G, g`` (zero at the start, so the heads start equally mixed; none for A = 1) are created in ``bind`` from W.
 
     Args:
         num_heads: A, the number of attention heads mixed into each weighting.
@@ -93,11 +93,12 @@ class MultiHeadAddressing(Addressing):
         self.head_dim = D
         self.query = nn.Linear(W, A * D, bias=False)  # Q_a for every a, stacked
         self.key = nn.Linear(W, A * D, bias=False)  # K_a for every a, stacked
-        self.gate = nn.Linear(W, A)  # G, g: the mixture logits from the query
         for projection in (self.query, self.key):
             nn.init.normal_(projection.weight, std=1 / math.sqrt(W))
-        nn.init.zeros_(self.gate.weight)
-        nn.init.zeros_(self.gate.bias)
+        self.gate = nn.Linear(W, A) if A > 1 else None  # G, g: the mixture logits from the query (pi = 1 for A = 1)
+        if self.gate is not None:
+            nn.init.zeros_(self.gate.weight)
+            nn.init.zeros_(self.gate.bias)
 
     def param_size(self, memory: Memory) -> int:
         return memory.word_size
@@ -116,5 +117,8 @@ class MultiHeadAddressing(Addressing):
         h, A, D = params.shape[1], self.num_heads, self.head_dim
         queries = self.query(params).view(B, h, A, D)  # Q_a x: [B, h, A*D] -> [B, h, A, D]
         keys = self.key(memory).view(B, N, A, D)  # K_a M[n]: [B, N, A*D] -> [B, N, A, D]
-        mixture = torch.softmax(self.gate(params), dim=-1)  # pi = softmax(G x + g): [B, h, A]
+        if self.gate is None:  # one attention head: pi = 1
+            mixture = params.new_ones(B, h, 1)  # [B, h, A=1]
+        else:
+            mixture = torch.softmax(self.gate(params), dim=-1)  # pi = softmax(G x + g): [B, h, A]
         return multi_head_weights(queries, keys, mixture, slot_mask(memory_state)), state
