@@ -68,7 +68,8 @@ class ScaledDotProductAddressing(Addressing):
     P = W: each head's raw parameters are its query q, used as is (no activation). Unlike
     :class:`~mannkit.nn.ContentAddressing` (cosine similarity and a key strength) the score
     grows with the norms of the query and the rows, so the head sets its own sharpness
-    through the size of q. No parameters, no state.
+    through the size of q. No parameters, no state. :meth:`scores` gives the raw scores, so a
+    MemN2N hop in linear-start mode can use this addressing too.
 
     Args:
         scale: divide the scores by sqrt(W) (Vaswani et al. 2017); false gives the plain dot
@@ -83,10 +84,13 @@ class ScaledDotProductAddressing(Addressing):
     def param_size(self, memory: Memory) -> int:
         return memory.word_size
 
-    def forward(self, params: Tensor, memory_state, state):  # noqa: ANN001
-        """``params [B, h, W]`` (the queries), keys ``memory_state.memory [B, N, W]`` -> ``(weights [B, h, N], state)``."""
+    def scores(self, params: Tensor, memory_state) -> Tensor:  # noqa: ANN001
+        """The raw scores ``q . M[n] (/ sqrt(W))``, ``[B, h, N]``, before the softmax (MemN2N's linear start uses them)."""
         keys = memory_state.memory  # K, [B, N, W]
         B, _, W = keys.shape
         check_shape(params, (B, "h", W), "ScaledDotProductAddressing params", "each head's query is W numbers")
-        scores = dot_product_scores(params, keys, 1 / math.sqrt(W) if self.scale else 1.0)  # [B, h, N]
-        return attention_weights(scores, slot_mask(memory_state)), state
+        return dot_product_scores(params, keys, 1 / math.sqrt(W) if self.scale else 1.0)  # [B, h, N]
+
+    def forward(self, params: Tensor, memory_state, state):  # noqa: ANN001
+        """``params [B, h, W]`` (the queries), keys ``memory_state.memory [B, N, W]`` -> ``(weights [B, h, N], state)``."""
+        return attention_weights(self.scores(params, memory_state), slot_mask(memory_state)), state

@@ -87,7 +87,9 @@ class LinformerAddressing(Addressing):
     """Scaled dot-product attention over k learned mixtures of the N slots, mapped back to a weighting over N.
 
     P = W: each head's raw parameters are its query. ``bind`` reads N from the memory's
-    ``slots`` and creates E; a memory without ``slots`` is refused. Scores cost O(h k W) after
+    ``slots`` and creates E; a memory without ``slots`` is refused. A memory state with fewer
+    rows than ``slots`` (a MemN2N story shorter than the memory) is attended as if the missing
+    rows were masked slots. Scores cost O(h k W) after
     the O(k N W) projection of the keys (O(h N W) for plain softmax attention); the weighting
     over N costs O(h k N). The saving is Linformer's when many queries share one projected
     memory (k << N); one query per step saves nothing.
@@ -144,10 +146,14 @@ class LinformerAddressing(Addressing):
         check_bound("LinformerAddressing", self)
         keys = memory_state.memory  # K, [B, N, W]
         B, N, W = keys.shape
-        if N != self.slots:
+        if N > self.slots:
             raise ShapeError(
                 f"LinformerAddressing was built for N={self.slots} slots but the memory has N={N}; "
                 "bind a fresh addressing to a memory of this size."
             )
         check_shape(params, (B, "h", W), "LinformerAddressing params", "each head's query is W numbers")
-        return linformer_weights(params, keys, self.projection_matrix(), slot_mask(memory_state)), state
+        projection, mask = self.projection_matrix(), slot_mask(memory_state)
+        if N < self.slots:  # a shorter story (MemN2N): the slots past N count as masked
+            projection = projection[:, :N]  # [k, slots] -> [k, N], renormalised through the mask
+            mask = torch.ones(B, N, dtype=torch.bool, device=keys.device) if mask is None else mask
+        return linformer_weights(params, keys, projection, mask), state

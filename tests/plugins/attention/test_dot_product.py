@@ -133,3 +133,13 @@ def test_scale_must_be_a_bool(bad):
 def test_wrong_query_width_says_both_shapes():
     with pytest.raises(ShapeError, match=r"^ScaledDotProductAddressing params has shape \[3, 2, 6\] but \[3, h, 5\] was expected; each head's query is W numbers\.$"):
         ScaledDotProductAddressing()(_randn(B, H, W + 1, seed=1), MatrixState(_randn(B, N, W, seed=2)), ())
+
+
+@pytest.mark.parametrize("scale", [True, False])
+def test_scores_are_the_raw_scores_before_the_softmax(scale):
+    """MemN2N's linear start reads ``scores(params, memory_state)`` and skips the softmax."""
+    addressing = ScaledDotProductAddressing(scale=scale)
+    queries, state = _randn(B, H, W, seed=1), Story(_randn(B, N, W, seed=2), MASK)
+    scores = addressing.scores(queries, state)
+    torch.testing.assert_close(scores, queries @ state.memory.mT / (math.sqrt(W) if scale else 1.0))
+    torch.testing.assert_close(addressing(queries, state, ())[0], attention_weights(scores, MASK))

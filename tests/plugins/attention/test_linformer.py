@@ -162,12 +162,12 @@ def test_identity_needs_projected_equal_to_n():
         LinformerAddressing(projected=3, projection="identity").bind(MatrixMemory(slots=N, word_size=W))
 
 
-def test_forward_before_bind_or_on_another_n_is_refused():
+def test_forward_before_bind_or_on_a_larger_n_is_refused():
     queries, state = _randn(B, H, W, seed=1), MatrixState(_randn(B, N, W, seed=2))
     with pytest.raises(ConfigError, match=r"^LinformerAddressing is not built yet; call bind\(memory\) before forward"):
         LinformerAddressing()(queries, state, ())
-    with pytest.raises(ShapeError, match=r"^LinformerAddressing was built for N=7 slots but the memory has N=6; bind a fresh addressing to a memory of this size\.$"):
-        _bound()(queries, MatrixState(_randn(B, N - 1, W, seed=2)), ())
+    with pytest.raises(ShapeError, match=r"^LinformerAddressing was built for N=7 slots but the memory has N=8; bind a fresh addressing to a memory of this size\.$"):
+        _bound()(queries, MatrixState(_randn(B, N + 1, W, seed=2)), ())
     with pytest.raises(ShapeError, match=r"^LinformerAddressing params has shape \[3, 2, 6\] but \[3, h, 5\] was expected"):
         _bound()(_randn(B, H, W + 1, seed=1), state, ())
 
@@ -181,3 +181,19 @@ def test_projected_must_be_a_positive_integer(bad):
 def test_projection_must_be_learned_or_identity():
     with pytest.raises(ConfigError, match=r"^LinformerAddressing: projection must be learned or identity, got 'eye'; pick one of those\.$"):
         LinformerAddressing(projection="eye")
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_a_shorter_memory_is_the_padded_memory_with_the_padding_masked(masked):
+    """MemN2N may hold a story of fewer sentences than the memory's slots: the missing rows count as masked."""
+    addressing, short = _bound(), 5
+    queries, keys = _randn(B, H, W, seed=1), _randn(B, short, W, seed=2)
+    mask = MASK[:, :short] if masked else torch.ones(B, short, dtype=torch.bool)
+    mask = mask | torch.eye(B, short, dtype=torch.bool)  # every example keeps at least one slot
+    padded_keys = torch.cat([keys, 1e3 * torch.ones(B, N - short, W, dtype=F64)], dim=1)  # [B, N, W]
+    padded_mask = torch.cat([mask, torch.zeros(B, N - short, dtype=torch.bool)], dim=1)  # [B, N]
+    weights, _ = addressing(queries, Story(keys, mask) if masked else MatrixState(keys), ())
+    padded, _ = addressing(queries, Story(padded_keys, padded_mask), ())
+    assert weights.shape == (B, H, short)
+    torch.testing.assert_close(weights, padded[..., :short])
+    assert (padded[..., short:] == 0).all()

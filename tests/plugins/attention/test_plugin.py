@@ -119,3 +119,31 @@ def test_config_round_trip(config):
     assert built.to_config()["init_args"] == config["init_args"]
     assert built.to_config()["class_path"].startswith("mannkit_attention.")
     assert instantiate(built.to_config()).to_config() == built.to_config()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_memn2n_hops_attend_through_each_addressing(name):
+    """MemN2N (another plugin) passes u as params [B, 1, P] over its story memory; padded sentences get zero weight."""
+    memn2n = pytest.importorskip("mannkit_memn2n")
+    torch.manual_seed(0)
+    model = memn2n.MemN2N(embedding_dim=6, hops=2, random_noise=0.0, addressing=FACTORIES[name]())
+    model.bind(vocab_size=13, answer_size=5, max_sentences=7, sentence_length=4, question_length=3)
+    story = torch.randint(1, 13, (3, 7, 4), generator=torch.Generator().manual_seed(1))
+    story[0, 4:] = 0  # example 0 holds 4 sentences, example 1 holds 6
+    story[1, 6:] = 0
+    question = torch.randint(1, 13, (3, 3), generator=torch.Generator().manual_seed(2))
+    out = model(story, question, record=True)
+    attention = out.trace["attention"]  # [B, hops, N]
+    assert attention.shape == (3, 2, 7)
+    assert (attention[0, :, 4:] == 0).all() and (attention[1, :, 6:] == 0).all()
+    torch.testing.assert_close(attention.sum(-1), torch.ones(3, 2))
+    out.logits.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_memn2n_linear_start_with_scaled_dot_product():
+    memn2n = pytest.importorskip("mannkit_memn2n")
+    model = memn2n.MemN2N(embedding_dim=6, hops=2, linear_start=True, addressing=ScaledDotProductAddressing(scale=False))
+    model.bind(vocab_size=13, answer_size=5, max_sentences=7, sentence_length=4, question_length=3)
+    story = torch.randint(1, 13, (3, 7, 4), generator=torch.Generator().manual_seed(1))
+    assert torch.isfinite(model(story, torch.ones(3, 3, dtype=torch.long)).logits).all()
