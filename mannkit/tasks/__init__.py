@@ -8,6 +8,7 @@ from mannkit.tasks.algorithmic import (
     RepeatCopyTask,
     ngram_bayes_optimal_bits,
 )
+from mannkit.tasks.babi import BabiDataModule
 from mannkit.tasks.base import Batch, SequenceTask
 from mannkit.tasks.graph import FamilyTreeTask, GraphTask, GraphTraversalTask, ShortestPathTask
 from mannkit.tasks.multitask import MultiTask
@@ -27,5 +28,6 @@ __all__ = [
     "ShortestPathTask",
     "FamilyTreeTask",
     "SortTask",
+    "BabiDataModule",
     "ngram_bayes_optimal_bits",
 ]
