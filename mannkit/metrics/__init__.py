@@ -1,5 +1,16 @@
 """torchmetrics metrics of mannkit's tasks, with their functional forms."""
 
+from mannkit.metrics.qa import (
+    FailedTasks,
+    MeanTaskError,
+    PerTaskError,
+    QAAccuracy,
+    answer_correct,
+    failed_tasks,
+    mean_task_error,
+    task_counts,
+    task_errors,
+)
 from mannkit.metrics.sequence import (
     BitErrorsPerSequence,
     BitsPerSequence,
@@ -16,4 +27,13 @@ __all__ = [
     "bits_per_sequence",
     "bit_errors_per_sequence",
     "sequence_accuracy",
+    "QAAccuracy",
+    "PerTaskError",
+    "MeanTaskError",
+    "FailedTasks",
+    "answer_correct",
+    "task_counts",
+    "task_errors",
+    "mean_task_error",
+    "failed_tasks",
 ]
