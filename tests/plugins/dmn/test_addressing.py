@@ -116,8 +116,8 @@ def test_attention_gates_of_an_empty_story_are_zero_not_nan():
 
 
 def test_interaction_features_gradcheck():
-    assert gradcheck(interaction_features, (_randn(B, N, W, seed=13, grad=True), _randn(B, H, W, seed=14, grad=True),
-                                            _randn(B, H, W, seed=15, grad=True)))
+    assert gradcheck(interaction_features, (_randn(2, 3, W, seed=13, grad=True), _randn(2, H, W, seed=14, grad=True),
+                                            _randn(2, H, W, seed=15, grad=True)))
 
 
 def test_gate_scores_gradcheck():
