@@ -1,5 +1,6 @@
 """Generic LightningModules (systems) that train any model of the right kind."""
 
+from mannkit.systems.qa import BagOfWordsQA, QASystem, answer_loss
 from mannkit.systems.sequence import SequenceSystem, masked_bce_loss
 
-__all__ = ["SequenceSystem", "masked_bce_loss"]
+__all__ = ["SequenceSystem", "masked_bce_loss", "QASystem", "BagOfWordsQA", "answer_loss"]
