@@ -120,15 +120,18 @@ def performer_weights(queries: Tensor, keys: Tensor, omega: Tensor, mask: Tensor
         ``[B, h, N]``, summing to 1 over N (all zeros for an example with no slot in use).
     """
     scale = queries.shape[-1] ** -0.25  # W^(-1/4) on both sides gives softmax's 1 / sqrt(W)
-    log_q = favor_log_features(queries * scale, omega)  # [B, h, m]
-    log_k = favor_log_features(keys * scale, omega)  # [B, N, m]
+    omega = omega * scale  # omega (s x) = (s omega) x: scale the small [m, W] rather than the keys
+    square = 0.5 * scale * scale  # |s x|^2 / 2 = s^2 |x|^2 / 2
+    log_q = torch.matmul(queries, omega.mT) - square * (queries * queries).sum(-1, keepdim=True)  # [B, h, m]
+    projected = torch.matmul(keys, omega.mT)  # omega (s k_n): [B, N, W] @ [(B,) W, m] -> [B, N, m]
+    offset = square * (keys * keys).sum(-1, keepdim=True)  # |s k_n|^2 / 2: [B, N, 1]
     if mask is not None:
-        log_k = log_k.masked_fill(~mask.unsqueeze(-1), float("-inf"))  # phi(k_n) = 0 for masked n: [B, N, 1]
-    finite_min = torch.finfo(log_k.dtype).min
+        offset = offset.masked_fill(~mask.unsqueeze(-1), float("inf"))  # log phi(k_n) = -inf for masked n
+    finite_min = torch.finfo(projected.dtype).min
     q_peak = log_q.amax(-1, keepdim=True).detach()  # per query: [B, h, 1]
-    k_peak = log_k.amax((-2, -1), keepdim=True).detach().clamp_min(finite_min)  # per example: [B, 1, 1]
+    k_peak = (projected.detach().amax(-1, keepdim=True) - offset.detach()).amax(-2, keepdim=True)  # per example: [B, 1, 1]
     phi_q = torch.exp(log_q - q_peak)  # sqrt(m) phi(q) / exp(q_peak)
-    phi_k = torch.exp(log_k - k_peak)  # sqrt(m) phi(k_n) / exp(k_peak), 0 at masked slots
+    phi_k = torch.exp(projected - (offset + k_peak.clamp_min(finite_min)))  # sqrt(m) phi(k_n) / exp(k_peak), 0 if masked
     products = torch.bmm(phi_q, phi_k.mT)  # phi(q) . phi(k_n): [B, h, m] @ [B, m, N] -> [B, h, N]
     total = products.sum(-1, keepdim=True)  # [B, h, 1]
     uniform = torch.ones_like(products[:, :1]) if mask is None else mask.unsqueeze(1).to(products.dtype)  # [B, 1, N]
