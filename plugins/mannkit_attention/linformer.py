@@ -110,6 +110,7 @@ class LinformerAddressing(Addressing):
                 f"LinformerAddressing: projection must be learned or identity, got {projection!r}; pick one of those."
             )
         self.projected, self.projection = projected, projection
+        self.num_slots: int | None = None  # N, set by bind
 
     def bind(self, memory: Memory) -> None:
         N = memory_slots("LinformerAddressing", memory, "to project its N slots to projected rows")
@@ -120,16 +121,11 @@ class LinformerAddressing(Addressing):
             )
         if not self._bind_once(slots=N):
             return
+        self.num_slots = N
         if self.projection == "learned":
             self.logits = nn.Parameter(torch.randn(self.projected, N))  # L, E = softmax(L) row by row: [k, N]
         else:
             self.register_buffer("identity", torch.eye(N))  # E = I: [N, N]
-
-    @property
-    def slots(self) -> int:
-        """N, the number of slots this addressing was built for."""
-        check_bound("LinformerAddressing", self)
-        return self.__dict__["_bound_sizes"]["slots"]
 
     def projection_matrix(self) -> Tensor:
         """E, ``[k, N]``: each row a distribution over the slots."""
@@ -146,14 +142,14 @@ class LinformerAddressing(Addressing):
         check_bound("LinformerAddressing", self)
         keys = memory_state.memory  # K, [B, N, W]
         B, N, W = keys.shape
-        if N > self.slots:
+        if N > self.num_slots:
             raise ShapeError(
-                f"LinformerAddressing was built for N={self.slots} slots but the memory has N={N}; "
+                f"LinformerAddressing was built for N={self.num_slots} slots but the memory has N={N}; "
                 "bind a fresh addressing to a memory of this size."
             )
         check_shape(params, (B, "h", W), "LinformerAddressing params", "each head's query is W numbers")
         projection, mask = self.projection_matrix(), slot_mask(memory_state)
-        if N < self.slots:  # a shorter story (MemN2N): the slots past N count as masked
+        if N < self.num_slots:  # a shorter story (MemN2N): the slots past N count as masked
             projection = projection[:, :N]  # [k, slots] -> [k, N], renormalised through the mask
             mask = torch.ones(B, N, dtype=torch.bool, device=keys.device) if mask is None else mask
         return linformer_weights(params, keys, projection, mask), state

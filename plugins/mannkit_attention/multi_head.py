@@ -83,6 +83,7 @@ class MultiHeadAddressing(Addressing):
         if head_size is not None:
             check_positive_int("MultiHeadAddressing", "head_size", head_size)
         self.num_heads, self.head_size = num_heads, head_size
+        self.head_dim: int | None = None  # D, set by bind
 
     def bind(self, memory: Memory) -> None:
         W = memory.word_size

@@ -135,7 +135,7 @@ def test_gradcheck_through_the_module():
 def test_bind_makes_k_by_n_logits_or_a_fixed_identity():
     learned = _bound()
     assert [name for name, _ in learned.named_parameters()] == ["logits"] and learned.logits.shape == (K, N)
-    assert learned.slots == N and learned.param_size(MatrixMemory(slots=N, word_size=W)) == W
+    assert learned.num_slots == N and learned.param_size(MatrixMemory(slots=N, word_size=W)) == W
     identity = _bound(projected=N, projection="identity")
     assert list(identity.parameters()) == [] and "identity" in identity.state_dict()
     assert torch.equal(identity.projection_matrix(), torch.eye(N, dtype=F64))
