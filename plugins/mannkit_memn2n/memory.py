@@ -47,6 +47,10 @@ __all__ = [
     "recency_index",
     "most_recent",
     "story_mask",
+    "embed_sentences",
+    "word_bags",
+    "word_weights",
+    "DENSE_BAG_LIMIT",
 ]
 
 #: The standard deviation of every weight at initialisation: N(0, 0.1) (sec. 4.2 of the paper).
@@ -126,6 +130,81 @@ def most_recent(story: Tensor, size: int) -> Tensor:
     return story.gather(1, index.unsqueeze(-1).expand(B, size, L))  # [B, M] -> [B, M, L] row picks
 
 
+#: Above this many entries (sentences x vocabulary) :func:`embed_sentences` uses ``embedding_bag`` instead of a dense bag matrix.
+DENSE_BAG_LIMIT = 1 << 22
+
+
+def word_weights(words: Tensor, position: bool = True, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The weight of each word in the bags of :func:`word_bags`: ``[2, S, L]`` (``1 - j/J``, ``1 - 2j/J``) with
+    the position encoding, else ``[1, S, L]`` (1 per word); 0 at padding.
+
+    Args:
+        words: word ids ``[S, L]``.
+    """
+    present = words.ne(0).to(dtype)  # [S, L]
+    if not position:
+        return present.unsqueeze(0)  # [1, S, L]
+    j = torch.arange(1, words.shape[-1] + 1, device=words.device, dtype=dtype)  # [L]
+    ratio = j / present.sum(-1, keepdim=True).clamp_min(1)  # j / J, [S, L]
+    return torch.stack([(1 - ratio) * present, (1 - 2 * ratio) * present])  # [2, S, L]
+
+
+def word_bags(words: Tensor, vocab_size: int, position: bool = True, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Each sentence as weighted word counts over the vocabulary, so that ``bags @ A`` embeds every sentence.
+
+    With the position encoding ``l_kj = (1 - j/J) - (k/D)(1 - 2j/J)`` a sentence is
+    ``sum_j (1 - j/J) A x_j - (k/D) sum_j (1 - 2j/J) A x_j``: two bags, weighted by ``1 - j/J`` and
+    ``1 - 2j/J``; without it, one bag of counts. Padding (id 0) weighs 0.
+
+    Args:
+        words: word ids ``[..., L]`` (0 = padding, the words of a sentence first); S sentences in all.
+        vocab_size: V.
+        position: two position-weighted bags, else one bag of counts.
+
+    Returns:
+        ``[G, S, V]`` with G = 2 (position) or 1.
+
+    >>> word_bags(torch.tensor([[2, 1, 0]]), 3).tolist()   # J = 2: weights 1/2, 0 and 0, -1
+    [[[0.0, 0.0, 0.5]], [[0.0, -1.0, 0.0]]]
+    """
+    flat = words.reshape(-1, words.shape[-1])  # [..., L] -> [S, L], one row per sentence
+    weights = word_weights(flat, position, dtype)  # [G, S, L]
+    index = flat.unsqueeze(0).expand(weights.shape[0], -1, -1)  # [G, S, L]
+    return torch.zeros(weights.shape[0], flat.shape[0], vocab_size, device=words.device, dtype=dtype).scatter_add_(-1, index, weights)
+
+
+def embed_sentences(words: Tensor, table: Tensor, position: bool = True, bags: Tensor | None = None) -> Tensor:
+    """``sum_j l_j * A x_j`` for word ids, without an ``[..., L, D]`` intermediate.
+
+    The same numbers as :func:`mannkit.nn.text.encode_sentences` of the looked-up embeddings,
+    computed as ``word_bags(words) @ A`` (one dense product forward and backward, several times
+    faster than the gather on CPU), or with ``embedding_bag`` for a vocabulary too large for the
+    dense bags.
+
+    Args:
+        words: word ids ``[..., L]``.
+        table: A, ``[V, D]``.
+        position: the position encoding (else a plain bag of words).
+        bags: :func:`word_bags` of ``words`` if already made (hops share them).
+
+    Returns:
+        ``[..., D]``.
+    """
+    L, (V, D) = words.shape[-1], table.shape
+    k = torch.arange(1, D + 1, device=words.device, dtype=table.dtype) / D  # k / D, [D]
+    if bags is None and words.numel() // L * V > DENSE_BAG_LIMIT:
+        flat = words.reshape(-1, L)  # [S, L]
+        if not position:
+            return F.embedding_bag(flat, table, mode="sum", padding_idx=0).reshape(*words.shape[:-1], D)  # [S, D] -> [..., D]
+        weights = word_weights(flat, True, table.dtype)  # [2, S, L]
+        first, second = (F.embedding_bag(flat, table, per_sample_weights=w, mode="sum", padding_idx=0) for w in weights)
+        return (first - k * second).reshape(*words.shape[:-1], D)  # [S, D] -> [..., D]
+    bags = word_bags(words, V, position, table.dtype) if bags is None else bags
+    sums = bags @ table  # [G, S, V] @ [V, D] -> [G, S, D]
+    out = sums[0] - k * sums[1] if position else sums[0]  # [S, D]
+    return out.reshape(*words.shape[:-1], D)  # [S, D] -> [..., D]
+
+
 class SentenceEncoder(nn.Module):
     """One embedding of sentences: a word table (``A``, ``B`` or ``C`` of the paper, ``[V, D]``) and,
     with ``slots``, a temporal table (``T_A`` or ``T_C``, ``[slots, D]``), both drawn from N(0, 0.1).
@@ -145,22 +224,23 @@ class SentenceEncoder(nn.Module):
         self.words = nn.Parameter(torch.randn(vocab_size, dim) * INIT_STD)  # A (or B, C): [V, D]
         self.time = nn.Parameter(torch.randn(slots, dim) * INIT_STD) if slots else None  # T_A (or T_C): [slots, D]
 
-    def forward(self, words: Tensor, times: Tensor | None = None) -> Tensor:
+    def forward(self, words: Tensor, times: Tensor | None = None, bags: Tensor | None = None) -> Tensor:
         """``sum_j l_j * A x_j (+ T_A(t))``.
 
         Args:
             words: word ids ``[..., L]``, or word distributions ``[..., L, V]`` (soft one-hot words,
                 each row with any mass counting as a word).
             times: int64 indices ``[...]`` into the temporal table (ignored without one).
+            bags: :func:`word_bags` of ``words`` (ids only) if already made; encoders of one story share them.
 
         Returns:
             ``[..., D]``.
         """
         if words.is_floating_point():
             embedded = words @ self.words  # [..., L, V] @ [V, D] -> [..., L, D]
+            sentences = encode_sentences(embedded, _word_ids(words), self.position)  # [..., D]
         else:
-            embedded = F.embedding(words, self.words)  # [..., L] -> [..., L, D]
-        sentences = encode_sentences(embedded, _word_ids(words), self.position)  # [..., D]
+            sentences = embed_sentences(words, self.words, self.position, bags)  # [..., D]
         if self.time is not None and times is not None:
             sentences = sentences + self.time[times]  # + T_A(i): [...] indices -> [..., D]
         return sentences
@@ -237,14 +317,19 @@ class StoryMemory(Memory):
         return recency_index(mask, self.random_noise if self.training else 0.0).clamp_max(self.slots - 1)
 
     def load(self, story: Tensor, times: Tensor | None = None, mask: Tensor | None = None,
-             cache: dict[int, Tensor] | None = None) -> StoryState:
+             cache: dict | None = None) -> StoryState:
         """Embed a story.
 
         Args:
             story: word ids ``[B, N, L]`` (N at most ``slots``), or word distributions ``[B, N, L, V]``.
             times: recency indices ``[B, N]`` (default :meth:`times`; hops of one model share one draw).
             mask: bool ``[B, N]`` (default :func:`story_mask`).
-            cache: encoder outputs of this forward pass by encoder id, so a tied encoder runs once.
+            cache: what hops of one forward pass share: the real sentences (``"rows"``, ``"words"``,
+                ``"times"``, ``"bags"``, made once) and each encoder's output by encoder id (a tied encoder
+                runs once). Start each forward pass with an empty dict.
+
+        Only real sentences are embedded; empty slots hold zero vectors (with no time vector), which
+        an addressing never weighs since the mask is False there.
 
         Returns:
             :class:`StoryState` with ``memory`` and ``values`` ``[B, N, D]`` and ``mask`` ``[B, N]``.
@@ -261,10 +346,23 @@ class StoryMemory(Memory):
         if times is None and self.temporal_encoding:
             times = self.times(mask)
         cache = {} if cache is None else cache
+        if "rows" not in cache:  # only the real sentences are embedded (most slots of a padded batch are empty)
+            rows = mask.reshape(-1).nonzero().squeeze(-1)  # [S] indices into the B*N slots
+            words = story.reshape(-1, *story.shape[2:])[rows]  # [B, N, L(, V)] -> [S, L(, V)]
+            cache.update(rows=rows, words=words)
+            if times is not None:
+                cache["times"] = times.reshape(-1)[rows]  # [B, N] -> [S]
+            vocab = self.keys.words.shape[0]
+            if not story.is_floating_point() and words.shape[0] * vocab <= DENSE_BAG_LIMIT:
+                cache["bags"] = word_bags(words, vocab, self.position_encoding, self.keys.words.dtype)  # [G, S, V]
+        rows, words = cache["rows"], cache["words"]
+        B, N = mask.shape
         encoded = []
         for encoder in (self.keys, self.values):
             if id(encoder) not in cache:
-                cache[id(encoder)] = encoder(story, times)  # [B, N, D]
+                packed = encoder(words, cache.get("times"), cache.get("bags"))  # [S, D]
+                empty = packed.new_zeros(B * N, packed.shape[-1])  # empty slots hold zeros
+                cache[id(encoder)] = empty.index_copy(0, rows, packed).view(B, N, -1)  # [S, D] -> [B*N, D] -> [B, N, D]
             encoded.append(cache[id(encoder)])
         return StoryState(encoded[0], encoded[1], mask)
 

@@ -221,7 +221,7 @@ class MemN2N(QAModel):
         mask = story_mask(story)  # [B, N]
         times = self.memories[0].times(mask) if self.temporal_encoding else None  # one RN draw for every hop
         u = self.question(question)  # u^1 = sum_j l_j B q_j: [B, Q] -> [B, D]
-        cache: dict[int, Tensor] = {}  # a tied encoder embeds the story once
+        cache: dict = {}  # the real sentences and their word bags, made once; a tied encoder embeds them once
         weights = []
         head_state = self.head.initial_state(story.shape[0], self.memories[0], story.device, u.dtype)
         for k, memory in enumerate(self.memories):

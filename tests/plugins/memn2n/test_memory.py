@@ -10,7 +10,18 @@ import torch.nn.functional as F
 from mannkit.core.errors import ConfigError, ShapeError
 from mannkit.nn.text import position_weights
 from mannkit.testing import check_memory
-from mannkit_memn2n import SentenceEncoder, StoryMemory, StoryState, most_recent, recency_index, story_mask
+from mannkit.nn.text import encode_sentences
+from mannkit_memn2n import memory as memory_module
+from mannkit_memn2n.memory import (
+    SentenceEncoder,
+    StoryMemory,
+    StoryState,
+    embed_sentences,
+    most_recent,
+    recency_index,
+    story_mask,
+    word_bags,
+)
 
 B, N, L, V, D = 3, 5, 4, 11, 7
 
@@ -33,7 +44,6 @@ def test_recency_counts_back_from_the_most_recent_sentence():
 
 
 def test_random_noise_shifts_older_sentences_by_the_empty_memories_after_them():
-    torch.manual_seed(3)
     mask = torch.ones(2, 6, dtype=torch.bool)
     torch.manual_seed(3)
     gaps = (torch.rand(2, 6) < 0.5).long()  # the draw recency_index makes under this seed
@@ -73,6 +83,30 @@ def test_story_mask_of_ids_and_of_word_distributions():
     assert story_mask(story).tolist() == [[True] * 5, [True] * 3 + [False] * 2, [True] + [False] * 4]
     soft = F.one_hot(story, V).double() * story.ne(0).unsqueeze(-1)  # [B, N, L, V], padding all zero
     assert torch.equal(story_mask(soft), story_mask(story))
+
+
+@pytest.mark.parametrize("position", [True, False], ids=["position", "bag"])
+@pytest.mark.parametrize("dense", [True, False], ids=["dense-bags", "embedding-bag"])
+def test_embed_sentences_matches_the_shared_position_encoding(position, dense, monkeypatch):
+    if not dense:
+        monkeypatch.setattr(memory_module, "DENSE_BAG_LIMIT", 0)
+    table = torch.randn(V, D, generator=torch.Generator().manual_seed(1), dtype=torch.float64, requires_grad=True)
+    story = _story()
+    expected = encode_sentences(F.embedding(story, table), story, position)  # [B, N, D], the core's dense form
+    assert torch.allclose(embed_sentences(story, table, position), expected)
+    grad = torch.randn(B, N, D, dtype=torch.float64)
+    (a,) = torch.autograd.grad((embed_sentences(story, table, position) * grad).sum(), table)
+    (b,) = torch.autograd.grad((expected * grad).sum(), table)
+    assert torch.allclose(a, b)
+
+
+def test_word_bags_by_hand():
+    bags = word_bags(torch.tensor([[[4, 2, 4, 0]]]), V)  # one sentence of J = 3 words
+    assert bags.shape == (2, 1, V)
+    # word 4 at j = 1 and 3: (1 - 1/3) + (1 - 3/3) = 2/3 and (1 - 2/3) + (1 - 6/3) = -2/3; word 2 at j = 2: 1/3 and -1/3
+    assert torch.allclose(bags[:, 0, 4], torch.tensor([2 / 3, -2 / 3])) and torch.allclose(bags[:, 0, 2], torch.tensor([1 / 3, -1 / 3]))
+    assert bags[:, 0, [0, 1, 3]].abs().sum() == 0
+    assert word_bags(torch.tensor([[4, 2, 4, 0]]), V, position=False)[0, 0, 4] == 2
 
 
 # -- encoders -------------------------------------------------------------------------------------
@@ -123,8 +157,10 @@ def test_load_gives_keys_values_and_mask():
     assert isinstance(state, StoryState)
     assert state.memory.shape == state.values.shape == (B, N, D)
     assert torch.equal(state.mask, story_mask(story))
-    times = recency_index(state.mask)
-    assert torch.allclose(state.memory, memory.keys(story, times)) and torch.allclose(state.values, memory.values(story, times))
+    times, real = recency_index(state.mask), state.mask
+    assert torch.allclose(state.memory[real], memory.keys(story, times)[real])
+    assert torch.allclose(state.values[real], memory.values(story, times)[real])
+    assert (state.memory[~real] == 0).all() and (state.values[~real] == 0).all(), "only real sentences are embedded"
 
 
 def test_read_is_the_weighted_sum_of_the_values():
