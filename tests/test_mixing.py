@@ -57,7 +57,7 @@ def test_every_combination_trains(controller, memory, addressing):
     mask = batch["mask"].unsqueeze(-1)  # [B, T, 1]
     losses = []
     for _ in range(3):
-        logits = cell(batch["input"]).logits  # [B, T, O]
+        logits = _unroll_from_random_memory(cell, batch["input"])  # [B, T, O]
         loss = (F.binary_cross_entropy_with_logits(logits, batch["target"], reduction="none") * mask).sum() / mask.sum()
         optimizer.zero_grad()
         loss.backward()
@@ -66,6 +66,24 @@ def test_every_combination_trains(controller, memory, addressing):
     assert all(torch.isfinite(torch.tensor(losses))), losses
     unchanged = [name for name, p in cell.named_parameters() if torch.equal(p, before[name])]
     assert not unchanged, f"parameters {unchanged} did not change in 3 Adam steps"
+
+
+def _unroll_from_random_memory(cell: MemoryCell, x: torch.Tensor) -> torch.Tensor:
+    """``cell(x).logits``, but with the memory rows starting as seeded noise instead of equal rows.
+
+    Rows that start equal (a constant or zero memory) stay equal under content-only addressing, so a
+    learned query/key/gate of such an addressing would get only rounding-error gradients.
+    """
+    B, T, _ = x.shape
+    state = cell.initial_state(B, x.device, x.dtype)
+    if "memory" in getattr(state.memory, "_fields", ()):
+        noise = torch.randn(state.memory.memory.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
+        state = state._replace(memory=state.memory._replace(memory=noise))
+    outputs = []
+    for t in range(T):
+        y, state, _ = cell.step(x[:, t], state)
+        outputs.append(y)
+    return torch.stack(outputs, dim=1)  # T x [B, O] -> [B, T, O]
 
 
 class _StackLikeMemory(Memory):

@@ -27,6 +27,7 @@ from mannkit.testing.conformance import (
     check_controller,
     check_head,
     check_memory,
+    check_qa_model,
     check_sequence_model,
 )
 from mannkit.testing.defaults import (
@@ -55,6 +56,7 @@ __all__ = [
     "check_controller",
     "check_head",
     "check_memory",
+    "check_qa_model",
     "check_sequence_model",
     "default_factory",
     "default_harness",
