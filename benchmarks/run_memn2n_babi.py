@@ -1,0 +1,229 @@
+"""Learning benchmark: MemN2N on bAbI (all 20 tasks jointly, or one task), per-task test error.
+
+Trains ``MemN2N`` (the model of ``configs/memn2n/``) on ``BabiDataModule``'s splits with a plain
+PyTorch loop (no Lightning: the same model and data classes, less overhead per step), following
+Sukhbaatar et al. (2015, sec. 4.2): SGD on the cost *summed* over a batch of 32, gradients of norm
+above 40 scaled down to 40, weights from N(0, 0.1), 10% of the training stories held out for
+validation, the last 50 sentences of a story, K = 3 hops, adjacent tying, PE, TE and RN.
+
+Linear start (``--linear-start``, on by default): a first phase without the softmax of the hops at
+``--ls-lr`` (0.005), which ends when the validation loss stops falling (the paper) or after
+``--ls-epochs`` epochs, whichever comes first; then the softmax is inserted and the main schedule
+runs in full: ``--epochs`` epochs from ``--lr``, halved every ``--anneal-every`` epochs. Defaults:
+joint (``--tasks all``) d = 50, 60 epochs halved every 15, at most 30 linear epochs; one task d = 20,
+100 epochs halved every 25, at most 20 linear epochs. The learning rate after linear start is
+``--lr`` (default: ``--ls-lr`` when linear start is on, as the original code, else 0.01).
+
+    OMP_NUM_THREADS=1 python benchmarks/run_memn2n_babi.py --data-dir /work/shared/data/babi/tasks_1-20_v1-2/en --tasks all --seed 0
+
+Writes ``benchmarks/out/memn2n_babi_{tasks}_seed{S}.json`` (settings, per-epoch history, seconds per
+epoch, per-task test and training errors in percent, mean error, failed tasks) and prints a summary.
+The paper reports, per setting, the run of 10 with the lowest training error: run seeds and pick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from mannkit.core.registry import load_plugins
+from mannkit.tasks import BabiDataModule
+
+OUT = Path(__file__).parent / "out"
+FAILED = 5.0  # a task with more than 5% test error fails (the paper's threshold)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", required=True, help="folder of qaN_*_{train,test}.txt files, e.g. .../en")
+    p.add_argument("--tasks", default="all", help="'all' (joint training) or task numbers, e.g. 1 or 1,2,3")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights, the batch order and the noise")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the validation split (kept fixed across seeds)")
+    p.add_argument("--epochs", type=int, default=None, help="main-phase epochs (default 60 joint, 100 per task)")
+    p.add_argument("--anneal-every", type=int, default=None, help="halve the rate every this many epochs (15 / 25)")
+    p.add_argument("--lr", type=float, default=None, help="SGD rate on the summed cost after linear start")
+    p.add_argument("--linear-start", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--ls-lr", type=float, default=0.005, help="SGD rate during linear start")
+    p.add_argument("--ls-epochs", type=int, default=None, help="at most this many linear epochs (30 joint, 20 per task)")
+    p.add_argument("--dim", type=int, default=None, help="d (default 50 joint, 20 per task)")
+    p.add_argument("--hops", type=int, default=3)
+    p.add_argument("--tying", choices=("adjacent", "layerwise"), default="adjacent")
+    p.add_argument("--position-encoding", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--temporal-encoding", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--random-noise", type=float, default=0.1)
+    p.add_argument("--memory-size", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-grad-norm", type=float, default=40.0, help="of the summed cost's gradient")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=OUT)
+    args = p.parse_args(argv)
+    args.tasks = "all" if args.tasks.strip().lower() == "all" else [int(t) for t in args.tasks.split(",")]
+    joint = args.tasks == "all" or len(args.tasks) > 1
+    defaults = {"epochs": (60, 100), "anneal_every": (15, 25), "ls_epochs": (30, 20), "dim": (50, 20)}
+    for name, (if_joint, per_task) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, if_joint if joint else per_task)
+    if args.lr is None:
+        args.lr = args.ls_lr if args.linear_start else 0.01
+    return args
+
+
+def build_model(args: argparse.Namespace, data: BabiDataModule) -> torch.nn.Module:
+    load_plugins()
+    from mannkit.tasks.babi import answer_word_ids
+    from mannkit_memn2n import MemN2N
+
+    model = MemN2N(embedding_dim=args.dim, hops=args.hops, tying=args.tying, position_encoding=args.position_encoding,
+                   temporal_encoding=args.temporal_encoding, random_noise=args.random_noise,
+                   linear_start=args.linear_start, memory_size=args.memory_size)
+    model.bind(data.vocab_size, data.answer_size, data.max_sentences, data.sentence_length, data.question_length,
+               answer_words=answer_word_ids(data.vocab, data.answers))
+    return model
+
+
+def batches(split, batch_size: int, order: torch.Tensor | None = None):  # noqa: ANN001, ANN201
+    """Batches of the split (in ``order``, or in file order) as dicts of ``[B, ...]`` tensors."""
+    index = torch.arange(len(split)) if order is None else order
+    for start in range(0, len(index), batch_size):
+        yield split.__getitems__(index[start:start + batch_size].tolist())
+
+
+def evaluate(model: torch.nn.Module, split, batch_size: int = 256) -> dict:  # noqa: ANN001
+    """Mean loss over scorable questions, error (%) over all questions, and per task (an unseen answer is wrong)."""
+    model.eval()
+    loss_sum, scorable, wrong, total = 0.0, 0, {}, {}
+    with torch.no_grad():
+        for batch in batches(split, batch_size):
+            logits = model(batch["story"], batch["question"]).logits
+            answer, task = batch["answer"], batch["task"]
+            keep = answer >= 0
+            if keep.any():
+                loss_sum += F.cross_entropy(logits[keep], answer[keep], reduction="sum").item()
+            scorable += int(keep.sum())
+            miss = logits.argmax(-1) != answer
+            for t in task.unique().tolist():
+                here = task == t
+                wrong[t] = wrong.get(t, 0) + int(miss[here].sum())
+                total[t] = total.get(t, 0) + int(here.sum())
+    model.train()
+    per_task = {t: 100.0 * wrong[t] / total[t] for t in sorted(total)}
+    return {"loss": loss_sum / max(scorable, 1), "error": 100.0 * sum(wrong.values()) / max(sum(total.values()), 1),
+            "per_task": per_task}
+
+
+def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, split, args: argparse.Namespace) -> tuple[float, int]:  # noqa: ANN001
+    """One pass over the shuffled training questions: SGD on the summed cost, gradient norm clipped."""
+    cost, nonfinite = 0.0, 0
+    order = torch.randperm(len(split))
+    for batch in batches(split, args.batch_size, order):
+        loss = F.cross_entropy(model(batch["story"], batch["question"]).logits, batch["answer"], reduction="sum")
+        if not torch.isfinite(loss):
+            nonfinite += 1
+            continue
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        optimizer.step()
+        cost += loss.item()
+    return cost / len(split), nonfinite
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    data = BabiDataModule(args.data_dir, tasks=args.tasks, memory_size=args.memory_size, batch_size=args.batch_size,
+                          val_fraction=0.1, seed=args.split_seed)
+    data.setup("test")
+    train, val, test = data.split("train"), data.split("val"), data.split("test")
+    torch.manual_seed(args.seed)
+    model = build_model(args, data)
+    history: list[dict] = []
+    started = time.perf_counter()
+
+    def epoch(phase: str, optimizer: torch.optim.Optimizer) -> dict:
+        t0 = time.perf_counter()
+        model.train()
+        cost, nonfinite = train_epoch(model, optimizer, train, args)
+        train_seconds = time.perf_counter() - t0
+        checked = evaluate(model, val)
+        row = {"epoch": len(history) + 1, "phase": phase, "lr": optimizer.param_groups[0]["lr"], "train_cost": cost,
+               "val_loss": checked["loss"], "val_error": checked["error"], "train_seconds": round(train_seconds, 2),
+               "epoch_seconds": round(time.perf_counter() - t0, 2), "nonfinite_batches": nonfinite}
+        history.append(row)
+        print(json.dumps(row), flush=True)
+        return row
+
+    ls_epochs_run = 0
+    if args.linear_start:
+        optimizer = torch.optim.SGD(model.parameters(), lr=args.ls_lr)
+        best = math.inf
+        for _ in range(args.ls_epochs):
+            row = epoch("linear", optimizer)
+            ls_epochs_run += 1
+            if row["val_loss"] >= best:  # the validation loss stopped falling: insert the softmax
+                break
+            best = row["val_loss"]
+        model.set_linear_start(False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.anneal_every, gamma=0.5)
+    for _ in range(args.epochs):
+        epoch("softmax", optimizer)
+        scheduler.step()
+    tested, trained = evaluate(model, test), evaluate(model, train)
+    errors = tested["per_task"]
+    epochs = len(history)
+    return {
+        "model": "MemN2N",
+        "tasks": data.tasks,
+        "task_names": data.task_names,
+        "seed": args.seed,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "sizes": {"V": data.vocab_size, "A": data.answer_size, "N": data.max_sentences, "L": data.sentence_length,
+                  "Q": data.question_length, "train": len(train), "val": len(val), "test": len(test)},
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "epochs": epochs,
+        "linear_epochs": ls_epochs_run,
+        "test_error_percent": errors,
+        "mean_test_error_percent": sum(errors.values()) / len(errors),
+        "failed_tasks": sum(e > FAILED for e in errors.values()),
+        "train_error_percent": trained["per_task"],
+        "mean_train_error_percent": sum(trained["per_task"].values()) / len(trained["per_task"]),
+        "final_val_error_percent": history[-1]["val_error"] if history else None,
+        "test_loss": tested["loss"],
+        "seconds_per_epoch": round(sum(r["epoch_seconds"] for r in history) / max(epochs, 1), 2),
+        "train_seconds_per_epoch": round(sum(r["train_seconds"] for r in history) / max(epochs, 1), 2),
+        "total_seconds": round(time.perf_counter() - started, 1),
+        "nonfinite_batches": sum(r["nonfinite_batches"] for r in history),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "history": history,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    result = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "joint" if args.tasks == "all" else "task" + "-".join(map(str, args.tasks))
+    path = args.out / f"memn2n_babi_{name}_seed{args.seed}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    table = "  ".join(f"{t}:{e:.1f}" for t, e in result["test_error_percent"].items())
+    print(
+        f"MemN2N {name} seed {result['seed']}: mean test error {result['mean_test_error_percent']:.1f}% "
+        f"({result['failed_tasks']} tasks above {FAILED:g}%; mean training error {result['mean_train_error_percent']:.1f}%), "
+        f"{result['epochs']} epochs ({result['linear_epochs']} linear), {result['seconds_per_epoch']:.1f} s/epoch on "
+        f"{result['threads']} thread(s); per task: {table}; wrote {path}"
+    )
+    if not math.isfinite(result["test_loss"]):
+        raise SystemExit("the test loss is not finite")
+
+
+if __name__ == "__main__":
+    main()
