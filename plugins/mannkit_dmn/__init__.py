@@ -15,7 +15,7 @@ Each equation of the paper is a pure function here (:func:`interaction_features`
 from mannkit_dmn.addressing import InteractionAddressing, attention_gates, gate_scores, interaction_features
 from mannkit_dmn.episode import AttentionGRUHead, attention_gru, attention_gru_update, steps_in_use
 from mannkit_dmn.harness import FactTagger
-from mannkit_dmn.memory import FactMemory, FactState, fuse_directions, story_lengths
+from mannkit_dmn.memory import FactMemory, FactState, fuse_directions, reverse_within, story_lengths
 from mannkit_dmn.model import DMNPlus, last_state, memory_update
 
 #: The mannkit interface version this plugin is written for.
@@ -37,6 +37,7 @@ __all__ = [
     "interaction_features",
     "last_state",
     "memory_update",
+    "reverse_within",
     "steps_in_use",
     "story_lengths",
 ]

@@ -68,13 +68,19 @@ def attention_gru(
         c = h_N, ``[B, h, C]``.
     """
     B, N, C = reset_inputs.shape
-    heads = gates.shape[1]
-    h = reset_inputs.new_zeros(B, heads, C)  # h_0 = 0
-    for i in range(N if steps is None else steps):
+    steps = N if steps is None else steps
+    h = reset_inputs.new_zeros(B, gates.shape[1], C)  # h_0 = 0
+    if steps == 0:
+        return h
+    # one view per fact, split once: indexing inside the loop would cost a full-size gradient buffer per step
+    reset_steps = reset_inputs[:, :steps].unsqueeze(2).unbind(1)  # [B, N, C] -> steps x [B, 1, C], broadcast over heads
+    candidate_steps = candidate_inputs[:, :steps].unsqueeze(2).unbind(1)  # steps x [B, 1, C]
+    gate_steps = gates[:, :, :steps].unsqueeze(-1).unbind(2)  # [B, h, N] -> steps x [B, h, 1]
+    for x_reset, x_candidate, gate in zip(reset_steps, candidate_steps, gate_steps):
         hidden_reset, hidden_candidate = F.linear(h, recurrent).chunk(2, dim=-1)  # U^(r) h, U h: [B, h, 2C] -> 2 x [B, h, C]
-        r = torch.sigmoid(reset_inputs[:, i].unsqueeze(1) + hidden_reset)  # r_i (eq. 11), fact broadcast over heads
-        candidate = torch.tanh(candidate_inputs[:, i].unsqueeze(1) + r * hidden_candidate)  # h~_i (eq. 12)
-        h = attention_gru_update(h, candidate, gates[:, :, i : i + 1])  # h_i (eq. 13), g_i [B, h, 1]
+        r = torch.sigmoid(x_reset + hidden_reset)  # r_i (eq. 11)
+        candidate = torch.tanh(x_candidate + r * hidden_candidate)  # h~_i (eq. 12)
+        h = attention_gru_update(h, candidate, gate)  # h_i (eq. 13), g_i [B, h, 1]
     return h
 
 

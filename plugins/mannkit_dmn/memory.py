@@ -11,6 +11,10 @@ directions, so a fact knows about the sentences both before and after it:
 
 Padded sentence slots (after the last real one) are skipped by both directions and hold
 zero facts; the state's ``mask`` marks the facts in use, so every addressing gives them zero weight.
+The backward direction runs on each story reversed within its own length
+(:func:`reverse_within`), so it starts at the story's last real sentence; the two directions are
+two ``nn.GRU`` layers on padded batches (packed sequences would cost a full-size gradient buffer
+per sentence on CPU, quadratic in N).
 
 >>> import torch
 >>> facts = FactMemory(word_size=4, dropout=0.0).load(torch.randn(2, 3, 4), torch.tensor([[True, True, False]] * 2))
@@ -25,7 +29,6 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mannkit.core.errors import ShapeError
 from mannkit.core.interfaces import Memory
@@ -33,7 +36,7 @@ from mannkit.core.registry import register
 from mannkit.nn.memory import read
 from mannkit_dmn._util import positive_int, probability, xavier_gru_
 
-__all__ = ["FactMemory", "FactState", "fuse_directions", "story_lengths"]
+__all__ = ["FactMemory", "FactState", "fuse_directions", "reverse_within", "story_lengths"]
 
 
 class FactState(NamedTuple):
@@ -43,20 +46,40 @@ class FactState(NamedTuple):
     mask: Tensor  # bool [B, N], True at the facts in use
 
 
-def fuse_directions(both: Tensor) -> Tensor:
-    """``f_i = f->_i + f<-_i`` (DMN+ eq. 7): sum the two directions of a bidirectional GRU's output.
+def fuse_directions(forward: Tensor, backward: Tensor) -> Tensor:
+    """``f_i = f->_i + f<-_i`` (DMN+ eq. 7): sum the two directions of the fusion GRU.
 
     Args:
-        both: ``[B, N, 2W]``, the forward direction's W units then the backward direction's.
+        forward: f->, ``[B, N, W]``.
+        backward: f<-, ``[B, N, W]``, in story order.
 
     Returns:
         ``[B, N, W]``.
 
-    >>> fuse_directions(torch.tensor([[[1.0, 2.0, 10.0, 20.0]]])).tolist()
+    >>> fuse_directions(torch.tensor([[[1.0, 2.0]]]), torch.tensor([[[10.0, 20.0]]])).tolist()
     [[[11.0, 22.0]]]
     """
-    B, N, two_w = both.shape
-    return both.view(B, N, 2, two_w // 2).sum(2)  # [B, N, 2W] -> [B, N, 2, W] -> [B, N, W]
+    return forward + backward
+
+
+def reverse_within(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse each sequence's first ``lengths[b]`` steps, leaving the padding after them in place (an involution).
+
+    Args:
+        x: ``[B, N, ...]``.
+        lengths: ``[B]`` int64, each at most N.
+
+    Returns:
+        ``[B, N, ...]``.
+
+    >>> reverse_within(torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]]), torch.tensor([3, 2])).tolist()
+    [[3, 2, 1, 0], [5, 4, 0, 0]]
+    """
+    N = x.shape[1]
+    step = torch.arange(N, device=x.device)  # [N]
+    index = torch.where(step < lengths.unsqueeze(-1), lengths.unsqueeze(-1) - 1 - step, step)  # [B, N]
+    index = index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x)  # [B, N] -> [B, N, ...]
+    return x.gather(1, index)
 
 
 def story_lengths(mask: Tensor) -> Tensor:
@@ -90,7 +113,8 @@ class FactMemory(Memory):
         positive_int("FactMemory", "word_size", word_size)
         probability("FactMemory", "dropout", dropout)
         self._word_size, self.dropout = word_size, dropout
-        self.fusion = xavier_gru_(nn.GRU(word_size, word_size, batch_first=True, bidirectional=True))
+        self.forward_gru = xavier_gru_(nn.GRU(word_size, word_size, batch_first=True))  # f->
+        self.backward_gru = xavier_gru_(nn.GRU(word_size, word_size, batch_first=True))  # f<-
 
     @property
     def word_size(self) -> int:
@@ -126,10 +150,10 @@ class FactMemory(Memory):
         if N == 0:
             return FactState(sentences, in_use)
         sentences = F.dropout(sentences, self.dropout, self.training)
-        packed = pack_padded_sequence(sentences, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
-        both, _ = self.fusion(packed)  # each direction runs over a story's own sentences only
-        both, _ = pad_packed_sequence(both, batch_first=True, total_length=N)  # [B, N, 2W], zero past each length
-        facts = fuse_directions(both) * in_use.unsqueeze(-1).to(both.dtype)  # f_i (eq. 7), zero for an empty story
+        forward, _ = self.forward_gru(sentences)  # f->_i (eq. 5), [B, N, W]; padding comes after, so changes nothing before it
+        backward, _ = self.backward_gru(reverse_within(sentences, lengths))  # eq. 6 from each story's last sentence
+        facts = fuse_directions(forward, reverse_within(backward, lengths))  # f_i (eq. 7), back in story order
+        facts = facts * in_use.unsqueeze(-1).to(facts.dtype)  # zero at padded slots (and for an empty story)
         return FactState(facts, in_use)
 
     def read(self, weights: Tensor, state: FactState) -> Tensor:

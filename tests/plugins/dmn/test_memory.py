@@ -9,8 +9,8 @@ from torch.autograd import gradcheck
 
 from mannkit.core.errors import ConfigError, ShapeError
 from mannkit.testing import check_component, check_memory
-from mannkit_dmn import FactMemory, FactState, FactTagger, AttentionGRUHead, fuse_directions, story_lengths
 from mannkit.nn import ContentAddressing
+from mannkit_dmn import AttentionGRUHead, FactMemory, FactState, FactTagger, fuse_directions, reverse_within, story_lengths
 
 B, N, W = 3, 7, 5
 F64 = torch.float64
@@ -30,8 +30,18 @@ def _mask(lengths: list[int], slots: int = N) -> torch.Tensor:
 
 
 def test_fuse_directions_sums_forward_and_backward():
-    both = _randn(B, N, 2 * W, seed=1)
-    torch.testing.assert_close(fuse_directions(both), both[..., :W] + both[..., W:])
+    forward, backward = _randn(B, N, W, seed=1), _randn(B, N, W, seed=31)
+    assert torch.equal(fuse_directions(forward, backward), forward + backward)
+
+
+def test_reverse_within_each_length_is_an_involution():
+    x = _randn(B, N, W, seed=32)
+    lengths = torch.tensor([7, 3, 0])
+    reversed_ = reverse_within(x, lengths)
+    torch.testing.assert_close(reversed_[0], x[0].flip(0))
+    torch.testing.assert_close(reversed_[1, :3], x[1, :3].flip(0))
+    assert torch.equal(reversed_[1, 3:], x[1, 3:]) and torch.equal(reversed_[2], x[2])
+    assert torch.equal(reverse_within(reversed_, lengths), x)
 
 
 def test_story_lengths_count_to_the_last_real_sentence():
@@ -52,19 +62,17 @@ def test_fusion_is_bidirectional_a_later_fact_changes_an_earlier_one_and_vice_ve
     assert not torch.allclose(before[0, 6], memory.load(earlier, mask).memory[0, 6])  # and the last one (forward)
 
 
-def test_fact_is_the_sum_of_two_gru_directions_checked_against_two_plain_grus():
+def test_fact_is_the_sum_of_the_two_directions_checked_against_pytorch_s_bidirectional_gru():
     memory = _memory()
     sentences = _randn(1, 4, W, seed=3)
     facts = memory.load(sentences, torch.ones(1, 4, dtype=torch.bool)).memory
-    gru = memory.fusion
-    forward = torch.nn.GRU(W, W, batch_first=True).double()
-    backward = torch.nn.GRU(W, W, batch_first=True).double()
+    both = torch.nn.GRU(W, W, batch_first=True, bidirectional=True).double()
     with torch.no_grad():
         for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
-            getattr(forward, name).copy_(getattr(gru, name))
-            getattr(backward, name).copy_(getattr(gru, name + "_reverse"))
-    expected = forward(sentences)[0] + backward(sentences.flip(1))[0].flip(1)  # f->_i + f<-_i
-    torch.testing.assert_close(facts, expected)
+            getattr(both, name).copy_(getattr(memory.forward_gru, name))
+            getattr(both, name + "_reverse").copy_(getattr(memory.backward_gru, name))
+    out = both(sentences)[0]  # [1, 4, 2W]: forward units, then backward units
+    torch.testing.assert_close(facts, out[..., :W] + out[..., W:])  # f->_i + f<-_i
 
 
 def test_padded_slots_are_zero_and_do_not_change_the_real_facts():
@@ -108,7 +116,7 @@ def test_initial_state_is_an_empty_story():
 
 def test_xavier_weights_and_zero_biases():
     memory = FactMemory(word_size=W)
-    for name, tensor in memory.fusion.named_parameters():
+    for name, tensor in [*memory.forward_gru.named_parameters(), *memory.backward_gru.named_parameters()]:
         if name.startswith("bias"):
             assert not tensor.any(), name
         else:
