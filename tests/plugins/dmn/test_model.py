@@ -16,6 +16,7 @@ from mannkit.core.errors import ConfigError, DataError, ShapeError
 from mannkit.core.interfaces import Head, HeadOutput, QAModel
 from mannkit.core.registry import registry
 from mannkit.nn import ContentAddressing
+from mannkit.testing import check_component, check_qa_model
 from mannkit_dmn import AttentionGRUHead, DMNPlus, FactMemory, InteractionAddressing, last_state, memory_update
 
 B, N, L, Q, V, A, W = 3, 7, 5, 4, 23, 11, 6
@@ -206,6 +207,11 @@ def test_yaml_swaps_the_addressing():
 
 def test_registered_as_a_qa_model():
     assert registry.get("DMNPlus", "model") is DMNPlus and issubclass(DMNPlus, QAModel)
+
+
+def test_conforms_with_the_kit():
+    check_component("DMNPlus")
+    check_qa_model(lambda: DMNPlus(FactMemory(word_size=W), AttentionGRUHead(ContentAddressing(), count=2), passes=2))
 
 
 def test_determinism_state_dict_pickle_and_config_round_trip():
