@@ -64,7 +64,10 @@ def _ours_step_fn(args: argparse.Namespace):  # noqa: ANN202
 
     memory_options = json.loads(args.memory_options)
     if args.impl == "ours-sparse":
-        memory = mannkit_dnc.SparseDNCMemory(slots=args.slots, word_size=WORD, **memory_options)
+        if not hasattr(mannkit_dnc, "SparseDNCMemory"):  # not yet re-exported by the package
+            import mannkit_dnc.sparse
+        memory = getattr(mannkit_dnc, "SparseDNCMemory", None) or mannkit_dnc.sparse.SparseDNCMemory
+        memory = memory(slots=args.slots, word_size=WORD, **memory_options)
     else:
         memory = mannkit_dnc.DNCMemory(slots=args.slots, word_size=WORD, **memory_options)
     heads = [mannkit_dnc.DNCWriteHead(), mannkit_dnc.DNCReadHead(count=READ_HEADS)]
@@ -150,17 +153,19 @@ def measure(args: argparse.Namespace) -> dict:
     rss_start = rss_mib()
     build, extra = (_baseline_step_fn if args.impl == "baseline" else _ours_step_fn)(args)
     rss_before = rss_mib()
-    wall, cpu, losses = [], [], []
+    wall, cpu, faults, losses = [], [], [], []
     graphs_after_warmup = None
     started = time.perf_counter()
     for i in range(args.warmup + args.steps):
         if i == args.warmup:
             graphs_after_warmup = _graphs_compiled()
         x, target = copy_batch(generator)
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         w0, c0 = time.perf_counter(), time.process_time()
         losses.append(build(x, target))
         wall.append(1000 * (time.perf_counter() - w0))
         cpu.append(1000 * (time.process_time() - c0))
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)  # pages first touched (fresh buffers)
         measured = i + 1 - args.warmup
         if args.budget_s and measured >= 1 and time.perf_counter() - started > args.budget_s:
             break  # a slow configuration: stop after at least one measured step
@@ -175,6 +180,7 @@ def measure(args: argparse.Namespace) -> dict:
         "first_step_ms": wall[0],
         "wall_ms": wall[args.warmup :],
         "cpu_ms": cpu[args.warmup :],
+        "minor_faults": faults[args.warmup :],
         "peak_rss_mib": peak,
         "rss_at_start_mib": rss_start,
         "rss_before_steps_mib": rss_before,

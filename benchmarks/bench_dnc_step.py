@@ -138,6 +138,7 @@ def summarise(runs: list[dict]) -> dict:
         "median_wall_ms": statistics.median(wall),
         "median_cpu_ms": statistics.median(cpu),
         "min_wall_ms": min(wall),
+        "median_minor_faults_per_step": statistics.median([f for r in ok for f in r.get("minor_faults", [0])]),
         "repeat_median_wall_ms": [statistics.median(r["wall_ms"]) for r in ok],
         "repeat_median_cpu_ms": [statistics.median(r["cpu_ms"]) for r in ok],
         "first_step_ms": ok[0]["first_step_ms"],
