@@ -17,9 +17,13 @@ Design (what differs from the dense DNC is marked *approximation*):
   respect to the memory travels on the state's ``token``. A state is consumed by the step that
   advances it: using an older state again raises a ConfigError (its buffers have moved on). Steps
   cannot be recomputed, so ``MemoryCell(checkpoint_every=...)`` refuses this memory.
-- **Content reads (SAM eq. 4).** The search (no gradient) ranks all N rows by cosine against
-  each key in one ``bmm`` pass, using row norms kept up to date at the written rows, and keeps the
-  top K; the weighting is ``softmax(beta cos(k, M[i]))`` over those K rows only, differentiable in
+- **Content reads (SAM eq. 4).** The search (no gradient) ranks the rows by cosine against each
+  key in one ``bmm`` pass, using row norms kept up to date at the written rows, and keeps the top
+  K. It is exact but scans only the rows below the *frontier* (one past the highest slot ever
+  written; every row above still holds ``init_value``) plus K + 1 rows above it: the rows above
+  are all equal, so K of them stand for all (only ties between equal rows may resolve otherwise).
+  A sequence that writes T steps thus scans about ``T (K + 1)`` rows per step, at most N; the
+  weighting is ``softmax(beta cos(k, M[i]))`` over those K rows only, differentiable in
   the key, the strength and the K gathered rows. With K = N this is the dense content weighting.
 - **Writes.** The write weighting ``w = g_w (g_a a + (1 - g_a) c)`` lives on S = K + 1 slots: the
   least-used slot (``a``, one-hot: SAM's least-recently-used allocation instead of the DNC's
@@ -106,6 +110,7 @@ class SparseDNCState(NamedTuple):
     precedence: Tensor  # p_{t-1} [B, K + 1]
     link_index: Tensor  # int32 [B, 2N, L]: row i < N lists slots j written before i, row N + j slots i after j
     links: Tensor  # L[i, j] at those entries, [B, 2N, L]
+    frontier: Tensor  # int64 [B]: 1 + the highest slot ever written; the rows from it on hold init_value
     step: Tensor  # int64 [B]: how many updates of the buffers this state has seen
     clock: Tensor  # int64 [B], shared: how many updates the buffers have had
 
@@ -313,6 +318,7 @@ class SparseDNCMemory(Memory):
             precedence=float_zeros(B, K + 1),
             link_index=int_zeros(B, 2 * N, L, dtype=torch.int32),
             links=float_zeros(B, 2 * N, L),
+            frontier=int_zeros(B),
             step=clock.clone(),
             clock=clock,
         )
@@ -331,6 +337,10 @@ class SparseDNCMemory(Memory):
             )
         state.clock.add_(1)
         return state.clock.clone()
+
+    def _span(self, state: SparseDNCState, low: int = 0) -> int:
+        """How many leading rows a search scans: past the frontier (and ``low``) by K + 1 rows, at most N."""
+        return min(self.slots, max(int(state.frontier.max()), low) + self.k + 1)
 
     def _check(self, what: str, tensor: Tensor, shape: tuple) -> None:
         check_shape(tensor, shape, f"{type(self).__name__}.{what}", "the head's parameter layout must match this memory")
@@ -364,8 +374,11 @@ class SparseDNCMemory(Memory):
                 usage.scatter_reduce_(1, state.read_index.view(B, R * K), retention.reshape(B, R * K), "prod")
             usage.mul_(self.usage_decay)  # u <- lambda u (SAM's discounted usage)
             free_slot = least_used(usage)  # [B, 1]
-            content_index = top_k_search(state.memory, state.norms, key, K, exclude=free_slot).view(B, K)  # [B, 1, K] -> [B, K]
+            span = self._span(state, int(free_slot.max()) + 1)
+            memory, norms = state.memory[:, :span], state.norms[:, :span]  # the rows that can differ, and K + 1 more
+            content_index = top_k_search(memory, norms, key, K, exclude=free_slot).view(B, K)  # [B, 1, K] -> [B, K]
             index = torch.cat([content_index, free_slot], dim=1)  # [B, K + 1], distinct
+            torch.maximum(state.frontier, index.max(1).values + 1, out=state.frontier)
         rows, token = gather_rows(state.token, state.memory, index)  # M_{t-1}[i_s], [B, K + 1, W]
         content = sparse_content_weights(key, rows[:, None, :K], strength)  # [B, 1, K]
         weights = sparse_write_weights(content[:, 0], allocation_gate, write_gate)  # w^w, [B, K + 1]
@@ -403,7 +416,8 @@ class SparseDNCMemory(Memory):
         for what, tensor, shape in (("keys", keys, (B, R, W)), ("strengths", strengths, (B, R)), ("modes", modes, (B, R, 3))):
             self._check(f"dnc_read {what}", tensor, shape)
         step = self._advance(state)
-        content_index = top_k_search(state.memory, state.norms, keys, K)  # [B, R, K]
+        span = self._span(state)
+        content_index = top_k_search(state.memory[:, :span], state.norms[:, :span], keys, K)  # [B, R, K]
         rows, token = gather_rows(state.token, state.memory, content_index.view(B, R * K))  # [B, R K, W]
         content = sparse_content_weights(keys, rows.view(B, R, K, W), strengths)  # c, [B, R, K]
         previous = (state.read_index, state.read_weights)  # w^r_{t-1}

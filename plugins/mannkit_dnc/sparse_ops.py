@@ -26,7 +26,7 @@ No backward reads the memory buffer, so the buffer may go on changing (or be fre
 the forward: a second forward with a fresh state cannot corrupt the first one's gradients.
 
 Sparse vectors are an index tensor and a value tensor of the same shape; an index may repeat,
-and a vector's value at a slot is the sum over its entries (:func:`merge_duplicates`).
+and a vector's value at a slot is the sum over its entries (:func:`top_k_union` merges them).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ __all__ = [
     "gather_rows",
     "scatter_rows",
     "snapshot",
-    "merge_duplicates",
     "top_k_union",
     "sparse_lookup",
     "sparse_to_dense",
@@ -174,34 +173,12 @@ def snapshot(token: Tensor, memory: Tensor) -> Tensor:
 
 
 # -- sparse vectors ------------------------------------------------------------------------------
-def merge_duplicates(index: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
-    """Sum the entries of a sparse vector that share a slot.
-
-    Args:
-        index: slots, int ``[..., U]``.
-        values: ``[..., U]``.
-
-    Returns:
-        ``merged [..., U]``, each entry's slot total, and ``first`` bool ``[..., U]``, True at the
-        first entry of each slot (so ``merged * first`` holds every slot's total once).
-
-    >>> merge_duplicates(torch.tensor([3, 1, 3]), torch.tensor([0.5, 0.25, 0.125]))
-    (tensor([0.6250, 0.2500, 0.6250]), tensor([ True,  True, False]))
-    """
-    same = index.unsqueeze(-1) == index.unsqueeze(-2)  # [..., U, 1] vs [..., 1, U] -> [..., U, U]
-    merged = (same.to(values.dtype) @ values.unsqueeze(-1)).squeeze(-1)  # [..., U, U] @ [..., U, 1] -> [..., U]
-    U = index.shape[-1]
-    earlier = torch.ones(U, U, dtype=torch.bool, device=index.device).tril(-1)  # [i, j]: j < i
-    first = ~(same & earlier).any(-1)
-    return merged, first
-
-
 def top_k_union(index: Tensor, values: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The ``k`` largest slot totals of a sparse vector with repeats, as ``k`` distinct entries.
 
-    The choice is not differentiable; the values are (each is a sum of the entries of its slot).
-    ``values`` must be non-negative, and ``U >= k`` (if fewer than ``k`` slots are distinct, the
-    rest are repeats with value 0).
+    Entries that share a slot are summed (sorting the slots, so ``O(U log U)``); the choice is not
+    differentiable, the totals are. ``values`` must be non-negative and ``U >= k``; if fewer than
+    ``k`` slots are distinct, the remaining entries have value 0.
 
     Args:
         index: int ``[..., U]``.
@@ -214,11 +191,18 @@ def top_k_union(index: Tensor, values: Tensor, k: int) -> tuple[Tensor, Tensor]:
     >>> top_k_union(torch.tensor([4, 2, 4, 0]), torch.tensor([0.25, 0.5, 0.5, 0.0]), 2)
     (tensor([4, 2]), tensor([0.7500, 0.5000]))
     """
-    merged, first = merge_duplicates(index, values)
-    totals = merged * first  # each slot's total once, 0 at its repeats
+    U = index.shape[-1]
     with torch.no_grad():
-        order = totals.masked_fill(~first, -1.0).topk(k, dim=-1).indices  # [..., k]; repeats last
-    return index.gather(-1, order).long(), totals.gather(-1, order)
+        slots, order = index.long().sort(dim=-1)  # [..., U]
+        starts = torch.ones_like(slots, dtype=torch.bool)
+        starts[..., 1:] = slots[..., 1:] != slots[..., :-1]  # the first entry of each run of one slot
+        run = starts.cumsum(-1) - 1  # run number of each sorted entry, [..., U]
+        run_slot = torch.zeros_like(slots).scatter_(-1, run, slots)  # the slot of each run
+    totals = values.new_zeros(values.shape).scatter_add(-1, run, values.gather(-1, order))  # each run's sum
+    with torch.no_grad():
+        exists = torch.arange(U, device=index.device) <= run[..., -1:]  # runs 0..(distinct slots - 1)
+        pick = totals.detach().masked_fill(~exists, -1.0).topk(k, dim=-1).indices  # [..., k]
+    return run_slot.gather(-1, pick), totals.gather(-1, pick)
 
 
 def sparse_lookup(query: Tensor, index: Tensor, values: Tensor) -> Tensor:

@@ -35,7 +35,6 @@ from mannkit_dnc.sparse import (
 from mannkit_dnc.sparse_ops import (
     gather_rows,
     link_weightings,
-    merge_duplicates,
     new_token,
     scatter_rows,
     snapshot,
@@ -68,6 +67,7 @@ def _state_from(memory: SparseDNCMemory, m0: torch.Tensor, token: torch.Tensor |
     state = memory.initial_state(m0.shape[0], CPU, m0.dtype)
     state.memory.copy_(m0.detach())
     state.norms.copy_(m0.detach().square().sum(-1).add(EPS).sqrt())
+    state.frontier.fill_(m0.shape[1])  # every row may differ from init_value
     return state if token is None else state._replace(token=token)
 
 
@@ -160,16 +160,13 @@ def test_scatter_rows_writes_in_place_and_checks_its_arguments():
 
 
 # -- sparse vectors -------------------------------------------------------------------------------
-def test_merge_duplicates_and_top_k_union_by_hand():
+def test_top_k_union_sums_repeats_by_hand():
     index, values = torch.tensor([[4, 1, 4, 9, 1]]), torch.tensor([[0.1, 0.2, 0.3, 0.05, 0.1]])
-    merged, first = merge_duplicates(index, values)
-    torch.testing.assert_close(merged, torch.tensor([[0.4, 0.3, 0.4, 0.05, 0.3]]))
-    assert first.tolist() == [[True, True, False, True, False]]
-    top, totals = top_k_union(index, values, 2)
-    assert top.tolist() == [[4, 1]]
-    torch.testing.assert_close(totals, torch.tensor([[0.4, 0.3]]))
+    top, totals = top_k_union(index, values, 3)
+    assert top.tolist() == [[4, 1, 9]]
+    torch.testing.assert_close(totals, torch.tensor([[0.4, 0.3, 0.05]]))
     top, totals = top_k_union(torch.tensor([[2, 2, 2]]), torch.tensor([[0.25, 0.25, 0.5]]), 2)  # one distinct slot
-    assert top[0, 0] == 2 and totals.tolist() == [[1.0, 0.0]]  # the repeat is kept with value 0
+    assert top[0, 0] == 2 and totals.tolist() == [[1.0, 0.0]]  # the rest has value 0
 
 
 def test_top_k_union_gradcheck():
@@ -191,6 +188,23 @@ def test_top_k_search_finds_the_rows_of_highest_cosine():
     cosine = F.cosine_similarity(keys.unsqueeze(2), memory.unsqueeze(1), dim=-1)  # [B, R, N]
     expected = cosine.topk(K, dim=-1).indices
     assert torch.equal(found.sort(-1).values, expected.sort(-1).values)
+
+
+def test_the_search_past_the_frontier_finds_rows_as_good_as_a_full_search():
+    """Rows from the frontier on all hold init_value, so scanning K + 1 of them loses nothing but ties."""
+    memory = _memory(slots=61, init_value=0.25)
+    state = memory.initial_state(B, CPU, F64)
+    with torch.no_grad():
+        _, state, traces = _unroll(memory, state, _write_params(3, B, seed=1), _randn(3, B, R, W + 4, seed=2), record=True)
+    written = torch.stack([t["write_weights"][:, 0] for t in traces if "write_weights" in t]).gt(0).any(0)  # [B, N]
+    highest = torch.where(written, torch.arange(61), -1).amax(-1)
+    assert torch.equal(state.frontier, highest + 1)
+    span = memory._span(state)
+    assert span == int(state.frontier.max()) + K + 1 < 61
+    keys = torch.cat([_randn(B, R, W, seed=3), torch.ones(B, 1, W, dtype=F64)], 1)  # the last key favours init rows
+    cosine = F.cosine_similarity(keys.unsqueeze(2), state.memory.unsqueeze(1), dim=-1)  # [B, R + 1, N]
+    found = top_k_search(state.memory[:, :span], state.norms[:, :span], keys, K)
+    torch.testing.assert_close(cosine.gather(-1, found).sort(-1).values, cosine.topk(K, -1).values.sort(-1).values)
 
 
 def test_with_k_equal_to_n_the_sparse_content_weighting_is_the_dense_one():
@@ -551,9 +565,9 @@ def test_it_learns_to_copy():
     cell = MemoryCell(LSTMController(32), SparseDNCMemory(slots=32, word_size=8, k=4, link_k=4),
                       [DNCWriteHead(), DNCReadHead(count=2)], clip=20.0)
     cell.bind(bits + 1, bits)
-    optimizer = torch.optim.Adam(cell.parameters(), lr=3e-3)
+    optimizer = torch.optim.Adam(cell.parameters(), lr=1e-2)
     generator, losses = make_generator(0, "sparse-copy"), []
-    for _ in range(150):
+    for _ in range(100):
         batch = task.generate(generator, 16, min_length=1, max_length=length)
         mask = batch["mask"].unsqueeze(-1)  # [B, T, 1]
         logits = cell(batch["input"]).logits
@@ -563,7 +577,7 @@ def test_it_learns_to_copy():
         optimizer.step()
         losses.append(loss.item())
     first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
-    assert first > 0.65 and last < 0.5, (first, last)
+    assert first > 0.6 and last < 0.5, (first, last)  # from chance (ln 2 = 0.69 per bit) to well below
 
 
 @pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")
