@@ -19,6 +19,7 @@ from mannkit_memn2n.memory import (
     StoryState,
     most_recent,
     recency_index,
+    recent_slots,
     story_mask,
 )
 from mannkit_memn2n.model import MemN2N, answer_matrix, tied_answer_ids
@@ -46,5 +47,6 @@ __all__ = [
     "linear_weights",
     "most_recent",
     "recency_index",
+    "recent_slots",
     "story_mask",
 ]

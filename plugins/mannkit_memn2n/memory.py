@@ -46,6 +46,7 @@ __all__ = [
     "SentenceEncoder",
     "recency_index",
     "most_recent",
+    "recent_slots",
     "story_mask",
     "embed_sentences",
     "word_bags",
@@ -110,6 +111,21 @@ def recency_index(mask: Tensor, noise: float = 0.0) -> Tensor:
     return later * real
 
 
+def recent_slots(mask: Tensor, size: int) -> Tensor:
+    """The slots of each story's ``size`` most recent sentences, oldest first.
+
+    Args:
+        mask: bool ``[B, N]``, True at real sentences (first in each row).
+        size: M, the number of slots kept (``M <= N``).
+
+    Returns:
+        int64 ``[B, M]`` slot indices (distinct in each row; they run into the empty slots of a story
+        with fewer than M sentences).
+    """
+    start = (mask.sum(-1) - size).clamp_min(0)  # first kept slot, [B]
+    return start.unsqueeze(1) + torch.arange(size, device=mask.device)  # [B, M]
+
+
 def most_recent(story: Tensor, size: int) -> Tensor:
     """Keep each story's ``size`` most recent sentences (the memory size of sec. 4.2), still oldest first.
 
@@ -123,11 +139,8 @@ def most_recent(story: Tensor, size: int) -> Tensor:
     >>> most_recent(torch.tensor([[[1], [2], [3], [0]], [[4], [0], [0], [0]]]), 2)[..., 0].tolist()
     [[2, 3], [4, 0]]
     """
-    B, N, L = story.shape
-    count = story_mask(story).sum(-1)  # sentences per story, [B]
-    start = (count - size).clamp_min(0)  # first kept slot, [B]
-    index = start.unsqueeze(1) + torch.arange(size, device=story.device)  # [B, M]
-    return story.gather(1, index.unsqueeze(-1).expand(B, size, L))  # [B, M] -> [B, M, L] row picks
+    index = recent_slots(story_mask(story), size)  # [B, M]
+    return story.gather(1, index.unsqueeze(-1).expand(-1, -1, story.shape[-1]))  # [B, M] -> [B, M, L] row picks
 
 
 #: Above this many entries (sentences x vocabulary) :func:`embed_sentences` uses ``embedding_bag`` instead of a dense bag matrix.

@@ -39,7 +39,7 @@ from mannkit.core.errors import ConfigError, ShapeError
 from mannkit.core.interfaces import Addressing, QAModel, QAOutput
 from mannkit.core.registry import register
 from mannkit_memn2n.hop import HopController, HopReadHead, _linear_refused, has_scores
-from mannkit_memn2n.memory import INIT_STD, SentenceEncoder, StoryMemory, _check_int, _check_noise, most_recent, story_mask
+from mannkit_memn2n.memory import INIT_STD, SentenceEncoder, StoryMemory, _check_int, _check_noise, recent_slots, story_mask
 
 __all__ = ["MemN2N", "tied_answer_ids", "answer_matrix"]
 
@@ -106,9 +106,10 @@ class MemN2N(QAModel):
         addressing: attention over the sentences (default :class:`DotProductAddressing`, eq. 1); any
             registered addressing works, one module shared by every hop. When it needs P != D
             parameters (ContentAddressing: D + 1), a learned map ``[P, D]`` turns u into them.
-        memory_size: M, the sentences held (the paper: 50): longer stories keep their M most recent
-            sentences, shorter ones are padded with empty slots, so the addressing always sees M slots;
-            default: the longest story of the data.
+        memory_size: at most this many sentences are held (the paper: 50); the memory has M =
+            min(memory_size, N) slots. A longer story keeps its M most recent sentences, a shorter one
+            is padded with empty slots, so the addressing always sees M slots; the trace is mapped back
+            onto the story's own N slots. Default: N, the longest story of the data.
     """
 
     def __init__(
@@ -166,7 +167,7 @@ class MemN2N(QAModel):
             _check_int("MemN2N", name, value, 1)
         if not self._bind_once(vocab_size=vocab_size, answer_size=answer_size, max_sentences=max_sentences):
             return
-        size = self.memory_size or max_sentences
+        size = min(self.memory_size or max_sentences, max_sentences)  # M
         D = self.embedding_dim
         memories = []
         for _ in range(self.hops):
@@ -205,7 +206,8 @@ class MemN2N(QAModel):
     # -- the forward pass -----------------------------------------------------------------------
     def forward(self, story: Tensor, question: Tensor, record: bool = False) -> QAOutput:
         """``story [B, N, L]``, ``question [B, Q]`` (int64) -> logits ``[B, A]``; the trace holds
-        ``attention [B, K, N]`` (the hop weights over the story's slots; raw scores under linear start)."""
+        ``attention [B, K, N]`` (each hop's weights over the story's slots, 0 at empty slots and at sentences
+        beyond the memory size; raw scores under linear start)."""
         if not self.is_bound:
             raise ConfigError("MemN2N is not bound; call bind(vocab_size, answer_size, ...) first (the QA system does this).")
         if story.dim() != 3 or question.dim() != 2 or story.shape[0] != question.shape[0]:
@@ -213,12 +215,15 @@ class MemN2N(QAModel):
                 f"story has shape [{', '.join(map(str, story.shape))}] and question [{', '.join(map(str, question.shape))}] "
                 "but [B, N, L] and [B, Q] with the same B were expected."
             )
-        size = self.memories[0].slots
-        if story.shape[1] > size:
-            story = most_recent(story, size)  # [B, N, L] -> [B, M, L], the M most recent sentences
-        elif story.shape[1] < size:
-            story = F.pad(story, (0, 0, 0, size - story.shape[1]))  # empty slots after the story: [B, M, L]
-        mask = story_mask(story)  # [B, N]
+        B, N, L = story.shape
+        size = self.memories[0].slots  # M
+        kept = None
+        if N > size:
+            kept = recent_slots(story_mask(story), size)  # the M most recent sentences' slots, [B, M]
+            story = story.gather(1, kept.unsqueeze(-1).expand(B, size, L))  # [B, N, L] -> [B, M, L]
+        elif N < size:
+            story = F.pad(story, (0, 0, 0, size - N))  # empty slots after the story: [B, N, L] -> [B, M, L]
+        mask = story_mask(story)  # [B, M]
         times = self.memories[0].times(mask) if self.temporal_encoding else None  # one RN draw for every hop
         u = self.question(question)  # u^1 = sum_j l_j B q_j: [B, Q] -> [B, D]
         cache: dict = {}  # the real sentences and their word bags, made once; a tied encoder embeds them once
@@ -240,5 +245,10 @@ class MemN2N(QAModel):
         else:
             W = answer_matrix(self.memories[-1].values.words, self.answer_ids, self.answer.weight)  # [A, D]
             logits = top @ W.T  # [B, D] @ [D, A] -> [B, A]
-        trace = {"attention": torch.stack(weights, dim=1)} if record else None  # K x [B, N] -> [B, K, N]
+        trace = None
+        if record:
+            attention = torch.stack(weights, dim=1)  # K x [B, M] -> [B, K, M]
+            if kept is not None:  # back onto the story's own slots: [B, K, M] -> [B, K, N], 0 at the dropped ones
+                attention = attention.new_zeros(B, self.hops, N).scatter(2, kept.unsqueeze(1).expand(-1, self.hops, -1), attention)
+            trace = {"attention": attention[..., :N]}  # [B, K, N]
         return QAOutput(logits, trace)
