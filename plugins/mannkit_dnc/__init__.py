@@ -7,3 +7,7 @@ Loaded through the entry point ``dnc = "mannkit_dnc"``; importing it registers i
 MANNKIT_API = 1
 
 __all__ = ["MANNKIT_API"]
+
+from mannkit_dnc.sparse import SparseDNCMemory  # noqa: E402  (the sparse memory: SAM/SDNC)
+
+__all__ += ["SparseDNCMemory"]

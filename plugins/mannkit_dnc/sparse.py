@@ -7,8 +7,11 @@ L = K_L link entries per row, S = K + 1 slots one write touches.
 It speaks the dense DNC's head protocol (``DNCWriteHead`` / ``DNCReadHead`` call
 :meth:`SparseDNCMemory.dnc_write` and :meth:`SparseDNCMemory.dnc_read`), so a YAML file switches
 between the two by the memory's ``class_path`` alone. Per step, each head costs one search pass
-over the memory plus ``O(K W + K K_L)`` work, and autograd keeps ``O(B (R + 1) K W)`` numbers per
-step instead of the ``[B, N, W]`` memory (see :mod:`mannkit_dnc.sparse_ops`).
+over the rows written so far plus ``O(K W + K K_L)`` work, and usage costs one in-place pass
+over ``[B, N]``; autograd keeps ``O(B (R + 1) K W)`` numbers per step instead of the ``[B, N, W]``
+memory (see :mod:`mannkit_dnc.sparse_ops`), and the backward pass holds one ``[B, N, W]``
+gradient. The selections (searches, top-K cuts, the allocated slot) are not differentiable; the
+weights over the selected slots are.
 
 Design (what differs from the dense DNC is marked *approximation*):
 
@@ -46,6 +49,10 @@ Design (what differs from the dense DNC is marked *approximation*):
   ``b = L^T w^r_{t-1}`` and ``f = L w^r_{t-1}`` (K K_L entries each) and of ``c`` (K entries); slots
   that repeat are summed, and the K largest are kept (*approximation*: the rest is dropped, so a
   read weighting sums to at most 1, rescaled to 1 if the sparse links ever push it above).
+- **Traces.** With ``record``, the write gives ``write_weights [B, 1, N]`` and the reads
+  ``read_weights [B, R, N]`` (dense copies), and :meth:`SparseDNCMemory.describe` gives
+  ``usage [B, N]``; the memory itself is not copied out at every step. ``MemoryCell(compile=True)``
+  is not supported (in-place buffers and data-dependent search spans).
 
 >>> import torch
 >>> memory = SparseDNCMemory(slots=16, word_size=5, k=2, link_k=2)
