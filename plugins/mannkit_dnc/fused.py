@@ -1,0 +1,421 @@
+"""The DNC step as three autograd functions with hand-written backwards (what :class:`DNCMemory` runs).
+
+Shape letters: B batch, N memory slots, W word size, R read heads.
+
+At small N a DNC step costs the number of tensor calls and autograd nodes, and at large N the
+passes over the ``[B, N, N]`` link matrix, so the mechanisms of :mod:`mannkit_dnc.mechanisms`
+run fused:
+
+- :func:`write_addressing` — retention, usage, allocation, write content weighting and write
+  weighting (one node instead of about forty);
+- :func:`temporal_step` — link, precedence and the directional weightings (see ``_TemporalStep``);
+- :func:`read_addressing` — read content weightings, read modes and the read vectors.
+
+Each equals the composition of the pure functions (``*_reference`` below, checked in the
+tests); a double backward differentiates that composition instead of the hand-written one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from mannkit.nn.addressing import EPS, content_weights, cosine_similarity_parts, cosine_similarity_vjp
+from mannkit.nn.memory import outer_sum, read
+from mannkit_dnc.mechanisms import (
+    allocation_weights,
+    directional_weights,
+    read_weighting,
+    retention,
+    update_link,
+    update_precedence,
+    update_usage,
+    write_weighting,
+)
+
+__all__ = [
+    "write_addressing",
+    "write_addressing_reference",
+    "temporal_step",
+    "temporal_step_reference",
+    "read_addressing",
+    "read_addressing_reference",
+]
+
+_aten = torch.ops.aten
+
+#: The temporal step's backward works through the batch in chunks of at most this many link
+#: entries (4 MiB in float32), so that its one ``[b, N, N]`` temporary stays small.
+_CHUNK_ENTRIES = 1 << 20
+
+_HUGE_PAGE = 2 << 20  # bytes in one transparent huge page on Linux (x86-64 and arm64 with 4K pages)
+_MADV_HUGEPAGE = 14
+_madvise: Callable[..., int] | None = None
+
+
+def _empty_link(like: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """An uninitialised ``[B, N, N]`` buffer; on Linux, backed by transparent huge pages where the system allows.
+
+    A new link matrix is fresh memory every step (each one is kept for the backward pass), and
+    the kernel's first-touch page faults on 4 KiB pages cost about as much as the arithmetic
+    that fills it; ``madvise(MADV_HUGEPAGE)`` on the untouched buffer cuts them 512-fold. It is a
+    hint: where huge pages are off (or on other systems) nothing changes.
+    """
+    global _madvise
+    buffer = torch.empty(shape, dtype=like.dtype, device=like.device)
+    size = buffer.numel() * buffer.element_size()
+    if buffer.device.type != "cpu" or size < 2 * _HUGE_PAGE or not sys.platform.startswith("linux"):
+        return buffer
+    if _madvise is None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+            _madvise = libc.madvise
+        except (OSError, AttributeError):
+            _madvise = lambda *_: -1  # noqa: E731  (no libc madvise: keep ordinary pages)
+    start = (buffer.data_ptr() + _HUGE_PAGE - 1) & ~(_HUGE_PAGE - 1)  # whole huge pages inside the buffer
+    end = (buffer.data_ptr() + size) & ~(_HUGE_PAGE - 1)
+    _madvise(start, end - start, _MADV_HUGEPAGE)
+    return buffer
+
+
+def _reference_vjp(reference: Callable[..., tuple[Tensor, ...]], inputs: tuple, needs: tuple[bool, ...], grads: tuple) -> tuple:
+    """The vector-Jacobian product of ``reference(*inputs)``, itself differentiable (for double backward)."""
+    outputs = reference(*inputs)
+    pairs = [(o, g) for o, g in zip(outputs, grads) if g is not None and o.requires_grad]
+    wanted = [x for x, need in zip(inputs, needs) if need]
+    if not pairs or not wanted:
+        return (None,) * len(inputs)
+    found = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs], create_graph=True, allow_unused=True))
+    return tuple(next(found) if need else None for need in needs)
+
+
+def _suffix_sum(x: Tensor) -> Tensor:
+    """``y[k] = sum_{j>k} x[j]`` along the last axis (by a reversed cumsum: no cancellation)."""
+    tail = torch.cat([x[..., 1:], torch.zeros_like(x[..., :1])], dim=-1)  # x[k + 1], 0 at the end
+    return tail.flip(-1).cumsum_(-1).flip(-1)  # sum_{j>k} x[j], summed from the end
+
+
+def _exclusive_products(factors: Tensor) -> Tensor:
+    """``y[h] = prod_{h' != h} x[h']`` along axis 1 (prefix times suffix products: no division)."""
+    ones = torch.ones_like(factors[:, :1])
+    prefix = torch.cat([ones, factors[:, :-1].cumprod(1)], dim=1)  # prod_{h' < h}
+    suffix = torch.cat([factors[:, 1:].flip(1).cumprod(1).flip(1), ones], dim=1)  # prod_{h' > h}
+    return prefix * suffix
+
+
+# -- write addressing -----------------------------------------------------------------------------
+def write_addressing_reference(
+    memory: Tensor, usage: Tensor, previous_write: Tensor, previous_read: Tensor, key: Tensor, strength: Tensor,
+    free_gates: Tensor, allocation_gate: Tensor, write_gate: Tensor, eps: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`write_addressing` composed of the mechanisms (for tests and second-order gradients)."""
+    new_usage = update_usage(usage, previous_write, retention(free_gates, previous_read))  # u_t
+    allocation = allocation_weights(new_usage, eps)  # a_t
+    content = content_weights(key, strength, memory)[:, 0]  # c^w_t: [B, 1, N] -> [B, N]
+    return new_usage, write_weighting(allocation, content, allocation_gate, write_gate), allocation
+
+
+class _WriteAddressing(torch.autograd.Function):
+    """Retention, usage, allocation, content and write weighting in one node (see :func:`write_addressing`)."""
+
+    @staticmethod
+    def forward(ctx, memory, usage, previous_write, previous_read, key, strength, free_gates, allocation_gate, write_gate, eps):  # noqa: ANN001, ANN205
+        keep = torch.mul(free_gates.unsqueeze(-1), previous_read).neg_().add_(1)  # 1 - f_i w^r_i, [B, R, N]
+        psi = keep.prod(1)  # psi_t, [B, N]
+        kept = torch.addcmul(usage + previous_write, usage, previous_write, value=-1)  # u + w^w - u w^w, [B, N]
+        new_usage = kept * psi  # u_t
+        floored = new_usage.mul(1 - eps).add_(eps)  # eps + (1 - eps) u_t
+        sorted_usage, free_list = torch.sort(floored, dim=-1, stable=True)  # u[phi_j], phi
+        before = torch.cat([torch.ones_like(sorted_usage[:, :1]), sorted_usage[:, :-1]], dim=-1).cumprod_(-1)  # prod_{i<j}
+        sorted_allocation = torch.addcmul(before, sorted_usage, before, value=-1)  # a[phi_j] = (1 - u[phi_j]) prod
+        allocation = torch.empty_like(floored).scatter_(-1, free_list, sorted_allocation)  # a_t in slot order
+        sims, key_sq, mem_sq, scale = cosine_similarity_parts(key, memory, EPS)  # [B, 1, N]
+        content = torch.softmax(strength.unsqueeze(-1) * sims, dim=-1)  # c^w_t, [B, 1, N]
+        mixed = torch.lerp(content[:, 0], allocation, allocation_gate)  # g^a a + (1 - g^a) c
+        weights = write_gate * mixed  # w^w_t, [B, N]
+        ctx.eps = eps
+        ctx.mark_non_differentiable(allocation)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(
+            memory, usage, previous_write, previous_read, key, strength, free_gates, allocation_gate, write_gate,
+            keep, psi, kept, free_list, sorted_usage, before, sorted_allocation, allocation,
+            sims, key_sq, mem_sq, scale, content, mixed,
+        )  # fmt: skip
+        return new_usage, weights, allocation
+
+    @staticmethod
+    def backward(ctx, d_usage, d_weights, _d_allocation):  # noqa: ANN001, ANN205
+        saved = ctx.saved_tensors
+        inputs, needs = (*saved[:9], ctx.eps), ctx.needs_input_grad
+        if torch.is_grad_enabled():
+            return _reference_vjp(write_addressing_reference, inputs, needs, (d_usage, d_weights, None))
+        memory, usage, previous_write, previous_read, key, strength, free_gates, allocation_gate, write_gate = saved[:9]
+        keep, psi, kept, free_list, sorted_usage, before, sorted_allocation, allocation = saved[9:17]
+        sims, key_sq, mem_sq, scale, content, mixed = saved[17:]
+        grads: dict[int, Tensor | None] = {}
+        d_new_usage = torch.zeros_like(usage) if d_usage is None else d_usage
+        if d_weights is not None:
+            grads[8] = (d_weights * mixed).sum(-1, keepdim=True)  # d g^w, [B, 1]
+            d_mixed = d_weights * write_gate
+            grads[7] = (d_mixed * (allocation - content[:, 0])).sum(-1, keepdim=True)  # d g^a
+            d_allocation = d_mixed * allocation_gate
+            d_content = (d_mixed - d_allocation).unsqueeze(1)  # (1 - g^a) dw, [B, 1, N]
+            # c = softmax(beta K)
+            d_scores = _aten._softmax_backward_data(d_content, content, -1, content.dtype)
+            grads[5] = (d_scores * sims).sum(-1)  # d beta, [B, 1]
+            grads[4], grads[0] = cosine_similarity_vjp(
+                d_scores * strength.unsqueeze(-1), key, memory, sims, key_sq, mem_sq, scale,
+                need_keys=needs[4], need_memory=needs[0],
+            )  # fmt: skip
+            # a[phi_j] = (1 - u[phi_j]) prod_{i<j} u[phi_i]:
+            # du[phi_k] = -da[phi_k] prod_{i<k} u[phi_i] + sum_{j>k} da[phi_j] a[phi_j] / u[phi_k]
+            d_sorted = d_allocation.gather(-1, free_list)
+            d_floored = _suffix_sum(d_sorted * sorted_allocation).div_(sorted_usage).addcmul_(d_sorted, before, value=-1)
+            d_new_usage = torch.empty_like(d_floored).scatter_(-1, free_list, d_floored).mul_(1 - ctx.eps).add_(d_new_usage)
+        # u_t = kept * psi with kept = u + w^w - u w^w
+        d_kept = d_new_usage * psi
+        if needs[1]:
+            grads[1] = d_kept - d_kept * previous_write
+        if needs[2]:
+            grads[2] = d_kept - d_kept * usage
+        if free_gates.shape[1] > 0 and (needs[3] or needs[6]):  # psi = prod_i (1 - f_i w^r_i)
+            d_keep = (d_new_usage * kept).unsqueeze(1) * _exclusive_products(keep)  # [B, R, N]
+            grads[6] = torch.linalg.vecdot(d_keep, previous_read).neg_()  # d f = -sum_n d keep w^r, [B, R]
+            grads[3] = d_keep.mul_(free_gates.unsqueeze(-1)).neg_()  # d w^r_{t-1}, [B, R, N]
+        return tuple(grads.get(i) if needs[i] else None for i in range(9)) + (None,)
+
+
+def write_addressing(
+    memory: Tensor, usage: Tensor, previous_write: Tensor, previous_read: Tensor, key: Tensor, strength: Tensor,
+    free_gates: Tensor, allocation_gate: Tensor, write_gate: Tensor, eps: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Usage, write weighting and allocation of one DNC write, fused.
+
+    Args:
+        memory: M_{t-1}, ``[B, N, W]``.
+        usage: u_{t-1}, ``[B, N]``.
+        previous_write: w^w_{t-1}, ``[B, N]``.
+        previous_read: w^r_{t-1}, ``[B, R, N]``.
+        key: the write key, ``[B, 1, W]``.
+        strength: beta^w, ``[B, 1]``.
+        free_gates: f, ``[B, R]``.
+        allocation_gate: g^a, ``[B, 1]``.
+        write_gate: g^w, ``[B, 1]``.
+        eps: the usage floor of :func:`~mannkit_dnc.mechanisms.allocation_weights`.
+
+    Returns:
+        ``(u_t [B, N], w^w_t [B, N], a_t [B, N])``; a_t (for pictures) carries no gradient.
+    """
+    return _WriteAddressing.apply(memory, usage, previous_write, previous_read, key, strength, free_gates, allocation_gate, write_gate, eps)
+
+
+# -- temporal linkage -----------------------------------------------------------------------------
+def temporal_step_reference(
+    link: Tensor, write_weights: Tensor, precedence: Tensor, read_weights: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`temporal_step` composed of the mechanisms (for tests and second-order gradients)."""
+    new_link = update_link(link, write_weights, precedence)
+    forward, backward = directional_weights(new_link, read_weights)
+    return new_link, update_precedence(precedence, write_weights), forward, backward
+
+
+class _TemporalStep(torch.autograd.Function):
+    """``(L_{t-1}, w^w_t, p_{t-1}, w^r_{t-1}) -> (L_t, p_t, f_t, b_t)`` with a hand-written backward.
+
+    Forward: two passes over ``[B, N, N]`` make L_t (a lerp and an addcmul, the diagonal zeroed in
+    place), two ``bmm`` read it for f and b. Saved: the inputs and L_t; L_t is also the next step's
+    L_{t-1}, so a sequence keeps one ``[B, N, N]`` per step (plus the last).
+
+    Backward, with ``G = dL_t + df^T w^r + (w^r)^T db`` (its diagonal dropped, as L_t's is fixed at 0):
+    ``dL_{t-1} = G * (1 - w_i - w_j)``, ``dw[k] = (G p)[k] - sum_j (G * L_{t-1})[k, j] - sum_i (G * L_{t-1})[i, k]``,
+    ``dp[j] = (w^T G)[j]``, ``dw^r = df L_t + db L_t^T``, plus the precedence terms. It works
+    through the batch in chunks (each chunk's G stays in cache for its six uses) and forms G in
+    the incoming ``dL_t`` when that buffer came from this function's own backward of the next step
+    (nothing else holds it), so that it becomes the returned ``dL_{t-1}``: the backward allocates
+    one chunk-sized temporary and no ``[B, N, N]`` tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, link: Tensor, write: Tensor, precedence: Tensor, read: Tensor):  # noqa: ANN001, ANN205
+        B, N = write.shape
+        new_link = torch.lerp(link, precedence.unsqueeze(1), write.unsqueeze(2), out=_empty_link(write, (B, N, N)))  # L + w[i] (p[j] - L[i, j])
+        new_link.addcmul_(link, write.unsqueeze(1), value=-1)  # - w[j] L[i, j]: now (1 - w_i - w_j) L + w_i p_j
+        new_link.diagonal(dim1=1, dim2=2).zero_()  # L_t[i, i] = 0
+        forward = torch.bmm(new_link, read.mT).mT  # f = L w^r: ([B, N, N] @ [B, N, R])^T -> [B, R, N]
+        backward = torch.bmm(read, new_link)  # b = L^T w^r: [B, R, N] @ [B, N, N]
+        new_precedence = update_precedence(precedence, write)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(link, write, precedence, read, new_link)
+        return new_link, new_precedence, forward, backward
+
+    @staticmethod
+    def backward(ctx, d_link, d_prec, d_fwd, d_bwd):  # noqa: ANN001, ANN205
+        link, write, precedence, read, new_link = ctx.saved_tensors
+        need_link, need_write, need_prec, need_read = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # double backward: differentiate the reference form instead
+            return _reference_vjp(temporal_step_reference, (link, write, precedence, read), ctx.needs_input_grad,
+                                  (d_link, d_prec, d_fwd, d_bwd))  # fmt: skip
+        B, N = write.shape
+        directional = read.shape[1] > 0 and (d_fwd is not None or d_bwd is not None)
+        left = right = d_read = None
+        if directional:
+            d_fwd = torch.zeros_like(read) if d_fwd is None else d_fwd
+            d_bwd = torch.zeros_like(read) if d_bwd is None else d_bwd
+            left = torch.cat([d_fwd.mT, read.mT], dim=-1)  # [df^T | (w^r)^T]: [B, N, 2R]
+            right = torch.cat([read, d_bwd], dim=1)  # [w^r ; db]: [B, 2R, N]
+            if need_read:  # dw^r = df L_t + db L_t^T, the second as (L_t db^T)^T
+                d_read = torch.bmm(d_fwd, new_link).add_(torch.bmm(new_link, d_bwd.mT).mT)
+        # G, the full gradient of L_t: in the incoming buffer when it is this function's own
+        fresh = d_link is None  # then G is the directional part alone, written chunk by chunk
+        if fresh:
+            grad = _empty_link(write, (B, N, N)) if directional else None
+        elif _owned(d_link):
+            grad = d_link
+        else:
+            grad = d_link.clone(memory_format=torch.contiguous_format)
+        d_write = d_precedence = None
+        if grad is not None:
+            d_write, d_precedence = torch.empty_like(write), torch.empty_like(precedence)
+            step = max(1, _CHUNK_ENTRIES // (N * N))  # batch elements per chunk
+            buffer = torch.empty((min(step, B), N, N), dtype=grad.dtype, device=grad.device)
+            keep = torch.rsub(write, 1).unsqueeze(2)  # 1 - w_i, [B, N, 1]
+            for start in range(0, B, step):
+                s = slice(start, start + step)
+                g, w, product = grad[s], write[s].unsqueeze(1), buffer[: grad[s].shape[0]]  # [b, N, N], [b, 1, N]
+                if fresh:
+                    torch.bmm(left[s], right[s], out=g)  # G = [df^T | w^r^T] [w^r ; db]
+                elif directional:
+                    g.baddbmm_(left[s], right[s])  # G = dL_t + [df^T | w^r^T] [w^r ; db]
+                g.diagonal(dim1=1, dim2=2).zero_()  # L_t[i, i] is fixed at 0
+                torch.mul(g, link[s], out=product)  # G * L_{t-1}
+                # dw[k] = (G p)[k] - sum_j (G * L)[k, j] - sum_i (G * L)[i, k], G p as (p^T G^T)
+                d_write[s] = torch.bmm(precedence[s].unsqueeze(1), g.mT).squeeze(1).sub_(product.sum(-1)).sub_(product.sum(-2))
+                d_precedence[s] = torch.bmm(w, g).squeeze(1)  # dp[j] = sum_i w[i] G[i, j]
+                if need_link:  # dL_{t-1} = G * (1 - w_i - w_j), in place in G
+                    g.mul_(torch.sub(keep[s], w, out=product))
+        if d_prec is not None:  # p_t = (1 - sum w) p_{t-1} + w
+            d_from_prec = d_prec - (d_prec * precedence).sum(-1, keepdim=True)  # dw[k] = dp_t[k] - dp_t . p_{t-1}
+            d_write = d_from_prec if d_write is None else d_write.add_(d_from_prec)
+            scaled = d_prec * torch.rsub(write.sum(-1, keepdim=True), 1)  # dp_{t-1} = dp_t (1 - sum w)
+            d_precedence = scaled if d_precedence is None else d_precedence.add_(scaled)
+        d_link_prev = None
+        if need_link and grad is not None:
+            d_link_prev = grad
+            _own(d_link_prev)
+        return d_link_prev, d_write if need_write else None, d_precedence if need_prec else None, d_read
+
+
+def _own(grad: Tensor) -> None:
+    """Mark a gradient buffer as made by :class:`_TemporalStep` (so the previous step may reuse it)."""
+    grad._mannkit_dnc_link_grad = True  # type: ignore[attr-defined]
+
+
+def _owned(grad: Tensor) -> bool:
+    """Whether ``grad`` is a buffer :class:`_TemporalStep` made, which autograd hands on unshared.
+
+    Autograd adds a second gradient into a buffer in place only when nothing else holds it, and
+    otherwise makes a new (unmarked) tensor, so a marked contiguous buffer is free to overwrite.
+    """
+    return getattr(grad, "_mannkit_dnc_link_grad", False) and grad.is_contiguous()
+
+
+def temporal_step(link: Tensor, write_weights: Tensor, precedence: Tensor, read_weights: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One step of temporal linkage: the new link and precedence, and the directional weightings.
+
+    Equal to :func:`~mannkit_dnc.mechanisms.update_link`, :func:`~mannkit_dnc.mechanisms.update_precedence`
+    and :func:`~mannkit_dnc.mechanisms.directional_weights` in turn, in one autograd function that
+    saves only its inputs and L_t and whose backward reuses its own gradient buffers.
+
+    Args:
+        link: L_{t-1}, ``[B, N, N]`` (may be an expanded zero tensor).
+        write_weights: w^w_t, ``[B, N]``.
+        precedence: p_{t-1}, ``[B, N]``.
+        read_weights: w^r_{t-1}, ``[B, R, N]`` (R may be 0).
+
+    Returns:
+        ``(L_t [B, N, N], p_t [B, N], f_t [B, R, N], b_t [B, R, N])``.
+    """
+    return _TemporalStep.apply(link, write_weights, precedence, read_weights)
+
+
+# -- read addressing ------------------------------------------------------------------------------
+def read_addressing_reference(
+    memory: Tensor, keys: Tensor, strengths: Tensor, modes: Tensor, forward: Tensor, backward: Tensor
+) -> tuple[Tensor, Tensor]:
+    """:func:`read_addressing` composed of the mechanisms (for tests and second-order gradients)."""
+    weights = read_weighting(backward, content_weights(keys, strengths, memory), forward, modes)
+    return read(weights, memory), weights
+
+
+class _ReadAddressing(torch.autograd.Function):
+    """Read content weightings, the read-mode mix and the read vectors in one node (see :func:`read_addressing`)."""
+
+    @staticmethod
+    def forward(ctx, memory, keys, strengths, modes, forward, backward):  # noqa: ANN001, ANN205
+        sims, key_sq, mem_sq, scale = cosine_similarity_parts(keys, memory, EPS)  # [B, R, N]
+        content = torch.softmax(strengths.unsqueeze(-1) * sims, dim=-1)  # c^r_t, [B, R, N]
+        weights = read_weighting(backward, content, forward, modes)  # w^r_t, [B, R, N]
+        reads = torch.bmm(weights, memory)  # r_t = w^r M: [B, R, N] @ [B, N, W]
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(memory, keys, strengths, modes, forward, backward, sims, key_sq, mem_sq, scale, content, weights)
+        return reads, weights
+
+    @staticmethod
+    def backward(ctx, d_reads, d_weights):  # noqa: ANN001, ANN205
+        saved = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        if torch.is_grad_enabled():
+            return _reference_vjp(read_addressing_reference, saved[:6], needs, (d_reads, d_weights))
+        memory, keys, strengths, modes, forward, backward, sims, key_sq, mem_sq, scale, content, weights = saved
+        d_memory = None
+        if d_reads is not None:  # r = w M
+            from_reads = torch.bmm(d_reads, memory.mT)  # [B, R, W] @ [B, W, N]
+            d_weights = from_reads if d_weights is None else d_weights + from_reads
+            if needs[0]:
+                d_memory = outer_sum(weights, d_reads)  # w^T dr, [B, N, W]
+        if d_weights is None:
+            return (d_memory, None, None, None, None, None)
+        pi_b, pi_c, pi_f = modes.unsqueeze(-1).unbind(dim=2)  # three [B, R, 1]
+        d_modes = None
+        if needs[3]:  # d pi = (dw . b, dw . c, dw . f)
+            d_modes = torch.stack([(d_weights * backward).sum(-1), (d_weights * content).sum(-1), (d_weights * forward).sum(-1)], -1)
+        d_scores = _aten._softmax_backward_data(d_weights * pi_c, content, -1, content.dtype)  # c = softmax(beta K)
+        d_strengths = (d_scores * sims).sum(-1) if needs[2] else None
+        d_keys, d_from_content = cosine_similarity_vjp(
+            d_scores * strengths.unsqueeze(-1), keys, memory, sims, key_sq, mem_sq, scale,
+            need_keys=needs[1], need_memory=needs[0],
+        )  # fmt: skip
+        if d_from_content is not None:
+            d_memory = d_from_content if d_memory is None else d_memory + d_from_content
+        return (
+            d_memory,
+            d_keys,
+            d_strengths,
+            d_modes,
+            d_weights * pi_f if needs[4] else None,
+            d_weights * pi_b if needs[5] else None,
+        )
+
+
+def read_addressing(
+    memory: Tensor, keys: Tensor, strengths: Tensor, modes: Tensor, forward: Tensor, backward: Tensor
+) -> tuple[Tensor, Tensor]:
+    """R DNC reads, fused: content weightings, the read-mode mix and ``r = w^r M``.
+
+    Args:
+        memory: M_t, ``[B, N, W]``.
+        keys: the read keys, ``[B, R, W]``.
+        strengths: beta^r, ``[B, R]``.
+        modes: pi, ``[B, R, 3]`` (backward, content, forward).
+        forward: f_t, ``[B, R, N]``.
+        backward: b_t, ``[B, R, N]``.
+
+    Returns:
+        ``(r_t [B, R, W], w^r_t [B, R, N])``.
+    """
+    return _ReadAddressing.apply(memory, keys, strengths, modes, forward, backward)

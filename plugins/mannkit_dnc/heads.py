@@ -1,0 +1,167 @@
+"""The DNC's interface as two head banks: one write head (stage 0) and R read heads (stage 1).
+
+Shape letters: B batch, N memory slots, W word size, R read heads.
+
+The heads cut the controller's interface vector into its parts, apply the paper's activations
+(oneplus ``1 + softplus`` for strengths, sigmoid for erase and gates, softmax for read modes) and
+call their memory, which may be any memory that offers the DNC operations:
+
+- ``memory.dnc_write(state, key [B, 1, W], strength [B, 1], erase [B, 1, W], vector [B, 1, W],
+  free_gates [B, R], allocation_gate [B, 1], write_gate [B, 1], record) -> (state, trace)``;
+- ``memory.dnc_read(state, keys [B, R, W], strengths [B, R], modes [B, R, 3], record)
+  -> (reads [B, R, W], state, trace)``;
+- ``memory.read_heads`` (R, 0 until attached) and ``memory.attach_read_heads(count)``.
+
+:class:`~mannkit_dnc.memory.DNCMemory` (dense) is one such memory.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mannkit.core.errors import ConfigError
+from mannkit.core.interfaces import Controller, Head, HeadOutput, Memory, State
+from mannkit.core.registry import register
+from mannkit.testing import SIZES, register_example
+from mannkit_dnc.memory import DNCMemory
+
+__all__ = ["DNCWriteHead", "DNCReadHead"]
+
+
+def _require(owner: str, memory: Memory, operations: tuple[str, ...]) -> None:
+    if not all(callable(getattr(memory, op, None)) for op in operations):
+        raise ConfigError(
+            f"{owner} needs a memory with {' and '.join(operations)} (such as DNCMemory), but the memory is "
+            f"{type(memory).__name__}; use DNCMemory as the memory, or heads made for {type(memory).__name__}."
+        )
+
+
+def _oneplus(x: Tensor) -> Tensor:
+    """``1 + softplus(x)``: a key strength of at least 1."""
+    return F.softplus(x).add_(1)  # softplus's backward needs its input, not its output
+
+
+@register
+class DNCWriteHead(Head):
+    """The DNC write head: write key and strength, erase and write vectors, free gates, allocation and write gates.
+
+    Its parameters per step are ``[key W | strength 1 | erase W | write vector W | free gates R |
+    allocation gate 1 | write gate 1]``, so P = 3W + 3 + R with R the memory's read heads.
+
+    Args:
+        count: the number of write heads; the DNC has exactly one.
+    """
+
+    stage = 0
+
+    def __init__(self, count: int = 1) -> None:
+        super().__init__()
+        if count != 1 or isinstance(count, bool):
+            raise ConfigError(f"DNCWriteHead: count must be 1 (the DNC has one write head), got {count!r}; set count to 1.")
+        self._count = 1
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def bind(self, memory: Memory) -> None:
+        _require("DNCWriteHead", memory, ("dnc_write",))
+
+    def param_size(self, memory: Memory) -> int:
+        return 3 * memory.word_size + 3 + memory.read_heads
+
+    def forward(self, params: Tensor, memory: Memory, memory_state: State, state: State, record: bool = False) -> HeadOutput:
+        """``params [B, 1, 3W + 3 + R]`` -> the written memory state."""
+        B, W, R = params.shape[0], memory.word_size, memory.read_heads
+        key, strength, erase, vector, gates = params.split([W, 1, W, W, R + 2], dim=-1)  # [B, 1, *] each
+        free, allocation_gate, write_gate = torch.sigmoid(gates).view(B, R + 2).split([R, 1, 1], dim=-1)  # [B, 1, R + 2] -> [B, R + 2]
+        memory_state, trace = memory.dnc_write(
+            memory_state,
+            key,
+            _oneplus(strength.view(B, 1)),  # beta^w: [B, 1, 1] -> [B, 1]
+            torch.sigmoid(erase),  # e, [B, 1, W]
+            vector,  # v, [B, 1, W]
+            free,  # f, [B, R]
+            allocation_gate,  # g^a, [B, 1]
+            write_gate,  # g^w, [B, 1]
+            record,
+        )
+        return HeadOutput(None, memory_state, state, trace)
+
+
+@register
+class DNCReadHead(Head):
+    """R DNC read heads: read keys and strengths, and read modes over (backward, content, forward).
+
+    Its parameters per head are ``[key W | strength 1 | modes 3]``. Binding it tells the memory
+    how many read heads there are (the write head's free gates follow that number).
+
+    Args:
+        count: R, the number of read heads.
+    """
+
+    stage = 1
+
+    def __init__(self, count: int = 1) -> None:
+        super().__init__()
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigError(f"DNCReadHead: count must be a positive integer, got {count!r}; set count to 1 or more.")
+        self._count = count
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def bind(self, memory: Memory) -> None:
+        _require("DNCReadHead", memory, ("dnc_read", "attach_read_heads"))
+        memory.attach_read_heads(self._count)
+
+    def param_size(self, memory: Memory) -> int:
+        return memory.word_size + 4
+
+    def read_size(self, memory: Memory) -> int:
+        return memory.word_size
+
+    def forward(self, params: Tensor, memory: Memory, memory_state: State, state: State, record: bool = False) -> HeadOutput:
+        """``params [B, R, W + 4]`` -> reads ``[B, R, W]``."""
+        keys, strength, modes = params.split([memory.word_size, 1, 3], dim=-1)  # [B, R, W], [B, R, 1], [B, R, 3]
+        reads, memory_state, trace = memory.dnc_read(
+            memory_state, keys, _oneplus(strength.squeeze(-1)), torch.softmax(modes, dim=-1), record  # beta^r: [B, R, 1] -> [B, R]
+        )
+        return HeadOutput(reads, memory_state, state, trace)
+
+
+# -- how the conformance kit builds these heads: over a DNCMemory, with their partner head --------
+def _probe_controller() -> Controller:
+    from mannkit.nn import MLPController
+
+    return MLPController(hidden_size=SIZES.H, activation="tanh")  # no state: outputs depend on the past only through memory
+
+
+def _kit_memory() -> DNCMemory:
+    return DNCMemory(slots=SIZES.N, word_size=SIZES.W)
+
+
+def _write_harness(head: DNCWriteHead):  # noqa: ANN202
+    from mannkit.cell import MemoryCell
+
+    return MemoryCell(_probe_controller(), _kit_memory(), [head, DNCReadHead(count=SIZES.h)])
+
+
+def _read_harness(head: DNCReadHead):  # noqa: ANN202
+    from mannkit.cell import MemoryCell
+
+    return MemoryCell(_probe_controller(), _kit_memory(), [DNCWriteHead(), head])
+
+
+def _memory_harness(memory: DNCMemory):  # noqa: ANN202
+    from mannkit.cell import MemoryCell
+
+    return MemoryCell(_probe_controller(), memory, [DNCWriteHead(), DNCReadHead(count=SIZES.h)])
+
+
+register_example(DNCWriteHead, harness=_write_harness, memory=_kit_memory)
+register_example(DNCReadHead, lambda: DNCReadHead(count=SIZES.h), harness=_read_harness, memory=_kit_memory)
+register_example(DNCMemory, harness=_memory_harness)

@@ -1,0 +1,177 @@
+"""The DNC's memory mechanisms (Graves et al. 2016, Methods), each a small pure batch-first function.
+
+Shape letters: B batch, N memory slots, W word size, R read heads.
+
+Dynamic memory allocation:
+
+- :func:`retention` — psi_t = prod_i (1 - f^i_t w^{r,i}_{t-1});
+- :func:`update_usage` — u_t = (u_{t-1} + w^w_{t-1} - u_{t-1} * w^w_{t-1}) * psi_t;
+- :func:`allocation_weights` — a_t[phi_j] = (1 - u_t[phi_j]) prod_{i<j} u_t[phi_i], phi the ascending sort of u_t;
+- :func:`write_weighting` — w^w_t = g^w_t (g^a_t a_t + (1 - g^a_t) c^w_t).
+
+Temporal memory linkage:
+
+- :func:`update_link` — L_t[i, j] = (1 - w^w_t[i] - w^w_t[j]) L_{t-1}[i, j] + w^w_t[i] p_{t-1}[j], L_t[i, i] = 0;
+- :func:`update_precedence` — p_t = (1 - sum_i w^w_t[i]) p_{t-1} + w^w_t;
+- :func:`directional_weights` — f^i_t = L_t w^{r,i}_{t-1}, b^i_t = L_t^T w^{r,i}_{t-1};
+- :func:`read_weighting` — w^{r,i}_t = pi^i_t[1] b^i_t + pi^i_t[2] c^{r,i}_t + pi^i_t[3] f^i_t.
+
+:class:`~mannkit_dnc.memory.DNCMemory` runs these fused into three autograd functions with
+hand-written backwards (:mod:`mannkit_dnc.fused`); the tests check each against them.
+
+Writing and reading the memory matrix reuse :func:`mannkit.nn.memory.erase_add` and
+:func:`mannkit.nn.memory.read`; content weightings reuse :func:`mannkit.nn.content_weights`.
+
+>>> u = allocation_weights(torch.tensor([[0.5, 0.0, 1.0]]), eps=0.0)  # slot 1 is free, then slot 0
+>>> u
+tensor([[0., 1., 0.]])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ALLOCATION_EPS",
+    "retention",
+    "update_usage",
+    "allocation_weights",
+    "write_weighting",
+    "update_link",
+    "update_precedence",
+    "directional_weights",
+    "read_weighting",
+]
+
+#: DeepMind keeps usage in [eps, 1] before the allocation's cumulative product, so that a
+#: fully used slot cannot zero the product (and its gradient) for every later slot.
+ALLOCATION_EPS = 1e-6
+
+# -- dynamic memory allocation -----------------------------------------------------------------
+def retention(free_gates: Tensor, read_weights: Tensor) -> Tensor:
+    """Memory retention ``psi = prod_i (1 - f_i w^r_i)``: how much of each slot the read heads keep.
+
+    Args:
+        free_gates: f in [0, 1], ``[B, R]``.
+        read_weights: the previous read weightings w^r_{t-1}, ``[B, R, N]``.
+
+    Returns:
+        psi, ``[B, N]`` in [0, 1] (all ones when R = 0).
+    """
+    return torch.prod(1 - free_gates.unsqueeze(-1) * read_weights, dim=1)  # psi: [B, R, N] -> [B, N]
+
+
+def update_usage(usage: Tensor, write_weights: Tensor, retention: Tensor) -> Tensor:
+    """Usage ``u_t = (u_{t-1} + w^w_{t-1} - u_{t-1} * w^w_{t-1}) * psi_t``.
+
+    Args:
+        usage: u_{t-1} in [0, 1], ``[B, N]``.
+        write_weights: the previous write weighting w^w_{t-1}, ``[B, N]``.
+        retention: psi_t, ``[B, N]`` (see :func:`retention`).
+
+    Returns:
+        u_t, ``[B, N]`` in [0, 1].
+    """
+    return (usage + write_weights - usage * write_weights) * retention  # u_t
+
+
+def allocation_weights(usage: Tensor, eps: float = ALLOCATION_EPS) -> Tensor:
+    """Allocation ``a[phi_j] = (1 - u[phi_j]) prod_{i<j} u[phi_i]`` with phi the slots by ascending usage.
+
+    Usage is first mapped to ``eps + (1 - eps) u`` so the exclusive cumulative product (and its
+    gradient, which divides by it) never meets an exact 0; the sort indices carry no gradient.
+
+    Args:
+        usage: u_t in [0, 1], ``[B, N]``.
+        eps: the floor on usage (0 gives the paper's formula exactly).
+
+    Returns:
+        a_t, ``[B, N]``, non-negative, summing to at most 1.
+    """
+    usage = eps + (1 - eps) * usage
+    sorted_usage, free_list = torch.sort(usage, dim=-1, stable=True)  # u[phi_j] and phi: [B, N] each
+    # prod_{i<j} u[phi_i], the exclusive cumulative product: 1 first, then the running product
+    before = torch.cumprod(torch.cat([torch.ones_like(sorted_usage[:, :1]), sorted_usage[:, :-1]], dim=-1), dim=-1)
+    sorted_allocation = (1 - sorted_usage) * before  # a[phi_j], [B, N]
+    return torch.zeros_like(usage).scatter(-1, free_list, sorted_allocation)  # back to slot order, a_t
+
+
+def write_weighting(allocation: Tensor, content: Tensor, allocation_gate: Tensor, write_gate: Tensor) -> Tensor:
+    """Write weighting ``w^w = g^w (g^a a + (1 - g^a) c^w)``.
+
+    Args:
+        allocation: a_t, ``[B, N]``.
+        content: the write content weighting c^w_t, ``[B, N]``.
+        allocation_gate: g^a in [0, 1], ``[B, 1]``.
+        write_gate: g^w in [0, 1], ``[B, 1]``.
+
+    Returns:
+        w^w_t, ``[B, N]``.
+    """
+    return write_gate * torch.lerp(content, allocation, allocation_gate)  # g^w (c + g^a (a - c))
+
+
+# -- temporal memory linkage --------------------------------------------------------------------
+def update_link(link: Tensor, write_weights: Tensor, precedence: Tensor) -> Tensor:
+    """Link ``L_t[i, j] = (1 - w[i] - w[j]) L_{t-1}[i, j] + w[i] p_{t-1}[j]`` with a zero diagonal.
+
+    The reference form (plain torch operations); the DNC memory computes the same with
+    fewer ``[B, N, N]`` passes and temporaries (see :func:`mannkit_dnc.fused.temporal_step`).
+
+    Args:
+        link: L_{t-1}, ``[B, N, N]``.
+        write_weights: w^w_t, ``[B, N]``.
+        precedence: p_{t-1}, ``[B, N]``.
+
+    Returns:
+        L_t, ``[B, N, N]``.
+    """
+    w_i, w_j = write_weights.unsqueeze(2), write_weights.unsqueeze(1)  # [B, N, 1] and [B, 1, N]
+    new = (1 - w_i - w_j) * link + w_i * precedence.unsqueeze(1)  # p_{t-1}[j] along the rows: [B, 1, N]
+    eye = torch.eye(link.shape[-1], dtype=torch.bool, device=link.device)
+    return new.masked_fill(eye, 0.0)  # L_t[i, i] = 0
+
+
+def update_precedence(precedence: Tensor, write_weights: Tensor) -> Tensor:
+    """Precedence ``p_t = (1 - sum_i w[i]) p_{t-1} + w``: how much each slot was the last one written.
+
+    Args:
+        precedence: p_{t-1}, ``[B, N]``.
+        write_weights: w^w_t, ``[B, N]``.
+
+    Returns:
+        p_t, ``[B, N]``, summing to at most 1.
+    """
+    return torch.addcmul(write_weights, precedence, 1 - write_weights.sum(-1, keepdim=True))  # p_t
+
+
+def directional_weights(link: Tensor, read_weights: Tensor) -> tuple[Tensor, Tensor]:
+    """Forward ``f_i = L w^r_i`` and backward ``b_i = L^T w^r_i`` weightings of every read head.
+
+    Args:
+        link: L_t, ``[B, N, N]``.
+        read_weights: the previous read weightings w^r_{t-1}, ``[B, R, N]``.
+
+    Returns:
+        ``(f, b)``, each ``[B, R, N]``.
+    """
+    forward = torch.bmm(read_weights, link.mT)  # f[h, i] = sum_j L[i, j] w^r[h, j]: [B, R, N] @ [B, N, N]^T
+    backward = torch.bmm(read_weights, link)  # b[h, j] = sum_i L[i, j] w^r[h, i]
+    return forward, backward
+
+
+def read_weighting(backward: Tensor, content: Tensor, forward: Tensor, modes: Tensor) -> Tensor:
+    """Read weighting ``w^r = pi[1] b + pi[2] c + pi[3] f`` for every read head.
+
+    Args:
+        backward: b_t, ``[B, R, N]``.
+        content: the read content weightings c^r_t, ``[B, R, N]``.
+        forward: f_t, ``[B, R, N]``.
+        modes: pi_t, ``[B, R, 3]`` (backward, content, forward), each row summing to 1.
+
+    Returns:
+        w^r_t, ``[B, R, N]``.
+    """
+    pi_b, pi_c, pi_f = modes.unsqueeze(-1).unbind(dim=2)  # three [B, R, 1]
+    return torch.addcmul(torch.addcmul(pi_c * content, pi_b, backward), pi_f, forward)  # w^r_t
