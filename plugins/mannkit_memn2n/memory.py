@@ -16,6 +16,11 @@ is followed by an empty one with probability ``random_noise``, which adds one to
 and of every older sentence. The empty memories hold nothing, so they are not materialised; only
 the shift of the time indices, which is what regularises ``T_A``/``T_C``, is.
 
+Speed: only the real sentences of a batch are embedded (most slots of a padded bAbI batch are
+empty), as weighted word counts times the table (:func:`word_bags`, one dense product forward and
+backward); the hops of one forward pass share the counts, and tied hops share the embeddings.
+Empty slots hold zero vectors, which the mask keeps out of every addressing.
+
 >>> import torch
 >>> memory = StoryMemory(slots=4, word_size=6)
 >>> memory.bind(vocab_size=9)
