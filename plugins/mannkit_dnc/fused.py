@@ -108,6 +108,22 @@ def _exclusive_products(factors: Tensor) -> Tensor:
     return prefix * suffix
 
 
+def _sorted_allocation_vjp(grad: Tensor, sorted_usage: Tensor, before: Tensor, sorted_allocation: Tensor, eps: float) -> Tensor:
+    """The gradient of ``a[j] = (1 - u[j]) prod_{i<j} u[i]`` (sorted order) with respect to u, ``[B, N]``.
+
+    ``du[k] = -da[k] prod_{i<k} u[i] + sum_{j>k} da[j] a[j] / u[k]``; the division is safe because
+    usage is floored at ``eps > 0``. With ``eps = 0`` a usage can be exactly 0, and autograd's own
+    cumulative-product backward (which handles zeros) is used instead.
+    """
+    if eps > 0:
+        return _suffix_sum(grad * sorted_allocation).div_(sorted_usage).addcmul_(grad, before, value=-1)
+    with torch.enable_grad():
+        usage = sorted_usage.detach().requires_grad_()
+        exclusive = torch.cat([torch.ones_like(usage[:, :1]), usage[:, :-1]], dim=-1).cumprod(-1)
+        (d_usage,) = torch.autograd.grad((1 - usage) * exclusive, usage, grad)
+    return d_usage
+
+
 # -- write addressing -----------------------------------------------------------------------------
 def write_addressing_reference(
     memory: Tensor, usage: Tensor, previous_write: Tensor, previous_read: Tensor, key: Tensor, strength: Tensor,
@@ -174,8 +190,7 @@ class _WriteAddressing(torch.autograd.Function):
             )  # fmt: skip
             # a[phi_j] = (1 - u[phi_j]) prod_{i<j} u[phi_i]:
             # du[phi_k] = -da[phi_k] prod_{i<k} u[phi_i] + sum_{j>k} da[phi_j] a[phi_j] / u[phi_k]
-            d_sorted = d_allocation.gather(-1, free_list)
-            d_floored = _suffix_sum(d_sorted * sorted_allocation).div_(sorted_usage).addcmul_(d_sorted, before, value=-1)
+            d_floored = _sorted_allocation_vjp(d_allocation.gather(-1, free_list), sorted_usage, before, sorted_allocation, ctx.eps)
             d_new_usage = torch.empty_like(d_floored).scatter_(-1, free_list, d_floored).mul_(1 - ctx.eps).add_(d_new_usage)
         # u_t = kept * psi with kept = u + w^w - u w^w
         d_kept = d_new_usage * psi

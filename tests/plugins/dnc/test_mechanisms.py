@@ -403,3 +403,16 @@ def test_the_link_buffer_helper_gives_an_uninitialised_tensor_of_the_shape_asked
     assert (small.shape, big.shape, big.dtype) == ((B, N, N), (2, 512, 512), F64)
     big.fill_(1.0)
     assert big.sum() == 2 * 512 * 512
+
+
+def test_fused_write_with_no_usage_floor_handles_exactly_zero_usage():
+    """allocation_eps = 0 (the paper's formula) with an empty memory: usage is exactly 0 everywhere."""
+    inputs = list(_write_inputs(grad=False))
+    inputs[1], inputs[2], inputs[3] = torch.zeros(B, N, dtype=F64), torch.zeros(B, N, dtype=F64), torch.zeros(B, R, N, dtype=F64)
+    inputs = [t.requires_grad_() for t in inputs]
+    outputs = write_addressing(*inputs, 0.0)[:2]
+    weights = [_randn(*o.shape, seed=30 + i) for i, o in enumerate(outputs)]
+    grads = torch.autograd.grad(outputs, inputs, weights)
+    expected = torch.autograd.grad(write_addressing_reference(*inputs, 0.0)[:2], inputs, weights)
+    assert all(torch.isfinite(g).all() for g in grads)
+    torch.testing.assert_close(grads, expected)
