@@ -111,6 +111,9 @@ def run_one(impl: str, slots: int, args: argparse.Namespace, inductor_cache: str
         "slots": slots,
         "returncode": child.returncode,
         "child_peak_rss_mib": usage.ru_maxrss / 1024,  # KiB on Linux -> MiB
+        "child_user_s": usage.ru_utime,  # the whole child: start-up, build, warm-up and measured steps
+        "child_system_s": usage.ru_stime,  # kernel time, mostly zero-filling freshly mapped pages
+        "malloc_env": {k: v for k, v in env.items() if k.startswith("MALLOC_")},
         "seconds": seconds,
         "load_before": load_before,
         "load_after": os.getloadavg(),
@@ -146,6 +149,7 @@ def summarise(runs: list[dict]) -> dict:
         "worker_peak_rss_mib": max(r["peak_rss_mib"] for r in ok),
         "rss_before_steps_mib": max(r["rss_before_steps_mib"] for r in ok),
         "rss_growth_mib": max(r["peak_rss_mib"] - r["rss_before_steps_mib"] for r in ok),
+        "child_system_share": sum(r["child_system_s"] for r in ok) / sum(r["child_user_s"] + r["child_system_s"] for r in ok),
         "load_1min": [round(r["load_before"][0], 2) for r in ok] + [round(ok[-1]["load_after"][0], 2)],
         "graphs_compiled": ok[-1]["graphs_compiled"],
         "recompiled_after_warmup": any(
