@@ -102,7 +102,7 @@ def test_head_incompatible_with_memory():
         read = None
 
     cell = MemoryCell(LSTMController(3), NotAMatrix(N, W), [ReadHead(ContentAddressing())])
-    with pytest.raises(ConfigError, match="ReadHead needs a memory with read and write .* but the memory is NotAMatrix"):
+    with pytest.raises(ConfigError, match="ReadHead needs a memory with read .* but the memory is NotAMatrix"):
         cell.bind(I, O)
 
 

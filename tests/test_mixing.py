@@ -99,7 +99,7 @@ class _StackLikeMemory(Memory):
 
 def test_an_incompatible_mix_is_refused_in_one_sentence():
     cell = MemoryCell(MLPController(8), _StackLikeMemory(), [ReadHead(ContentAddressing())])
-    with pytest.raises(ConfigError, match=r"^ReadHead needs a memory with read and write \(such as MatrixMemory\), but the memory is _StackLikeMemory; "):
+    with pytest.raises(ConfigError, match=r"^ReadHead needs a memory with read \(such as MatrixMemory\), but the memory is _StackLikeMemory; "):
         cell.bind(4, 3)
 
 

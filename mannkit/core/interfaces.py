@@ -133,6 +133,10 @@ class Addressing(Component, ABC):
     ``param_size(memory)`` is P, the number of raw (unactivated) parameters one head
     needs; the head's projection produces ``[B, h, P]`` and the addressing applies
     its own activations (softplus for strengths, sigmoid for gates, ...).
+
+    Optional: an addressing whose weights are a softmax of scores may also offer
+    ``scores(params, memory_state) -> [B, h, N]``, the raw scores before the softmax (0 at
+    slots not in use). MemN2N's linear start uses them; it refuses an addressing without.
     """
 
     registry_kind = "addressing"
@@ -280,7 +284,11 @@ class QAModel(Component, ABC):
 
     @abstractmethod
     def bind(self, vocab_size: int, answer_size: int, max_sentences: int, sentence_length: int, question_length: int) -> None:
-        """Create the layers for a vocabulary of V words, A answers and stories of N x L words."""
+        """Create the layers for a vocabulary of V words, A answers and stories of N x L words.
+
+        A model may accept one more keyword, ``answer_words`` (int64 ``[A]``: the word id of each
+        one-word answer, 0 for others); ``QASystem`` passes it when ``bind`` takes it (MemN2N ties
+        its answer matrix to its last output embedding with it)."""
 
     @abstractmethod
     def forward(self, story: Tensor, question: Tensor, record: bool = False) -> QAOutput:

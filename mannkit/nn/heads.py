@@ -12,10 +12,10 @@ from mannkit.core.registry import register
 __all__ = ["ReadHead", "WriteHead"]
 
 
-def _check_matrix_memory(owner: str, memory: Memory) -> None:
-    if not (callable(getattr(memory, "read", None)) and callable(getattr(memory, "write", None))):
+def _check_matrix_memory(owner: str, memory: Memory, needs: tuple[str, ...] = ("read", "write")) -> None:
+    if not all(callable(getattr(memory, name, None)) for name in needs):
         raise ConfigError(
-            f"{owner} needs a memory with read and write (such as MatrixMemory), but the memory is "
+            f"{owner} needs a memory with {' and '.join(needs)} (such as MatrixMemory), but the memory is "
             f"{type(memory).__name__}; use a head made for {type(memory).__name__} or a matrix memory."
         )
 
@@ -43,8 +43,11 @@ class _AddressedHead(Head):
     def count(self) -> int:
         return self._count
 
+    #: the memory operations this head calls
+    needs: tuple[str, ...] = ("read", "write")
+
     def bind(self, memory: Memory) -> None:
-        _check_matrix_memory(type(self).__name__, memory)
+        _check_matrix_memory(type(self).__name__, memory, self.needs)
         self.addressing.bind(memory)
 
     def initial_state(self, batch_size: int, memory: Memory, device: torch.device, dtype: torch.dtype) -> State:
@@ -61,6 +64,7 @@ class ReadHead(_AddressedHead):
     """
 
     stage = 1
+    needs = ("read",)
 
     def __init__(self, addressing: Addressing, count: int = 1) -> None:
         super().__init__(addressing, count)

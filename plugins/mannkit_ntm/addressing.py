@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mannkit.core.errors import ConfigError, ShapeError
-from mannkit.core.interfaces import Addressing, Memory
+from mannkit.core.interfaces import Addressing, Memory, slot_mask
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
 from mannkit.nn.addressing import EPS, content_weights, cosine_similarity_parts, cosine_similarity_vjp
@@ -310,4 +310,8 @@ class NTMAddressing(Addressing):
         check_shape(params, (B, "h", W + S + 3), "NTMAddressing params", "each head needs W + 2 * shift_range + 4 numbers")
         check_shape(state, (B, params.shape[1], N), "NTMAddressing state", "it is the previous weighting [B, h, N]")
         weights = _NTMAddressingFunction.apply(params, memory, state, S)  # eq. 5-9, see the function's docstring
+        mask = slot_mask(memory_state)
+        if mask is not None:  # slots not in use get no weight: the shift's spill onto them is removed, the rest renormalised
+            weights = weights * mask.unsqueeze(1).to(weights.dtype)  # [B, h, N] * [B, 1, N]
+            weights = weights / weights.sum(-1, keepdim=True).clamp_min(torch.finfo(weights.dtype).tiny)
         return weights, weights

@@ -178,10 +178,7 @@ def test_linear_start_needs_an_addressing_with_scores():
 
 # -- any addressing -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", registered_components("addressing"))
-def test_works_with_every_registered_addressing(name, request):
-    if name == "NTMAddressing":  # strict: this test says so when the ntm plugin honours masks
-        reason = "NTMAddressing ignores the slot mask: its shift and interpolation put weight on padded slots"
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+def test_works_with_every_registered_addressing(name):
     model = _model(hops=2, addressing=default_factory(name)())
     story, question = _batch()
     out = model(story, question, record=True)

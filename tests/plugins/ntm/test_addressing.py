@@ -402,3 +402,21 @@ def test_ntm_addressing_gradient_of_one_input_alone(needs):
     memory = _randn(B, N, W, seed=2, grad=needs == "memory")
     previous = _weighting(B, 1, N, seed=3, grad=needs == "previous")
     assert gradcheck(lambda p, m, s: NTMAddressing()(p, MatrixState(m), s)[0], (params, memory, previous))
+
+
+def test_slots_not_in_use_get_no_weight():
+    """A memory state with a slot mask (a short story in a longer memory): the shift's spill is removed."""
+    from typing import NamedTuple
+
+    class MaskedState(NamedTuple):
+        memory: torch.Tensor
+        mask: torch.Tensor
+
+    torch.manual_seed(0)
+    addressing = NTMAddressing(shift_range=1)
+    memory = torch.randn(2, 5, 3)
+    mask = torch.tensor([[True, True, True, False, False], [True, False, False, False, False]])
+    state = torch.full((2, 1, 5), 0.2)
+    weights, _ = addressing(torch.randn(2, 1, 3 + 3 + 3), MaskedState(memory, mask), state)
+    assert (weights[0, :, 3:] == 0).all() and (weights[1, :, 1:] == 0).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 1))
