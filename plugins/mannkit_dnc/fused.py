@@ -68,8 +68,8 @@ def _empty_link(like: Tensor, shape: tuple[int, ...]) -> Tensor:
     global _madvise
     buffer = torch.empty(shape, dtype=like.dtype, device=like.device)
     size = buffer.numel() * buffer.element_size()
-    if buffer.device.type != "cpu" or size < 2 * _HUGE_PAGE or not sys.platform.startswith("linux"):
-        return buffer
+    if buffer.device.type != "cpu" or size < 2 * _HUGE_PAGE or not sys.platform.startswith("linux") or torch.compiler.is_compiling():
+        return buffer  # (a compiled step plans its own buffers)
     if _madvise is None:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -96,7 +96,8 @@ def _reference_vjp(reference: Callable[..., tuple[Tensor, ...]], inputs: tuple, 
 
 def _suffix_sum(x: Tensor) -> Tensor:
     """``y[k] = sum_{j>k} x[j]`` along the last axis (by a reversed cumsum: no cancellation)."""
-    tail = torch.cat([x[..., 1:], torch.zeros_like(x[..., :1])], dim=-1)  # x[k + 1], 0 at the end
+    tail = x.roll(-1, -1)  # x[k + 1] ...
+    tail.select(-1, -1).zero_()  # ... and 0 at the end
     return tail.flip(-1).cumsum_(-1).flip(-1)  # sum_{j>k} x[j], summed from the end
 
 
@@ -141,13 +142,16 @@ class _WriteAddressing(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, memory, usage, previous_write, previous_read, key, strength, free_gates, allocation_gate, write_gate, eps):  # noqa: ANN001, ANN205
-        keep = torch.mul(free_gates.unsqueeze(-1), previous_read).neg_().add_(1)  # 1 - f_i w^r_i, [B, R, N]
+        one = usage.new_ones(())  # a tensor 1 (Python-number arithmetic is several times slower per call)
+        keep = torch.addcmul(one, free_gates.unsqueeze(-1), previous_read, value=-1)  # 1 - f_i w^r_i, [B, R, N]
         psi = keep.prod(1)  # psi_t, [B, N]
         kept = torch.addcmul(usage + previous_write, usage, previous_write, value=-1)  # u + w^w - u w^w, [B, N]
         new_usage = kept * psi  # u_t
-        floored = new_usage.mul(1 - eps).add_(eps)  # eps + (1 - eps) u_t
+        floored = torch.lerp(new_usage, one, eps)  # eps + (1 - eps) u_t
         sorted_usage, free_list = torch.sort(floored, dim=-1, stable=True)  # u[phi_j], phi
-        before = torch.cat([torch.ones_like(sorted_usage[:, :1]), sorted_usage[:, :-1]], dim=-1).cumprod_(-1)  # prod_{i<j}
+        before = sorted_usage.roll(1, -1)  # u[phi_{j-1}] ...
+        before.select(-1, 0).fill_(1.0)  # ... and 1 first
+        before.cumprod_(-1)  # prod_{i<j} u[phi_i]
         sorted_allocation = torch.addcmul(before, sorted_usage, before, value=-1)  # a[phi_j] = (1 - u[phi_j]) prod
         allocation = torch.empty_like(floored).scatter_(-1, free_list, sorted_allocation)  # a_t in slot order
         sims, key_sq, mem_sq, scale = cosine_similarity_parts(key, memory, EPS)  # [B, 1, N]
@@ -297,7 +301,7 @@ class _TemporalStep(torch.autograd.Function):
         if grad is not None:
             d_write, d_precedence = torch.empty_like(write), torch.empty_like(precedence)
             step = max(1, _CHUNK_ENTRIES // (N * N))  # batch elements per chunk
-            buffer = torch.empty((min(step, B), N, N), dtype=grad.dtype, device=grad.device)
+            buffer = _empty_link(write, (min(step, B), N, N))
             keep = torch.rsub(write, 1).unsqueeze(2)  # 1 - w_i, [B, N, 1]
             for start in range(0, B, step):
                 s = slice(start, start + step)

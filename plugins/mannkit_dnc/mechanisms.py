@@ -143,7 +143,7 @@ def update_precedence(precedence: Tensor, write_weights: Tensor) -> Tensor:
     Returns:
         p_t, ``[B, N]``, summing to at most 1.
     """
-    return torch.addcmul(write_weights, precedence, 1 - write_weights.sum(-1, keepdim=True))  # p_t
+    return torch.addcmul(write_weights, precedence, torch.rsub(write_weights.sum(-1, keepdim=True), 1))  # p_t
 
 
 def directional_weights(link: Tensor, read_weights: Tensor) -> tuple[Tensor, Tensor]:
