@@ -36,7 +36,6 @@ def test_preset_checks_and_trains_one_step(path, tmp_path):
         "--trainer.limit_val_batches", "1",
         "--trainer.num_sanity_val_steps", "0",
         "--trainer.enable_progress_bar", "false",
-        "--trainer.callbacks", "[]",
         "--data.init_args.batch_size", "2",
         "--data.init_args.val_batches", "1",
         "--data.init_args.test_batches", "1",
