@@ -378,7 +378,7 @@ class SparseDNCMemory(Memory):
         with torch.no_grad():
             if R:  # psi = prod_r (1 - f_r w^r_{t-1}) at the last read supports (DNC retention)
                 retention = 1 - free_gates.unsqueeze(-1) * state.read_weights  # [B, R, K]
-                usage.scatter_reduce_(1, state.read_index.view(B, R * K), retention.reshape(B, R * K), "prod")
+                usage.scatter_reduce_(1, state.read_index.view(B, R * K), retention.reshape(B, R * K), "prod")  # [B, R, K] -> [B, R K]
             usage.mul_(self.usage_decay)  # u <- lambda u (SAM's discounted usage)
             free_slot = least_used(usage)  # [B, 1]
             span = self._span(state, int(free_slot.max()) + 1)

@@ -323,14 +323,14 @@ def update_links(index: Tensor, values: Tensor, write: tuple[Tensor, Tensor], pr
     at = lists.unsqueeze(-1).expand(-1, -1, L)  # [B, 2S] -> [B, 2S, L]
     holders = index.gather(1, at).long() + torch.cat([torch.zeros_like(w_index), torch.full_like(w_index, N)], 1).unsqueeze(-1)
     live = values.gather(1, at) > 0  # [B, 2S, L]
-    entries = index.gather(1, holders.view(B, 2 * S * L, 1).expand(-1, -1, L)).view(B, 2 * S, L, L)  # holders' lists
-    target = torch.cat([w_index, w_index], dim=1).view(B, 2 * S, 1, 1)
+    entries = index.gather(1, holders.view(B, 2 * S * L, 1).expand(-1, -1, L)).view(B, 2 * S, L, L)  # holders' lists, [B, 2S L, L] -> [B, 2S, L, L]
+    target = torch.cat([w_index, w_index], dim=1).view(B, 2 * S, 1, 1)  # c, [B, 2S] -> [B, 2S, 1, 1]
     match = (entries == target) & live.unsqueeze(-1)  # [B, 2S, L, L]: the holder's entry that is c
     decay = (1 - torch.cat([w, w], dim=1)).view(B, 2 * S, 1, 1)  # 1 - w_c
     factors = torch.where(match, decay, torch.ones_like(decay))
     positions = holders.unsqueeze(-1) * L + torch.arange(L, device=index.device)  # [B, 2S, L, L] into [B, 2N L]
     # -- write: decays first, then the rewritten rows (which already include their decay) ---------
-    values.view(B, N2 * L).scatter_reduce_(1, positions.view(B, -1), factors.view(B, -1), "prod")
+    values.view(B, N2 * L).scatter_reduce_(1, positions.view(B, -1), factors.view(B, -1), "prod")  # flat: [B, 2N L]
     at = rows.unsqueeze(-1).expand(-1, -1, L)
     index.scatter_(1, at, new_index.to(index.dtype))
     values.scatter_(1, at, new_values.clamp(0, 1))

@@ -412,21 +412,30 @@ def _step_inputs(steps: int = 4, batch: int = B, seed: int = 0):
     return m0, writes, reads
 
 
+def _weighted_sum(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """A fixed random weighting of every output (a plain sum of normalised outputs has little gradient)."""
+    return sum((t * _randn(*t.shape, seed=20 + i)).sum() for i, t in enumerate(tensors))
+
+
+def _supports(traces: list[dict]) -> list[torch.Tensor]:
+    """The slots every step wrote or read, from the dense recorded weightings."""
+    return [next(iter(trace.values())) > 0 for trace in traces]
+
+
 def test_a_four_step_unroll_has_the_gradients_of_an_out_of_place_reference(monkeypatch):
     memory = _memory()
     m0, writes, reads = _step_inputs()
-    outputs, state, _ = _unroll(memory, _state_from(memory, m0, token=m0), writes, reads)
+    outputs, state, traces = _unroll(memory, _state_from(memory, m0, token=m0), writes, reads, record=True)
     final = snapshot(state.token, state.memory)
-    chosen = state.read_index.clone()
-    loss = sum((o * _randn(*o.shape, seed=20 + i)).sum() for i, o in enumerate(outputs)) + (final * _randn(*final.shape, seed=9)).sum()
-    grads = torch.autograd.grad(loss, (m0, writes, reads))
+    grads = torch.autograd.grad(_weighted_sum([*outputs, final]), (m0, writes, reads))
 
     _reference_rows(monkeypatch)
-    outputs_ref, state_ref, _ = _unroll(memory, _state_from(memory, m0, token=m0), writes, reads)
-    assert torch.equal(state_ref.read_index, chosen), "the reference chose other slots"
-    torch.testing.assert_close(state_ref.token, final)
-    loss = sum((o * _randn(*o.shape, seed=20 + i)).sum() for i, o in enumerate(outputs_ref)) + (state_ref.token * _randn(*final.shape, seed=9)).sum()
-    for ours, theirs, name in zip(grads, torch.autograd.grad(loss, (m0, writes, reads)), ("memory", "writes", "reads")):
+    outputs_ref, state_ref, traces_ref = _unroll(memory, _state_from(memory, m0, token=m0), writes, reads, record=True)
+    for step, (ours, theirs) in enumerate(zip(_supports(traces), _supports(traces_ref))):
+        assert torch.equal(ours, theirs), f"the reference chose other slots at operation {step}"
+    torch.testing.assert_close(state_ref.token, final)  # the reference's token is its (dense) memory
+    expected = torch.autograd.grad(_weighted_sum([*outputs_ref, state_ref.token]), (m0, writes, reads))
+    for ours, theirs, name in zip(grads, expected, ("memory", "writes", "reads")):
         assert ours.abs().sum() > 0, name
         torch.testing.assert_close(ours, theirs, msg=lambda m, name=name: f"{name}: {m}")
 
@@ -463,7 +472,8 @@ def test_read_and_write_weightings_are_sparse_non_negative_and_sum_to_at_most_on
 def test_an_all_zero_memory_gives_finite_reads_and_gradients():
     memory = _memory()
     m0 = torch.zeros(B, N, W, dtype=F64, requires_grad=True)
-    writes, reads = torch.zeros(2, B, 1, 3 * W + 3 + R, dtype=F64, requires_grad=True), torch.zeros(2, B, R, W + 4, dtype=F64, requires_grad=True)
+    writes = torch.zeros(2, B, 1, 3 * W + 3 + R, dtype=F64, requires_grad=True)
+    reads = torch.zeros(2, B, R, W + 4, dtype=F64, requires_grad=True)
     outputs, state, _ = _unroll(memory, _state_from(memory, m0, token=m0), writes, reads)
     assert all(torch.isfinite(o).all() for o in outputs)
     grads = torch.autograd.grad(sum(o.sum() for o in outputs) + snapshot(state.token, state.memory).sum(), (m0, writes, reads))
@@ -544,7 +554,8 @@ def test_wrong_head_shapes_are_refused():
 
 
 def test_the_core_heads_and_checkpointing_refuse_the_sparse_memory():
-    cell = MemoryCell(MLPController(8), SparseDNCMemory(slots=N, word_size=W), [WriteHead(ContentAddressing()), ReadHead(ContentAddressing())])
+    core_heads = [WriteHead(ContentAddressing()), ReadHead(ContentAddressing())]
+    cell = MemoryCell(MLPController(8), SparseDNCMemory(slots=N, word_size=W), core_heads)
     with pytest.raises(ConfigError, match=r"^WriteHead needs a memory with read and write .* but the memory is SparseDNCMemory"):
         cell.bind(4, 3)
     assert not hasattr(SparseDNCMemory, "read") and not hasattr(SparseDNCMemory, "write")
