@@ -4,6 +4,7 @@ conformance kit, mixes with the core heads and controllers, pictures, learning, 
 Sizes are distinct (B=3, R=2, N=7, W=5, H=13) so that a transposed axis breaks a test.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -266,6 +267,50 @@ def test_no_nan_with_an_all_zero_memory_and_inputs():
     assert torch.isfinite(logits).all()
     logits.sum().backward()
     assert torch.isfinite(x.grad).all() and all(torch.isfinite(p.grad).all() for p in cell.parameters())
+
+
+@pytest.mark.parametrize("every", [1, 2, 4])
+def test_checkpointing_over_time_gives_the_same_outputs_and_gradients(every):
+    """MemoryCell(checkpoint_every=k) recomputes the DNC steps (and their link matrices) in the backward pass."""
+    grads = []
+    for checkpoint_every in (None, every):
+        torch.manual_seed(0)
+        cell = MemoryCell(LSTMController(H), DNCMemory(slots=N, word_size=W), [DNCWriteHead(), DNCReadHead(count=R)],
+                          checkpoint_every=checkpoint_every)  # fmt: skip
+        cell.bind(4, 3)
+        cell.to(F64).train()
+        logits = cell(torch.randn(B, 7, 4, generator=_gen(1), dtype=F64)).logits
+        (logits * torch.randn(B, 7, 3, generator=_gen(2), dtype=F64)).sum().backward()
+        grads.append((logits.detach(), [p.grad for p in cell.parameters()]))
+    torch.testing.assert_close(grads[1], grads[0])
+
+
+@pytest.mark.skipif(
+    os.environ.get("MANNKIT_TEST_COMPILE") != "1",
+    reason="tracing the DNC step's forward and backward takes about 15 s of one CPU thread; set MANNKIT_TEST_COMPILE=1 to run it",
+)
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch")
+@pytest.mark.filterwarnings("ignore::UserWarning:torch")
+def test_a_traced_step_matches_eager_without_graph_breaks():
+    """Dynamo and AOTAutograd (the aot_eager backend: no code generation) trace the fused functions whole."""
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    eager = _cell(controller=LSTMController(H), memory=DNCMemory(slots=N, word_size=W))
+    traced = _cell(controller=LSTMController(H), memory=DNCMemory(slots=N, word_size=W))
+    traced.load_state_dict(eager.state_dict())
+    traced.__dict__["_compiled_step"] = torch.compile(traced._step, backend="aot_eager", dynamic=False)
+    traced.compile = True
+    breaks = sum(counters["graph_break"].values())
+    x = torch.randn(B, 5, 4, generator=_gen(3))
+    expected, got = eager(x).logits, traced(x).logits
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    weights = torch.randn(B, 5, 3, generator=_gen(4))
+    (expected * weights).sum().backward()
+    (got * weights).sum().backward()
+    for (name, a), (_, b) in zip(eager.named_parameters(), traced.named_parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert sum(counters["graph_break"].values()) == breaks, dict(counters["graph_break"])
 
 
 # -- the conformance kit ----------------------------------------------------------------------
