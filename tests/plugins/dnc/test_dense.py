@@ -287,7 +287,7 @@ def test_checkpointing_over_time_gives_the_same_outputs_and_gradients(every):
 
 @pytest.mark.skipif(
     os.environ.get("MANNKIT_TEST_COMPILE") != "1",
-    reason="tracing the DNC step's forward and backward takes about 15 s of one CPU thread; set MANNKIT_TEST_COMPILE=1 to run it",
+    reason="tracing the DNC step's forward and backward takes about 10 s of one CPU thread; set MANNKIT_TEST_COMPILE=1 to run it",
 )
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:torch")
 @pytest.mark.filterwarnings("ignore::UserWarning:torch")
