@@ -43,7 +43,7 @@ def load_preset(path: str) -> dict[str, Any]:
         return yaml.safe_load(fh)
 
 
-def build(preset: dict[str, Any], seed: int, overrides: dict[str, Any]) -> tuple[torch.nn.Module, Any, torch.optim.Optimizer, float | None]:
+def build(preset: dict[str, Any], seed: int, overrides: dict[str, Any], lr: float | None = None) -> tuple[torch.nn.Module, Any, torch.optim.Optimizer, float | None]:
     """The preset's core, task (seeded with ``seed``) and optimizer, and its gradient-norm clip."""
     load_plugins()
     import mannkit.cell  # noqa: F401  (registers the core classes by short name)
@@ -60,7 +60,8 @@ def build(preset: dict[str, Any], seed: int, overrides: dict[str, Any]) -> tuple
     batch = task.example_batch(1)
     core.bind(batch["input"].shape[-1], batch["target"].shape[-1])
     opt_cfg = system_args.get("optimizer") or {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}}
-    optimizer = resolve_class(opt_cfg["class_path"])(core.parameters(), **(opt_cfg.get("init_args") or {}))
+    opt_args = {**(opt_cfg.get("init_args") or {}), **({"lr": lr} if lr is not None else {})}
+    optimizer = resolve_class(opt_cfg["class_path"])(core.parameters(), **opt_args)
     clip = (preset.get("trainer") or {}).get("gradient_clip_val")
     return core, task, optimizer, clip
 
@@ -80,7 +81,7 @@ def evaluate(core: torch.nn.Module, batches: list[dict]) -> tuple[float, float]:
 
 
 def run_seed(seed: int, args: argparse.Namespace, preset: dict[str, Any]) -> dict[str, Any]:
-    core, task, optimizer, clip = build(preset, seed, args.override)
+    core, task, optimizer, clip = build(preset, seed, args.override, args.lr)
     val = task.val_set
     tests = dict(zip(task.test_set_names, task.test_sets))
     generator = make_generator(seed, "learn", "train")
@@ -89,7 +90,7 @@ def run_seed(seed: int, args: argparse.Namespace, preset: dict[str, Any]) -> dic
     curve: list[tuple[int, float, float]] = []
     start = time.perf_counter()
     next_eval = args.eval_every
-    while seen < args.max_sequences:
+    while seen < args.max_sequences and (args.max_seconds is None or time.perf_counter() - start < args.max_seconds):
         batch = task.generate(generator, batch_size, **task.train_difficulty())
         loss = masked_bce_loss(core(batch["input"]).logits, batch["target"], batch["mask"])
         optimizer.zero_grad(set_to_none=True)
@@ -138,6 +139,8 @@ def main() -> None:
     parser.add_argument("--max-sequences", type=int, default=40_000)
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--lr", type=float, default=None, help="default: the preset's optimizer's")
+    parser.add_argument("--max-seconds", type=float, default=None, help="stop a seed after this much wall time")
     parser.add_argument("--override", type=_override, nargs="*", default=[], help="task init_args, e.g. max_length=10")
     parser.add_argument("--train-past-target", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
