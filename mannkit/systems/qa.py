@@ -36,7 +36,6 @@ from mannkit.core.interfaces import QAModel, QAOutput
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
 from mannkit.metrics.qa import FAILURE_THRESHOLD, PerTaskError, QAAccuracy, failed_tasks, mean_task_error
-from mannkit.nn.text import encode_sentences
 from mannkit.systems.sequence import DEFAULT_OPTIMIZER, _torch_class
 
 __all__ = ["QASystem", "BagOfWordsQA", "SIZE_NAMES", "answer_loss", "write_task_table"]
@@ -89,6 +88,8 @@ class BagOfWordsQA(QAModel):
         self.answer = nn.Linear(2 * D, answer_size)
 
     def forward(self, story: Tensor, question: Tensor, record: bool = False) -> QAOutput:
+        from mannkit.nn.text import encode_sentences  # here, so that importing mannkit.systems imports no component
+
         s = encode_sentences(self.story_words(story), story, position=False).sum(1)  # [B, N, L, D] -> [B, N, D] -> [B, D]
         q = encode_sentences(self.question_words(question), question, position=False)  # [B, Q, D] -> [B, D]
         return QAOutput(self.answer(torch.cat([s, q], dim=-1)), {} if record else None)  # [B, 2D] -> [B, A]
