@@ -1,13 +1,14 @@
 """Shared building blocks used by many plugins: controllers, matrix memory, content addressing, heads."""
 
 from mannkit.nn.text import encode_sentences, position_weights
-from mannkit.nn.addressing import ContentAddressing, content_weights, cosine_similarity, masked_softmax
+from mannkit.nn.addressing import ContentAddressing, DotProductAddressing, content_weights, cosine_similarity, masked_softmax
 from mannkit.nn.controllers import GRUController, LSTMController, LSTMState, MLPController
 from mannkit.nn.heads import ReadHead, WriteHead
 from mannkit.nn.memory import MatrixMemory, MatrixState, erase_add, read
 
 __all__ = [
     "ContentAddressing",
+    "DotProductAddressing",
     "GRUController",
     "LSTMController",
     "LSTMState",

@@ -1,12 +1,16 @@
-"""Content addressing: cosine similarity with a key strength (NTM eq. 5-6, DNC's C(M, k, beta))."""
+"""Content and dot-product addressing: cosine similarity with a key strength (NTM eq. 5-6, DNC's C(M, k, beta)), and softmax attention (MemN2N eq. 1)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import Addressing, Memory, slot_mask
+from mannkit.core.shapes import check_shape
 from mannkit.core.registry import register
 from mannkit.nn.memory import outer_sum
 
@@ -17,6 +21,9 @@ __all__ = [
     "cosine_similarity_vjp",
     "content_weights",
     "masked_softmax",
+    "DotProductAddressing",
+    "dot_product_scores",
+    "attention_weights",
     "EPS",
 ]
 
@@ -150,3 +157,78 @@ class ContentAddressing(Addressing):
             return content_weights(keys, F.softplus(raw_strength), memory_state.memory), state
         scores = F.softplus(raw_strength).unsqueeze(-1) * cosine_similarity(keys, memory_state.memory)  # [B, h, N]
         return masked_softmax(scores, mask), state
+
+
+def dot_product_scores(queries: Tensor, keys: Tensor, scale: float = 1.0) -> Tensor:
+    """``s[n] = scale * q . k_n``.
+
+    Args:
+        queries: q, ``[B, h, W]``.
+        keys: K, ``[B, N, W]``.
+        scale: multiplies every score (``1 / sqrt(W)`` for scaled dot-product attention).
+
+    Returns:
+        ``[B, h, N]``.
+
+    >>> dot_product_scores(torch.ones(1, 1, 4), torch.ones(1, 3, 4), scale=0.5)
+    tensor([[[2., 2., 2.]]])
+    """
+    scores = torch.bmm(queries, keys.mT)  # q K^T: [B, h, W] @ [B, W, N] -> [B, h, N]
+    return scores if scale == 1.0 else scores * scale
+
+
+def attention_weights(scores: Tensor, mask: Tensor | None) -> Tensor:
+    """``softmax_n(s)``, with exactly zero weight where ``mask`` (bool ``[B, N]``) is False.
+
+    Args:
+        scores: ``[B, h, N]``.
+        mask: bool ``[B, N]`` or None (every slot in use).
+
+    Returns:
+        ``[B, h, N]``, each row summing to 1 (a row with no slot in use is all zeros).
+    """
+    if mask is None:
+        return torch.softmax(scores, dim=-1)
+    return masked_softmax(scores, mask)
+
+
+@register
+class DotProductAddressing(Addressing):
+    """Dot-product attention over the memory rows: ``w = softmax_n(q . M[n])`` (MemN2N eq. 1).
+
+    P = W: each head's raw parameters are its query q, used as is. Unlike
+    :class:`ContentAddressing` (cosine similarity and a key strength) the score grows with the
+    norms of the query and the rows, so the head sets its own sharpness through the size of q.
+    No parameters, no state; slots outside the state's ``mask`` get exactly zero weight.
+    :meth:`scores` gives the raw scores (MemN2N's linear start uses them). The attention plugin's
+    ``ScaledDotProductAddressing`` is this with ``scale: true``.
+
+    Args:
+        scale: divide the scores by sqrt(W) (Vaswani et al. 2017); false (default) is the plain
+            dot product that MemN2N uses.
+
+    >>> from mannkit.nn import MatrixState
+    >>> keys = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # [B=1, N=2, W=2]
+    >>> DotProductAddressing()(torch.tensor([[[2.0, 0.0]]]), MatrixState(keys), ())[0]  # softmax([2, 0])
+    tensor([[[0.8808, 0.1192]]])
+    """
+
+    def __init__(self, scale: bool = False) -> None:
+        super().__init__()
+        if not isinstance(scale, bool):
+            raise ConfigError(f"{type(self).__name__}: scale must be true or false, got {scale!r}; set scale: true or false.")
+        self.scale = scale
+
+    def param_size(self, memory: Memory) -> int:
+        return memory.word_size
+
+    def scores(self, params: Tensor, memory_state) -> Tensor:  # noqa: ANN001
+        """The raw scores ``q . M[n]`` (divided by sqrt(W) with ``scale``), ``[B, h, N]``, before the softmax."""
+        keys = memory_state.memory  # K, [B, N, W]
+        B, _, W = keys.shape
+        check_shape(params, (B, "h", W), f"{type(self).__name__} params", "each head's query is W numbers")
+        return dot_product_scores(params, keys, 1 / math.sqrt(W) if self.scale else 1.0)  # [B, h, N]
+
+    def forward(self, params: Tensor, memory_state, state):  # noqa: ANN001
+        """``params [B, h, W]`` (the queries), keys ``memory_state.memory [B, N, W]`` -> ``(weights [B, h, N], state)``."""
+        return attention_weights(self.scores(params, memory_state), slot_mask(memory_state)), state

@@ -23,23 +23,11 @@ from torch import Tensor, nn
 from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import Addressing, Controller, Head, HeadOutput, Memory, State, slot_mask
 from mannkit.core.registry import register
-from mannkit.nn.addressing import masked_softmax
+from mannkit.nn.addressing import DotProductAddressing
+from mannkit.nn.addressing import dot_product_scores as dot_scores  # u^T m_i (eq. 1), re-exported for this plugin's API
 from mannkit_memn2n.memory import INIT_STD
 
 __all__ = ["DotProductAddressing", "HopReadHead", "HopController", "dot_scores", "linear_weights", "has_scores"]
-
-
-def dot_scores(keys: Tensor, memory: Tensor) -> Tensor:
-    """``u^T m_i`` for every head and slot (the argument of eq. 1's softmax).
-
-    Args:
-        keys: u, ``[B, h, W]``.
-        memory: m, ``[B, N, W]``.
-
-    Returns:
-        ``[B, h, N]``.
-    """
-    return torch.bmm(keys, memory.mT)  # [B, h, W] @ [B, W, N] -> [B, h, N]
 
 
 def linear_weights(scores: Tensor, mask: Tensor | None) -> Tensor:
@@ -60,32 +48,6 @@ def linear_weights(scores: Tensor, mask: Tensor | None) -> Tensor:
 def has_scores(addressing: Addressing) -> bool:
     """Whether ``addressing`` exposes raw scores (``scores(params, memory_state) -> [B, h, N]``) for linear start."""
     return callable(getattr(addressing, "scores", None))
-
-
-@register
-class DotProductAddressing(Addressing):
-    """``w = softmax_n(k . M[n])`` with padded slots at exactly 0 (MemN2N eq. 1): P = W, no parameters.
-
-    :meth:`scores` gives the raw ``k . M[n]`` (for linear start).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    def param_size(self, memory: Memory) -> int:
-        return memory.word_size
-
-    def scores(self, params: Tensor, memory_state: State) -> Tensor:
-        """``params [B, h, W]`` -> ``k . M[n]`` ``[B, h, N]``."""
-        return dot_scores(params, memory_state.memory)
-
-    def forward(self, params: Tensor, memory_state: State, state: State) -> tuple[Tensor, State]:
-        """``params [B, h, W]`` -> ``(weights [B, h, N], state)``."""
-        scores = self.scores(params, memory_state)
-        mask = slot_mask(memory_state)
-        if mask is None:
-            return torch.softmax(scores, dim=-1), state
-        return masked_softmax(scores, mask), state
 
 
 def _linear_refused(addressing: Addressing) -> ConfigError:
