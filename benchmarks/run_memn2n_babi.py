@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(0: the first epoch without progress ends it; the original code always ran --ls-epochs)")
     p.add_argument("--dim", type=int, default=None, help="d (default 50 joint, 20 per task)")
     p.add_argument("--hops", type=int, default=3)
+    p.add_argument("--addressing", default=None,
+                   help="the hops' attention, e.g. PerformerAddressing:features=64 or LinformerAddressing:projected=16 "
+                        "(default: MemN2N's dot product; one without scores() needs --no-linear-start)")
     p.add_argument("--tying", choices=("adjacent", "layerwise"), default="adjacent")
     p.add_argument("--position-encoding", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--temporal-encoding", action=argparse.BooleanOptionalAction, default=True)
@@ -80,6 +83,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _addressing(spec: str | None):  # noqa: ANN202
+    """``None`` (the model's default dot product) or ``Name`` / ``Name:key=value,key=value`` of a registered addressing."""
+    if not spec:
+        return None
+    from mannkit.core.config import instantiate
+
+    name, _, options = spec.partition(":")
+    init_args = {k: json.loads(v) for k, v in (item.split("=", 1) for item in options.split(",") if item)}
+    return instantiate({"class_path": name, "init_args": init_args}, "--addressing")
+
+
 def build_model(args: argparse.Namespace, data: BabiDataModule) -> torch.nn.Module:
     load_plugins()
     from mannkit.tasks.babi import answer_word_ids
@@ -87,7 +101,8 @@ def build_model(args: argparse.Namespace, data: BabiDataModule) -> torch.nn.Modu
 
     model = MemN2N(embedding_dim=args.dim, hops=args.hops, tying=args.tying, position_encoding=args.position_encoding,
                    temporal_encoding=args.temporal_encoding, random_noise=args.random_noise,
-                   linear_start=args.linear_start, memory_size=args.memory_size)
+                   linear_start=args.linear_start, memory_size=args.memory_size,
+                   addressing=_addressing(args.addressing))
     model.bind(data.vocab_size, data.answer_size, data.max_sentences, data.sentence_length, data.question_length,
                answer_words=answer_word_ids(data.vocab, data.answers))
     return model
@@ -220,7 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     result = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "joint" if args.tasks == "all" else "task" + "-".join(map(str, args.tasks))
-    path = args.out / f"memn2n_babi_{name}_seed{args.seed}.json"
+    tag = f"_{args.addressing.split(':')[0]}" if args.addressing else ""
+    path = args.out / f"memn2n_babi_{name}{tag}_seed{args.seed}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
     table = "  ".join(f"{t}:{e:.1f}" for t, e in result["test_error_percent"].items())
     print(
