@@ -36,7 +36,7 @@ from mannkit.core.interfaces import QAModel, QAOutput
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
 from mannkit.metrics.qa import FAILURE_THRESHOLD, PerTaskError, QAAccuracy, failed_tasks, mean_task_error
-from mannkit.systems.sequence import DEFAULT_OPTIMIZER, _torch_class
+from mannkit.systems.optim import DEFAULT_OPTIMIZER, build_optimization, torch_class
 
 __all__ = ["QASystem", "BagOfWordsQA", "SIZE_NAMES", "answer_loss", "write_task_table"]
 
@@ -145,9 +145,9 @@ class QASystem(pl.LightningModule):
         if not 0.0 <= failure_threshold < 1.0:
             raise ConfigError(f"model.failure_threshold must be at least 0 and below 1, got {failure_threshold!r}; the papers use 0.05.")
         optimizer = dict(optimizer or DEFAULT_OPTIMIZER)
-        _torch_class(str(optimizer.get("class_path", "")), torch.optim, "model.optimizer.class_path")
+        torch_class(str(optimizer.get("class_path", "")), torch.optim, "model.optimizer.class_path")
         if lr_scheduler is not None:
-            _torch_class(str(lr_scheduler.get("class_path", "")), torch.optim.lr_scheduler, "model.lr_scheduler.class_path")
+            torch_class(str(lr_scheduler.get("class_path", "")), torch.optim.lr_scheduler, "model.lr_scheduler.class_path")
         self.model = model
         self.optimizer_config, self.scheduler_config = optimizer, lr_scheduler
         self.failure_threshold = float(failure_threshold)
@@ -349,24 +349,7 @@ class QASystem(pl.LightningModule):
 
     # -- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        cls = _torch_class(self.optimizer_config["class_path"], torch.optim, "model.optimizer.class_path")
-        try:
-            optimizer = cls(self.parameters(), **(self.optimizer_config.get("init_args") or {}))
-        except TypeError as exc:
-            raise ConfigError(f"model.optimizer.init_args do not fit {cls.__name__} ({exc}); check the option names.") from None
-        if self.scheduler_config is None:
-            return optimizer
-        scheduler_cls = _torch_class(self.scheduler_config["class_path"], torch.optim.lr_scheduler, "model.lr_scheduler.class_path")
-        try:
-            scheduler = scheduler_cls(optimizer, **(self.scheduler_config.get("init_args") or {}))
-        except TypeError as exc:
-            raise ConfigError(
-                f"model.lr_scheduler.init_args do not fit {scheduler_cls.__name__} ({exc}); check the option names."
-            ) from None
-        config = {"scheduler": scheduler}
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            config["monitor"] = "val/loss"
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        return build_optimization(self.parameters(), self.optimizer_config, self.scheduler_config)
 
 
 def write_task_table(folder: Path, seen: Mapping[int, tuple[int, int]], names: Mapping[int, str],

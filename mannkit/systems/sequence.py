@@ -17,9 +17,7 @@ Training may add, each logged as its own term (the terms sum to ``train/loss``):
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
-from types import ModuleType
 from typing import Any
 
 import lightning.pytorch as pl
@@ -28,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mannkit.core.config import instantiate, to_config
-from mannkit.core.errors import ConfigError, TrainingError, suggest
+from mannkit.core.errors import ConfigError, TrainingError
 from mannkit.core.interfaces import SequenceModel
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
@@ -39,6 +37,7 @@ from mannkit.metrics import (
     bit_errors_per_sequence,
     bits_per_sequence,
 )
+from mannkit.systems.optim import DEFAULT_OPTIMIZER, build_optimization, torch_class
 from mannkit.systems.regularisers import access_consistency, access_sparsity, weighting_keys
 
 __all__ = ["SequenceSystem", "masked_bce_loss"]
@@ -54,31 +53,6 @@ def masked_bce_loss(logits: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     mask = mask.unsqueeze(-1)  # [B, T, 1]
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")  # [B, T, O]
     return (bce * mask).sum() / (mask.sum() * logits.shape[-1]).clamp_min(1)
-
-
-DEFAULT_OPTIMIZER = {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}}
-
-
-def _torch_class(path: str, module: ModuleType, where: str) -> type:
-    """A full dotted class path, or a short name from ``module`` (``torch.optim`` or its ``lr_scheduler``).
-
-    Optimizers and schedulers are not mannkit components, so the registry does not know them.
-    """
-    if "." in path:
-        module_name, _, name = path.rpartition(".")
-        try:
-            found = getattr(importlib.import_module(module_name), name)
-        except (ImportError, AttributeError, ValueError):  # ValueError: an empty module name (".Adam")
-            found = None
-    else:
-        name, found = path, getattr(module, path, None)
-    if isinstance(found, type):
-        return found
-    names = [n for n, v in vars(module).items() if isinstance(v, type) and not n.startswith("_")]
-    hint = suggest(name, names)  # "; did you mean 'X'?" or ""
-    fix = f"give a class of {module.__name__} by its name or a full dotted class path."
-    fix = f" {fix[0].upper()}{fix[1:]}" if hint else f"; {fix}"
-    raise ConfigError(f"{where}: unknown class {path!r}{hint}{fix}")
 
 
 def _metrics() -> nn.ModuleDict:
@@ -134,9 +108,9 @@ class SequenceSystem(pl.LightningModule):
         if loss != "bce":
             raise ConfigError(f"model.loss must be 'bce' for sequence tasks, got {loss!r}; set loss: bce.")
         optimizer = dict(optimizer or DEFAULT_OPTIMIZER)
-        _torch_class(str(optimizer.get("class_path", "")), torch.optim, "model.optimizer.class_path")
+        torch_class(str(optimizer.get("class_path", "")), torch.optim, "model.optimizer.class_path")
         if lr_scheduler is not None:
-            _torch_class(str(lr_scheduler.get("class_path", "")), torch.optim.lr_scheduler, "model.lr_scheduler.class_path")
+            torch_class(str(lr_scheduler.get("class_path", "")), torch.optim.lr_scheduler, "model.lr_scheduler.class_path")
         self.core = core
         self.input_size, self.output_size = input_size, output_size
         self.optimizer_config, self.scheduler_config = optimizer, lr_scheduler
@@ -302,19 +276,5 @@ class SequenceSystem(pl.LightningModule):
 
     # -- optimisation -------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        cls = _torch_class(self.optimizer_config["class_path"], torch.optim, "model.optimizer.class_path")
-        try:
-            optimizer = cls(self.parameters(), **(self.optimizer_config.get("init_args") or {}))
-        except TypeError as exc:
-            raise ConfigError(f"model.optimizer.init_args do not fit {cls.__name__} ({exc}); check the option names.") from None
-        if self.scheduler_config is None:
-            return optimizer
-        scheduler_cls = _torch_class(self.scheduler_config["class_path"], torch.optim.lr_scheduler, "model.lr_scheduler.class_path")
-        try:
-            scheduler = scheduler_cls(optimizer, **(self.scheduler_config.get("init_args") or {}))
-        except TypeError as exc:
-            raise ConfigError(
-                f"model.lr_scheduler.init_args do not fit {scheduler_cls.__name__} ({exc}); check the option names."
-            ) from None
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return build_optimization(self.parameters(), self.optimizer_config, self.scheduler_config)
 

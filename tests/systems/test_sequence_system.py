@@ -238,7 +238,14 @@ def test_optimizer_and_scheduler_by_short_name():
     )
     configured = model.configure_optimizers()
     assert type(configured["optimizer"]) is torch.optim.SGD
-    assert type(configured["lr_scheduler"]) is torch.optim.lr_scheduler.ExponentialLR
+    assert type(configured["lr_scheduler"]["scheduler"]) is torch.optim.lr_scheduler.ExponentialLR
+
+
+def test_a_plateau_scheduler_watches_the_validation_loss():
+    model = SequenceSystem(
+        _cell(), input_size=I, output_size=O, lr_scheduler={"class_path": "ReduceLROnPlateau", "init_args": {"patience": 2}},
+    )
+    assert model.configure_optimizers()["lr_scheduler"]["monitor"] == "val/loss"
 
 
 @pytest.mark.parametrize(
