@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
 
+from mannkit.callbacks.memory_pictures import publish_figures
 from mannkit.core.errors import ConfigError
 from mannkit.core.registry import register
 
@@ -210,34 +210,10 @@ class AttentionPictures(Callback):
         self.validations += 1
         if self.validations % self.every_n_validations or not trainer.is_global_zero:
             return
-        from mannkit.viz import to_rgb
-
         batch = trainer.datamodule.example_batch(self.example_index + 1)
         batch = {k: v.to(pl_module.device) for k, v in batch.items()}
         figures = attention_figures(pl_module, batch, self.example_index, trainer.datamodule)
-        images = {name: to_rgb(fig) for name, fig in figures.items()}  # name -> [H, W, 3] uint8
-        step = trainer.global_step
-        if self.tensorboard:
-            for logger in trainer.loggers:
-                if isinstance(logger, TensorBoardLogger):
-                    for name, image in images.items():
-                        logger.experiment.add_image(f"story/{name}", image, step, dataformats="HWC")
-        if self.png:
-            self.last_files = self._write_png(trainer, images, step)
-
-    def _write_png(self, trainer: Any, images: dict[str, np.ndarray], step: int) -> list[Path]:
-        from matplotlib.image import imsave
-
-        from mannkit.viz import safe_name
-
-        folder = Path(trainer.log_dir or trainer.default_root_dir) / "pictures"
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for name, image in images.items():
-            path = folder / f"step{step:06d}_{safe_name(name)}.png"
-            imsave(path, image)
-            paths.append(path)
-        return paths
+        self.last_files = publish_figures(trainer, figures, "story", self.tensorboard, self.png)
 
     # -- checkpointed state -----------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -62,6 +62,31 @@ def example_figures(pl_module: Any, batch: dict[str, torch.Tensor], example_inde
     }
 
 
+def publish_figures(trainer: Any, figures: dict[str, Any], prefix: str, tensorboard: bool, png: bool) -> list[Path]:
+    """Send figures to every TensorBoard logger as ``<prefix>/<name>`` and/or write them as
+    ``<run>/pictures/step{step:06d}_<name>.png``; returns the PNG paths (shared by the picture callbacks)."""
+    from matplotlib.image import imsave
+
+    from mannkit.viz import safe_name, to_rgb
+
+    images = {name: to_rgb(fig) for name, fig in figures.items()}  # name -> [H, W, 3] uint8
+    step = trainer.global_step
+    if tensorboard:
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                for name, image in images.items():
+                    logger.experiment.add_image(f"{prefix}/{name}", image, step, dataformats="HWC")
+    paths: list[Path] = []
+    if png:
+        folder = Path(trainer.log_dir or trainer.default_root_dir) / "pictures"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, image in images.items():
+            path = folder / f"step{step:06d}_{safe_name(name)}.png"
+            imsave(path, image)
+            paths.append(path)
+    return paths
+
+
 @register
 class MemoryPictures(Callback):
     """After validation, draw one fixed example: what went in and out, where each head looked, the memory.
@@ -120,32 +145,8 @@ class MemoryPictures(Callback):
             return
         batch = trainer.datamodule.example_batch(self.example_index + 1)
         batch = {k: v.to(pl_module.device, pl_module.dtype if v.is_floating_point() else v.dtype) for k, v in batch.items()}
-        from mannkit.viz import to_rgb
-
         figures = example_figures(pl_module, batch, self.example_index, self.max_time)
-        images = {name: to_rgb(fig) for name, fig in figures.items()}  # name -> [H, W, 3] uint8
-        step = trainer.global_step
-        if self.tensorboard:
-            for logger in trainer.loggers:
-                if isinstance(logger, TensorBoardLogger):
-                    for name, image in images.items():
-                        logger.experiment.add_image(f"memory/{name}", image, step, dataformats="HWC")
-        if self.png:
-            self.last_files = self._write_png(trainer, images, step)
-
-    def _write_png(self, trainer: Any, images: dict[str, np.ndarray], step: int) -> list[Path]:
-        from matplotlib.image import imsave
-
-        from mannkit.viz import safe_name
-
-        folder = Path(trainer.log_dir or trainer.default_root_dir) / "pictures"
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for name, image in images.items():
-            path = folder / f"step{step:06d}_{safe_name(name)}.png"
-            imsave(path, image)
-            paths.append(path)
-        return paths
+        self.last_files = publish_figures(trainer, figures, "memory", self.tensorboard, self.png)
 
     # -- checkpointed state -----------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
