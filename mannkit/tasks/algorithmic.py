@@ -26,7 +26,8 @@ from torch import Tensor
 from mannkit.core.errors import ConfigError
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
-from mannkit.tasks.base import Batch, SequenceTask, check_at_least, check_list, check_order
+from mannkit.tasks.base import Batch, SequenceTask
+from mannkit.tasks.difficulty import Difficulty, check_at_least
 
 __all__ = [
     "CopyTask",
@@ -76,7 +77,7 @@ class CopyTask(SequenceTask):
     (torch.Size([1, 7, 5]), torch.Size([1, 7, 4]), [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
     """
 
-    difficulty_attributes = ("min_length", "max_length")
+    difficulty = (Difficulty("length", tag="len", tests="test_lengths"),)
 
     def __init__(
         self,
@@ -92,26 +93,12 @@ class CopyTask(SequenceTask):
     ) -> None:
         super().__init__(batch_size, train_batches, val_batches, test_batches, seed)
         check_at_least("CopyTask", "bits", bits, 1)
-        self._check(min_length, max_length)
-        check_list("CopyTask", "test_lengths", test_lengths, 1)
-        self.bits, self.min_length, self.max_length = bits, min_length, max_length
-        self.test_lengths = list(test_lengths)
+        self.bits = bits
+        self.set_difficulty(min_length=min_length, max_length=max_length, test_lengths=test_lengths)
         self.input_size, self.output_size = bits + 1, bits
-
-    @staticmethod
-    def _check(min_length: int, max_length: int) -> None:
-        check_at_least("CopyTask", "min_length", min_length, 1)
-        check_order("CopyTask", "min_length", min_length, "max_length", max_length)
-
-    def train_difficulty(self) -> dict[str, Any]:
-        return {"min_length": self.min_length, "max_length": self.max_length}
-
-    def test_difficulties(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(f"len{n}", {"min_length": n, "max_length": n}) for n in self.test_lengths]
 
     def generate(self, generator: torch.Generator, batch_size: int, min_length: int = 1, max_length: int = 20) -> Batch:
         """One batch, L uniform in ``[min_length, max_length]``: input ``[B, 2L+1, W+1]``, target ``[B, 2L+1, W]``."""
-        self._check(min_length, max_length)
         B, W = batch_size, self.bits
         L = _draw_int(generator, min_length, max_length)
         T = 2 * L + 1
@@ -163,7 +150,10 @@ class RepeatCopyTask(SequenceTask):
     (torch.Size([1, 10, 4]), torch.Size([1, 10, 3]), [0.0, 0.0, 1.0, 1.0])
     """
 
-    difficulty_attributes = ("min_length", "max_length", "min_repeats", "max_repeats")
+    difficulty = (
+        Difficulty("length", tag="len", tests="test_lengths"),
+        Difficulty("repeats", tag="rep", tests="test_repeats"),
+    )
 
     def __init__(
         self,
@@ -182,43 +172,19 @@ class RepeatCopyTask(SequenceTask):
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size, train_batches, val_batches, test_batches, seed)
-        owner = "RepeatCopyTask"
-        check_at_least(owner, "bits", bits, 1)
-        self._check(min_length, max_length, min_repeats, max_repeats)
-        check_list(owner, "test_lengths", test_lengths, 1)
-        check_list(owner, "test_repeats", test_repeats, 1)
-        if len(test_lengths) != len(test_repeats):
-            raise ConfigError(
-                f"{owner}: test_lengths ({list(test_lengths)}) and test_repeats ({list(test_repeats)}) "
-                "must have the same number of entries; give one repeat count per test length."
-            )
+        check_at_least("RepeatCopyTask", "bits", bits, 1)
+        self.bits = bits
+        self.set_difficulty(
+            min_length=min_length, max_length=max_length, min_repeats=min_repeats, max_repeats=max_repeats,
+            test_lengths=test_lengths, test_repeats=test_repeats,
+        )
         if repeat_scale is not None and repeat_scale <= 0:
             raise ConfigError(
-                f"{owner}: repeat_scale ({repeat_scale}) must be positive; "
+                f"RepeatCopyTask: repeat_scale ({repeat_scale}) must be positive; "
                 "set it to the largest training repeat count or leave it None."
             )
-        self.bits = bits
-        self.min_length, self.max_length = min_length, max_length
-        self.min_repeats, self.max_repeats = min_repeats, max_repeats
         self.repeat_scale = float(max_repeats if repeat_scale is None else repeat_scale)
-        self.test_lengths, self.test_repeats = list(test_lengths), list(test_repeats)
         self.input_size, self.output_size = bits + 2, bits + 1
-
-    @staticmethod
-    def _check(min_length: int, max_length: int, min_repeats: int, max_repeats: int) -> None:
-        check_at_least("RepeatCopyTask", "min_length", min_length, 1)
-        check_order("RepeatCopyTask", "min_length", min_length, "max_length", max_length)
-        check_at_least("RepeatCopyTask", "min_repeats", min_repeats, 1)
-        check_order("RepeatCopyTask", "min_repeats", min_repeats, "max_repeats", max_repeats)
-
-    def train_difficulty(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.difficulty_attributes}
-
-    def test_difficulties(self) -> list[tuple[str, dict[str, Any]]]:
-        return [
-            (f"len{n}_rep{r}", {"min_length": n, "max_length": n, "min_repeats": r, "max_repeats": r})
-            for n, r in zip(self.test_lengths, self.test_repeats)
-        ]
 
     def generate(
         self,
@@ -230,7 +196,6 @@ class RepeatCopyTask(SequenceTask):
         max_repeats: int = 10,
     ) -> Batch:
         """One batch with L and R drawn per batch: input ``[B, T, W+2]``, target ``[B, T, W+1]``, T = L(R+1) + 2."""
-        self._check(min_length, max_length, min_repeats, max_repeats)
         B, W = batch_size, self.bits
         L = _draw_int(generator, min_length, max_length)
         R = _draw_int(generator, min_repeats, max_repeats)
@@ -279,7 +244,7 @@ class AssociativeRecallTask(SequenceTask):
     (torch.Size([1, 8, 4]), [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
     """
 
-    difficulty_attributes = ("min_items", "max_items")
+    difficulty = (Difficulty("items", tag="items", tests="test_items", low=2),)
 
     def __init__(
         self,
@@ -297,27 +262,12 @@ class AssociativeRecallTask(SequenceTask):
         super().__init__(batch_size, train_batches, val_batches, test_batches, seed)
         check_at_least("AssociativeRecallTask", "bits", bits, 1)
         check_at_least("AssociativeRecallTask", "item_length", item_length, 1)
-        self._check(min_items, max_items)
-        check_list("AssociativeRecallTask", "test_items", test_items, 2)
         self.bits, self.item_length = bits, item_length
-        self.min_items, self.max_items = min_items, max_items
-        self.test_items = list(test_items)
+        self.set_difficulty(min_items=min_items, max_items=max_items, test_items=test_items)
         self.input_size, self.output_size = bits + 2, bits
-
-    @staticmethod
-    def _check(min_items: int, max_items: int) -> None:
-        check_at_least("AssociativeRecallTask", "min_items", min_items, 2)
-        check_order("AssociativeRecallTask", "min_items", min_items, "max_items", max_items)
-
-    def train_difficulty(self) -> dict[str, Any]:
-        return {"min_items": self.min_items, "max_items": self.max_items}
-
-    def test_difficulties(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(f"items{k}", {"min_items": k, "max_items": k}) for k in self.test_items]
 
     def generate(self, generator: torch.Generator, batch_size: int, min_items: int = 2, max_items: int = 6) -> Batch:
         """One batch with K drawn per batch: input ``[B, T, W+2]``, target ``[B, T, W]``."""
-        self._check(min_items, max_items)
         B, W, S = batch_size, self.bits, self.item_length
         K = _draw_int(generator, min_items, max_items)
         items = _random_bits(generator, B, K, S, W)  # [B, K, S, W]
@@ -419,7 +369,7 @@ class DynamicNGramsTask(SequenceTask):
     (torch.Size([2, 9, 1]), torch.Size([2]))
     """
 
-    difficulty_attributes = ("length",)
+    difficulty = (Difficulty("length", tag="len", tests="test_lengths", low=2, ranged=False),)
 
     def __init__(
         self,
@@ -439,30 +389,26 @@ class DynamicNGramsTask(SequenceTask):
                 f"DynamicNGramsTask: n ({n}) must be at most 16 (the table has 2^(n-1) entries); lower n."
             )
         self.n = n
-        self._check(length, "length")
-        check_list("DynamicNGramsTask", "test_lengths", test_lengths, 2)
-        for value in test_lengths:
-            self._check(value, "test_lengths")
-        self.length = length
-        self.test_lengths = list(test_lengths)
+        self.set_difficulty(length=length, test_lengths=test_lengths)
+        for value in self.test_lengths:
+            self._check_length(value, "test_lengths")
         self.input_size, self.output_size = 1, 1
 
-    def _check(self, length: int, name: str) -> None:
+    def check_difficulty(self, difficulty: dict[str, Any]) -> None:
+        """The declared checks, and a length of at least ``n`` (one full context)."""
+        super().check_difficulty(difficulty)
+        if "length" in difficulty:
+            self._check_length(difficulty["length"], "length")
+
+    def _check_length(self, length: int, name: str) -> None:
         low = max(2, self.n)
         if length < low:
             raise ConfigError(
                 f"DynamicNGramsTask: {name} ({length}) must be at least max(2, n) = {low}; raise {name} or lower n."
             )
 
-    def train_difficulty(self) -> dict[str, Any]:
-        return {"length": self.length}
-
-    def test_difficulties(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(f"len{n}", {"length": n}) for n in self.test_lengths]
-
     def generate(self, generator: torch.Generator, batch_size: int, length: int = 200) -> Batch:
         """One batch: input and target ``[B, length-1, 1]``, mask ``[B, length-1]``, reference_bits ``[B]``."""
-        self._check(length, "length")
         B, m = batch_size, self.n - 1
         contexts = 2**m
         table = torch.sin(0.5 * math.pi * torch.rand(B, contexts, generator=generator)) ** 2  # Beta(1/2,1/2): [B, 2^m]
@@ -512,7 +458,10 @@ class PrioritySortTask(SequenceTask):
         seed: seed of all generated data.
     """
 
-    difficulty_attributes = ("num_inputs", "num_outputs")
+    difficulty = (
+        Difficulty("num_inputs", tag="in", tests="test_inputs", ranged=False),
+        Difficulty("num_outputs", tag="out", tests="test_outputs", at_most="num_inputs", ranged=False, plotted=False),
+    )
 
     def __init__(
         self,
@@ -528,31 +477,18 @@ class PrioritySortTask(SequenceTask):
     ) -> None:
         super().__init__(batch_size, train_batches, val_batches, test_batches, seed)
         check_at_least("PrioritySortTask", "bits", bits, 1)
-        self._check(num_inputs, num_outputs)
-        check_list("PrioritySortTask", "test_inputs", test_inputs, 1)
-        self.bits, self.num_inputs, self.num_outputs = bits, num_inputs, num_outputs
-        self.test_inputs = list(test_inputs)
-        self.test_outputs = [max(1, n * num_outputs // num_inputs) for n in self.test_inputs]
+        self.bits = bits
+        # the test sets keep the training ratio of outputs to inputs
+        test_outputs = [max(1, n * num_outputs // max(1, num_inputs)) for n in test_inputs]
+        self.set_difficulty(
+            num_inputs=num_inputs, num_outputs=num_outputs, test_inputs=test_inputs, test_outputs=test_outputs
+        )
         self.input_size, self.output_size = bits + 2, bits
-
-    @staticmethod
-    def _check(num_inputs: int, num_outputs: int) -> None:
-        check_at_least("PrioritySortTask", "num_outputs", num_outputs, 1)
-        check_order("PrioritySortTask", "num_outputs", num_outputs, "num_inputs", num_inputs)
-
-    def train_difficulty(self) -> dict[str, Any]:
-        return {"num_inputs": self.num_inputs, "num_outputs": self.num_outputs}
-
-    def test_difficulties(self) -> list[tuple[str, dict[str, Any]]]:
-        return [
-            (f"in{n}_out{k}", {"num_inputs": n, "num_outputs": k}) for n, k in zip(self.test_inputs, self.test_outputs)
-        ]
 
     def generate(
         self, generator: torch.Generator, batch_size: int, num_inputs: int = 20, num_outputs: int = 16
     ) -> Batch:
         """One batch: input ``[B, N+1+K, W+2]``, target ``[B, N+1+K, W]``."""
-        self._check(num_inputs, num_outputs)
         B, W, N, K = batch_size, self.bits, num_inputs, num_outputs
         vectors = _random_bits(generator, B, N, W)  # [B, N, W]
         priority = torch.rand(B, N, generator=generator) * 2.0 - 1.0  # uniform in [-1, 1]: [B, N]

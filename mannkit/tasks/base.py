@@ -1,22 +1,18 @@
 """The base of every generated sequence task: a seeded, deterministic ``LightningDataModule``.
 
-Shape letters: B batch, T time, I input width, O output width.
+Shape letters: B batch, T time, I input width, O output width (or classes, for ``loss == "ce"``).
 
-A batch is a dict of tensors, all sequences of one batch sharing one length T:
-
-- ``"input"``: float32 ``[B, T, I]``;
-- ``"target"``: float32 ``[B, T, O]`` of 0/1 bits (scored with binary cross-entropy, ``loss == "bce"``);
-- ``"mask"``: float32 ``[B, T]``, 1.0 where the output at that step is scored and 0.0 elsewhere;
-- optionally ``"reference_bits"``: float32 ``[B]``, the cost in bits of an optimal reference
-  predictor on each sequence (only tasks that know one provide it).
+A batch is a :class:`Batch`, a dict of tensors, all sequences of one batch sharing one length T
+(``input [B, T, I]``, ``target``, ``mask [B, T]``, optionally ``reference_bits [B]``); what
+``target`` holds follows the task's ``loss`` (``"bce"``, ``"ce"`` or ``"mse"``, see :class:`Batch`).
 
 Training batches are generated afresh, epoch after epoch, from a ``torch.Generator`` seeded
 by ``(seed, global rank, epoch counter)``: DDP ranks see different data and a run is
 reproducible. The validation set and the test sets are fixed lists of batches, each
-generated once from its own seed. A subclass states its difficulty in attributes (named in
-:attr:`SequenceTask.difficulty_attributes`) that are read each time a training batch is
-generated, so a curriculum callback may change them during training; ``state_dict`` saves
-them.
+generated once from its own seed. A subclass declares its difficulty axes once, in
+``difficulty`` (see :mod:`mannkit.tasks.difficulty`); the attributes they name are read each
+time a training batch is generated, so a curriculum callback may change them during training;
+``state_dict`` saves them.
 
 >>> from mannkit.tasks import CopyTask
 >>> task = CopyTask(bits=3, max_length=4, batch_size=2)
@@ -30,7 +26,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, NotRequired, TypedDict
 
 import lightning.pytorch as pl
 import torch
@@ -38,11 +34,50 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 from mannkit.core.errors import ConfigError
+from mannkit.tasks.difficulty import (
+    Difficulty,
+    check_at_least,
+    check_difficulty,
+    check_list,
+    check_order,
+    check_tests,
+    difficulties_of_test_sets,
+)
 
-__all__ = ["SequenceTask", "Batch", "seed_from", "check_at_least", "check_order", "check_list"]
+__all__ = ["SequenceTask", "Batch", "Difficulty", "LOSSES", "seed_from", "check_at_least", "check_order", "check_list"]
 
-Batch = dict[str, Tensor]
-"""``{"input": [B, T, I], "target": [B, T, O], "mask": [B, T], ("reference_bits": [B])}``."""
+#: The losses a task may declare (``SequenceTask.loss``); the sequence system follows it.
+LOSSES = ("bce", "ce", "mse")
+
+
+class Batch(TypedDict):
+    """One batch of a sequence task: a plain ``dict`` of tensors, every sequence of it T steps long.
+
+    Keys (B batch, T time, I input width, O output width):
+
+    - ``"input"``: float32 ``[B, T, I]``.
+    - ``"target"``: what the model's output ``[B, T, O]`` is scored against; its form is the task's
+      ``loss``:
+
+      - ``"bce"``: float32 ``[B, T, O]`` of 0/1 bits (binary cross-entropy; bits per sequence);
+      - ``"ce"``: int64 ``[B, T]`` of class ids in ``0..O-1`` (cross-entropy per step over O classes;
+        at unscored steps any id, e.g. 0 or -1);
+      - ``"mse"``: float32 ``[B, T, O]`` of real values (mean squared error).
+    - ``"mask"``: float32 ``[B, T]``, 1.0 where the output at that step is scored and 0.0 elsewhere.
+    - ``"reference_bits"`` (optional): float32 ``[B]``, the cost in bits of an optimal reference
+      predictor on each sequence (only tasks that know one give it, e.g. dynamic N-grams).
+    - ``"aux"`` (optional, training batches of :class:`~mannkit.tasks.MultiTask` only): one batch
+      per auxiliary task, by name, each with a scalar ``"weight"``.
+
+    >>> sorted(Batch.__required_keys__), sorted(Batch.__optional_keys__)
+    (['input', 'mask', 'target'], ['aux', 'reference_bits'])
+    """
+
+    input: Tensor
+    target: Tensor
+    mask: Tensor
+    reference_bits: NotRequired[Tensor]
+    aux: NotRequired[dict[str, Any]]
 
 
 def seed_from(*parts: int | str) -> int:
@@ -62,39 +97,6 @@ def make_generator(*parts: int | str) -> torch.Generator:
     return generator
 
 
-# -- validation helpers shared by the tasks --------------------------------------------
-
-
-def check_at_least(owner: str, name: str, value: int | float, low: int | float) -> None:
-    """Raise :class:`ConfigError` unless ``value >= low``.
-
-    >>> check_at_least("CopyTask", "bits", 0, 1)
-    Traceback (most recent call last):
-    ...
-    mannkit.core.errors.ConfigError: CopyTask: bits (0) must be at least 1; set bits to 1 or more.
-    """
-    if value < low:
-        raise ConfigError(f"{owner}: {name} ({value}) must be at least {low}; set {name} to {low} or more.")
-
-
-def check_order(owner: str, low_name: str, low: int, high_name: str, high: int) -> None:
-    """Raise :class:`ConfigError` unless ``low <= high`` (a ``min_x``/``max_x`` pair)."""
-    if low > high:
-        raise ConfigError(
-            f"{owner}: {low_name} ({low}) must be at most {high_name} ({high}); "
-            f"lower {low_name} or raise {high_name}."
-        )
-
-
-def check_list(owner: str, name: str, values: list[int], low: int) -> None:
-    """Raise :class:`ConfigError` unless ``values`` is a non-empty list of ints that are all ``>= low``."""
-    if len(values) == 0:
-        raise ConfigError(f"{owner}: {name} is empty; give at least one value, for example [{low}].")
-    bad = [v for v in values if v < low]
-    if bad:
-        raise ConfigError(f"{owner}: {name} ({list(values)}) holds values below {low}; make every entry {low} or more.")
-
-
 # -- datasets ------------------------------------------------------------------------------
 
 
@@ -112,15 +114,18 @@ class _TrainStream(IterableDataset):
         generator = make_generator(task.seed, "train", task.global_rank, epoch)
         for _ in range(task.train_batches):
             # Difficulty is read now, per batch, so that a curriculum takes effect at once.
-            yield task.generate(generator, task.batch_size, **task.train_difficulty())
+            yield task.make_batch(generator, task.batch_size, **task.train_difficulty())
 
 
 class SequenceTask(pl.LightningDataModule, ABC):
     """Base of the generated sequence tasks (abstract).
 
-    A subclass sets ``input_size``, ``output_size`` (and ``loss`` if not ``"bce"``) in its
-    constructor and implements :meth:`generate`, :meth:`train_difficulty` and
-    :meth:`test_difficulties`.
+    A subclass is its generator and its docstring: it declares its difficulty axes in
+    ``difficulty`` (one :class:`~mannkit.tasks.difficulty.Difficulty` each), its ``loss`` if not
+    ``"bce"``, sets ``input_size`` and ``output_size`` in its constructor, hands its difficulty
+    attributes and test lists to :meth:`set_difficulty`, and implements :meth:`generate`. The
+    checks, ``difficulty_attributes``, :meth:`train_difficulty`, :meth:`test_difficulties` and the
+    generalisation axes follow from the declaration (a task may still override the last two).
 
     Args:
         batch_size: sequences per batch (B).
@@ -132,18 +137,30 @@ class SequenceTask(pl.LightningDataModule, ABC):
     Attributes:
         input_size: I, the width of ``batch["input"]``.
         output_size: O, the width of ``batch["target"]`` (and of the model's output).
-        loss: the loss the target is meant for; ``"bce"`` (0/1 bits, binary cross-entropy).
+        loss: the loss the target is meant for, one of :data:`LOSSES`: ``"bce"`` (0/1 bits, binary
+            cross-entropy), ``"ce"`` (class ids, cross-entropy per step) or ``"mse"`` (real values);
+            :class:`~mannkit.systems.SequenceSystem` follows it (see :class:`Batch`).
         test_set_names: one name per test dataloader, in order (e.g. ``["len20", "len40"]``).
         train_epoch: how many training passes have started (part of the training seed; saved).
     """
 
-    #: Names of the attributes that set the training difficulty; a curriculum may change them,
-    #: and ``state_dict`` saves them.
+    #: The difficulty axes, declared once by each task (see :mod:`mannkit.tasks.difficulty`).
+    difficulty: ClassVar[tuple[Difficulty, ...]] = ()
+    #: Names of the attributes that set the training difficulty (derived from ``difficulty``); a
+    #: curriculum may change them, and ``state_dict`` saves them.
     difficulty_attributes: ClassVar[tuple[str, ...]] = ()
+    #: The loss the targets are made for; the sequence system reads it at setup.
+    loss: ClassVar[Literal["bce", "ce", "mse"]] = "bce"
 
     input_size: int
     output_size: int
-    loss: str = "bce"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "difficulty" in cls.__dict__:
+            cls.difficulty_attributes = tuple(a for axis in cls.difficulty for a in axis.attributes)
+        if cls.loss not in LOSSES:
+            raise ConfigError(f"{cls.__name__}.loss is {cls.loss!r}; declare one of {list(LOSSES)}.")
 
     def __init__(
         self,
@@ -181,13 +198,52 @@ class SequenceTask(pl.LightningDataModule, ABC):
         same generator state gives identical tensors.
         """
 
-    @abstractmethod
+    def set_difficulty(self, **values: Any) -> None:
+        """Set the difficulty attributes and test lists (lists are copied), then check them against ``difficulty``.
+
+        A subclass's constructor calls it once, e.g. ``self.set_difficulty(min_length=min_length,
+        max_length=max_length, test_lengths=test_lengths)``, after setting any attribute an axis's
+        ``at_most`` names.
+        """
+        known = {*self.difficulty_attributes, *(a.tests for a in self.difficulty if a.tests)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.set_difficulty: {unknown} are not declared in difficulty.")
+        for name, value in values.items():
+            setattr(self, name, list(value) if isinstance(value, (list, tuple)) else value)
+        self.check_difficulty(self.train_difficulty())
+        check_tests(type(self).__name__, self.difficulty, self)
+
+    def check_difficulty(self, difficulty: dict[str, Any]) -> None:
+        """Raise :class:`ConfigError` unless ``difficulty`` fits the declared axes (a task may add checks)."""
+        check_difficulty(type(self).__name__, self.difficulty, difficulty, self)
+
+    def make_batch(self, generator: torch.Generator, batch_size: int, **difficulty: Any) -> Batch:
+        """:meth:`generate`, after :meth:`check_difficulty` (every batch the task serves is made here)."""
+        self.check_difficulty(difficulty)
+        return self.generate(generator, batch_size, **difficulty)
+
     def train_difficulty(self) -> dict[str, Any]:
         """The difficulty of training batches, read from the difficulty attributes now."""
+        return {name: getattr(self, name) for name in self.difficulty_attributes}
 
-    @abstractmethod
     def test_difficulties(self) -> list[tuple[str, dict[str, Any]]]:
-        """``(name, difficulty)`` per test set, in the order of the test dataloaders."""
+        """``(name, difficulty)`` per test set, in the order of the test dataloaders.
+
+        Built from the declared axes (entry i of every axis's test list, named by the axes' tags);
+        without test lists, one set ``"test"`` at the training difficulty.
+        """
+        return difficulties_of_test_sets(self.difficulty, self) or [("test", self.train_difficulty())]
+
+    def test_axes(self) -> list[tuple[str, list[int]]]:
+        """The axes the generalisation pictures draw: ``(axis name, one value per test set)``.
+
+        Only plotted axes whose values differ between the test sets (in the order declared).
+        """
+        tested = [axis for axis in self.difficulty if axis.tests is not None and axis.plotted]
+        sets = self.test_difficulties()
+        axes = [(axis.name, [d[axis.attributes[0]] for _, d in sets]) for axis in tested]
+        return [(name, values) for name, values in axes if len(set(values)) > 1]
 
     # -- derived attributes --------------------------------------------------------------------
     @property
@@ -204,7 +260,7 @@ class SequenceTask(pl.LightningDataModule, ABC):
     # -- fixed sets ---------------------------------------------------------------------------
     def _fixed_set(self, tag: str, count: int, difficulty: dict[str, Any]) -> list[Batch]:
         generator = make_generator(self.seed, tag)
-        return [self.generate(generator, self.batch_size, **difficulty) for _ in range(count)]
+        return [self.make_batch(generator, self.batch_size, **difficulty) for _ in range(count)]
 
     @property
     def val_set(self) -> list[Batch]:
@@ -236,7 +292,7 @@ class SequenceTask(pl.LightningDataModule, ABC):
     def example_batch(self, batch_size: int = 1) -> Batch:
         """A small fixed batch (seeded by ``seed`` alone) at the current training difficulty, for pictures."""
         check_at_least(type(self).__name__, "batch_size", batch_size, 1)
-        return self.generate(make_generator(self.seed, "example"), batch_size, **self.train_difficulty())
+        return self.make_batch(make_generator(self.seed, "example"), batch_size, **self.train_difficulty())
 
     # -- LightningDataModule hooks ------------------------------------------------------------
     def setup(self, stage: str) -> None:

@@ -16,15 +16,13 @@ known margin.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
-from mannkit.core.errors import ConfigError
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
-from mannkit.tasks.base import Batch, SequenceTask, check_at_least, check_list, check_order
+from mannkit.tasks.base import Batch, SequenceTask
+from mannkit.tasks.difficulty import Difficulty, check_at_least
 
 __all__ = ["SortTask", "sort_by_key"]
 
@@ -78,7 +76,7 @@ class SortTask(SequenceTask):
     (torch.Size([2, 9, 5]), torch.Size([2, 9, 3]), [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
     """
 
-    difficulty_attributes = ("min_items", "max_items")
+    difficulty = (Difficulty("items", tag="items", tests="test_items", at_most="key_space"),)
 
     def __init__(
         self,
@@ -97,31 +95,11 @@ class SortTask(SequenceTask):
         check_at_least("SortTask", "bits", bits, 1)
         check_at_least("SortTask", "key_space", key_space, 1)
         self.bits, self.key_space = bits, key_space
-        self._check(min_items, max_items)
-        check_list("SortTask", "test_items", test_items, 1)
-        if max(test_items) > key_space:
-            raise ConfigError(
-                f"SortTask: test_items ({list(test_items)}) holds values above key_space ({key_space}); "
-                f"raise key_space to {max(test_items)} or lower test_items."
-            )
-        self.min_items, self.max_items = min_items, max_items
-        self.test_items = list(test_items)
+        self.set_difficulty(min_items=min_items, max_items=max_items, test_items=test_items)
         self.input_size, self.output_size = bits + 2, bits
-
-    def _check(self, min_items: int, max_items: int) -> None:
-        check_at_least("SortTask", "min_items", min_items, 1)
-        check_order("SortTask", "min_items", min_items, "max_items", max_items)
-        check_order("SortTask", "max_items", max_items, "key_space", self.key_space)
-
-    def train_difficulty(self) -> dict[str, Any]:
-        return {"min_items": self.min_items, "max_items": self.max_items}
-
-    def test_difficulties(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(f"items{n}", {"min_items": n, "max_items": n}) for n in self.test_items]
 
     def generate(self, generator: torch.Generator, batch_size: int, min_items: int = 2, max_items: int = 8) -> Batch:
         """One batch with N drawn per batch: input ``[B, 2N+1, W+2]``, target ``[B, 2N+1, W]``."""
-        self._check(min_items, max_items)
         B, W = batch_size, self.bits
         N = int(torch.randint(min_items, max_items + 1, (1,), generator=generator).item())
         keys = torch.rand(B, self.key_space, generator=generator).argsort(dim=1)[:, :N]  # N distinct keys: [B, N]

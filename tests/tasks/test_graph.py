@@ -13,7 +13,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import mannkit.tasks.family_tree as family_module
 import mannkit.tasks.graph as graph_module
+import mannkit.tasks.graph_base as graph_base_module
+import mannkit.tasks.graph_paths as graph_paths_module
 from mannkit.core.errors import ConfigError, DataError
 from mannkit.core.registry import registry
 from mannkit.tasks import FamilyTreeTask, GraphTraversalTask, ShortestPathTask
@@ -21,7 +24,7 @@ from mannkit.tasks.graph import (
     FAMILY_DERIVED_RELATIONS,
     FAMILY_RELATIONS,
     Family,
-    _Sequence,
+    GraphSequence,
     decode_triples,
     family_facts,
     follow_labels,
@@ -88,8 +91,8 @@ def test_encode_lays_out_phases_hand_checked():
     # S = 3 ids, L = 2 labels, 1 planning step: channels [src 0-2 | label 3-4 | dst 5-7 | graph 8, query 9, answer 10].
     task = GraphTraversalTask(id_space=3, num_labels=2, min_nodes=2, max_nodes=3, planning_steps=1,
                               test_nodes=[3], test_path_lengths=[2])
-    long = _Sequence([(0, 1, 2), (2, 0, 0)], [(0, 1, None)], [(0, 1, 2)])
-    short = _Sequence([(1, 0, 2)], [(1, 0, None)], [None])
+    long = GraphSequence([(0, 1, 2), (2, 0, 0)], [(0, 1, None)], [(0, 1, 2)])
+    short = GraphSequence([(1, 0, 2)], [(1, 0, None)], [None])
     batch = task.encode([long, short])
     x, y, mask = batch["input"], batch["target"], batch["mask"]
     assert x.shape == (2, 5, 11) and y.shape == (2, 5, 8) and mask.shape == (2, 5)  # T = 2 graph + 1 + 1 + 1
@@ -453,7 +456,8 @@ def test_registered():
 
 
 def test_docstring_examples_run():
-    assert doctest.testmod(graph_module).failed == 0
+    for module in (graph_module, graph_base_module, graph_paths_module, family_module):
+        assert doctest.testmod(module).failed == 0, module.__name__
 
 
 @pytest.mark.parametrize(
