@@ -7,6 +7,11 @@ One step (NTM, Graves et al. 2014, fig. 1; DNC uses the same data flow):
 3. head banks act in order of ``stage`` (writes, then reads), each vectorised over its heads;
 4. output ``y_t = Linear([h_t, r_t]) [B, O]`` (logits).
 
+Several memories: ``memories: {name: Memory}`` adds named memories beside ``memory``; a head
+wrapped in :class:`~mannkit.nn.OnMemory` acts on the memory it names, any other head on
+``memory``. The cell state's ``memory`` is then ``{"memory": state, name: state, ...}``, and
+trace entries of a named memory (its heads' and its ``describe``) are ``<name>/<entry>``.
+
 >>> import torch
 >>> from mannkit.nn import LSTMController, MatrixMemory, ReadHead, WriteHead, ContentAddressing
 >>> cell = MemoryCell(LSTMController(16), MatrixMemory(11, 5),
@@ -28,6 +33,7 @@ from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import Controller, Head, Memory, RecurrentCell, SequenceOutput, State
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
+from mannkit.nn.cells import OnMemory
 
 __all__ = ["MemoryCell", "CellState"]
 
@@ -37,9 +43,13 @@ __all__ = ["MemoryCell", "CellState"]
 _COMPILE_OPTIONS = {"size_asserts": False, "alignment_asserts": False, "scalar_asserts": False}
 
 
+#: The name of the cell's ``memory`` among several (``memories`` adds others).
+MAIN = "memory"
+
+
 class CellState(NamedTuple):
     controller: State
-    memory: State
+    memory: State  # the memory's state; with several memories, {name: state} ("memory" first)
     heads: tuple
     reads: Tensor  # r_{t-1}, [B, R * W] (all read heads' vectors, flattened)
 
@@ -65,6 +75,11 @@ class MemoryCell(RecurrentCell):
             the forward pass runs twice. Useful for the dense DNC's ``[B, N, N]`` link matrix at large N.
             ``null`` (default) saves every step. Memories that update a buffer in place (the sparse DNC)
             cannot be recomputed and refuse this option.
+        memories: more memories beside ``memory``, by name (e.g. ``{tape: ..., dnc: ...}``); a head acts
+            on one of them when wrapped in ``OnMemory`` with its name. ``null``: ``memory`` only.
+
+    A memory whose state grows (:attr:`Memory.growing`, e.g. a stack) is compiled with dynamic
+    shapes, so ``compile: true`` builds a few graphs for any sequence length, not one per step.
     """
 
     def __init__(
@@ -76,8 +91,10 @@ class MemoryCell(RecurrentCell):
         compile: bool = False,
         dropout: float = 0.0,
         checkpoint_every: int | None = None,
+        memories: dict[str, Memory] | None = None,
     ) -> None:
         super().__init__()
+        named = _named_memories(memory, memories)
         if not heads:
             raise ConfigError("MemoryCell: heads is empty; give at least one head, e.g. a ReadHead and a WriteHead.")
         for i, head in enumerate(heads):
@@ -92,14 +109,30 @@ class MemoryCell(RecurrentCell):
                 f"MemoryCell: checkpoint_every must be a positive integer or null, got {checkpoint_every!r}; "
                 "use e.g. 8, or null to save every step."
             )
-        if checkpoint_every is not None and not getattr(memory, "recomputable", True):
-            raise ConfigError(
-                f"MemoryCell: checkpoint_every={checkpoint_every} cannot be used with {type(memory).__name__}, which "
-                "updates its memory in place and cannot recompute a step; set checkpoint_every to null."
-            )
+        for mem in named.values():
+            if checkpoint_every is not None and not getattr(mem, "recomputable", True):
+                raise ConfigError(
+                    f"MemoryCell: checkpoint_every={checkpoint_every} cannot be used with {type(mem).__name__}, which "
+                    "updates its memory in place and cannot recompute a step; set checkpoint_every to null."
+                )
+        names = list(named)
+        self._where = []  # head i acts on memory self._where[i] (an index into names)
+        for i, head in enumerate(heads):
+            name = head.memory_name if isinstance(head, OnMemory) else MAIN
+            if name not in named:
+                raise ConfigError(
+                    f"MemoryCell: heads[{i}] ({type(head.head).__name__} in OnMemory) acts on memory {name!r}, which the "
+                    f"cell does not have; set its memory to one of {', '.join(names)}."
+                )
+            self._where.append(names.index(name))
         self.dropout = dropout
         self.checkpoint_every = checkpoint_every
         self.controller, self.memory = controller, memory
+        self.memories = nn.ModuleDict({k: v for k, v in named.items() if k != MAIN}) if len(named) > 1 else None
+        self._names = names if len(named) > 1 else None  # None: one memory, whose state is CellState.memory itself
+        self._all = tuple(named.values())  # the memories, in the order of names
+        self._prefix = [("" if self._where[i] == 0 else names[self._where[i]] + "/") for i in range(len(heads))]
+        self._growing = [f"{k} ({type(v).__name__})" for k, v in named.items() if v.growing]
         self.heads = nn.ModuleList(heads)
         self.clip, self.compile = clip, compile
         # heads run by stage (writes first); reads are concatenated in the order of ``heads``
@@ -118,10 +151,11 @@ class MemoryCell(RecurrentCell):
                 "they come from the task, so check the data settings."
             )
         self.input_size, self.output_size = input_size, output_size
-        for head in self.heads:
-            head.bind(self.memory)
-        self._param_sizes = [h.param_size(self.memory) for h in self.heads]
-        self._read_sizes = [h.read_size(self.memory) for h in self.heads]
+        mems = [self._all[m] for m in self._where]  # the memory of each head
+        for head, mem in zip(self.heads, mems):
+            head.bind(mem)
+        self._param_sizes = [h.param_size(mem) for h, mem in zip(self.heads, mems)]
+        self._read_sizes = [h.read_size(mem) for h, mem in zip(self.heads, mems)]
         self.read_width = sum(h.count * r for h, r in zip(self.heads, self._read_sizes))
         self.controller.bind(input_size + self.read_width)
         H = self.controller.output_size
@@ -138,10 +172,14 @@ class MemoryCell(RecurrentCell):
     # -- recurrence ---------------------------------------------------------------------
     def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> CellState:
         self._require_bound()
+        if self._names is None:
+            memory_state = self.memory.initial_state(batch_size, device, dtype)
+        else:
+            memory_state = {name: mem.initial_state(batch_size, device, dtype) for name, mem in zip(self._names, self._all)}
         return CellState(
             self.controller.initial_state(batch_size, device, dtype),
-            self.memory.initial_state(batch_size, device, dtype),
-            tuple(h.initial_state(batch_size, self.memory, device, dtype) for h in self.heads),
+            memory_state,
+            tuple(h.initial_state(batch_size, self._all[m], device, dtype) for h, m in zip(self.heads, self._where)),
             torch.zeros(batch_size, self.read_width, device=device, dtype=dtype),
         )
 
@@ -150,7 +188,8 @@ class MemoryCell(RecurrentCell):
         if self.compile and not record:
             fn = self.__dict__.get("_compiled_step")
             if fn is None:
-                fn = torch.compile(self._step, dynamic=False, options=_COMPILE_OPTIONS)
+                # a growing memory changes its state's shape every step: dynamic shapes keep it to a few graphs
+                fn = torch.compile(self._step, dynamic=bool(self._growing), options=_COMPILE_OPTIONS)
                 self.__dict__["_compiled_step"] = fn
             return fn(x, state, False)
         return self._step(x, state, record)
@@ -164,19 +203,21 @@ class MemoryCell(RecurrentCell):
         if self.clip is not None:
             params = params.clamp(-self.clip, self.clip)
         banks = params.split(self._bank_widths, dim=-1)  # one view per bank, [B, count * P] each
-        memory_state = state.memory
+        names, mems, where = self._names, self._all, self._where
+        memory_states = [state.memory] if names is None else [state.memory[name] for name in names]  # one per memory
         head_states: list[Any] = list(state.heads)
         reads: list[Tensor | None] = [None] * len(self.heads)
         trace: dict[str, list[Tensor]] = {}
         for i in self._order:
-            head = self.heads[i]
+            head, m = self.heads[i], where[i]
             bank = banks[i].view(B, head.count, self._param_sizes[i])  # [B, count * P] -> [B, count, P]
-            out = head(bank, self.memory, memory_state, head_states[i], record)
-            memory_state, head_states[i] = out.memory_state, out.state
+            out = head(bank, mems[m], memory_states[m], head_states[i], record)
+            memory_states[m], head_states[i] = out.memory_state, out.state
             if out.reads is not None:
                 reads[i] = out.reads.reshape(B, -1)  # [B, count, W] -> [B, count * W]
             for key, value in out.trace.items():
-                trace.setdefault(key, []).append(value)
+                trace.setdefault(self._prefix[i] + key, []).append(value)
+        memory_state = memory_states[0] if names is None else dict(zip(names, memory_states))
         read_list = [r for r in reads if r is not None]
         if len(read_list) == 1:
             read_vector = read_list[0]  # no copy for a single read bank
@@ -188,7 +229,9 @@ class MemoryCell(RecurrentCell):
         merged: dict[str, Tensor] = {}
         if record:
             merged = {k: torch.cat(v, dim=1) for k, v in trace.items()}  # banks of one kind side by side
-            merged.update(self.memory.describe(memory_state))
+            for m, mem in enumerate(mems):
+                prefix = "" if m == 0 else names[m] + "/"
+                merged.update({prefix + k: v for k, v in mem.describe(memory_states[m]).items()})
         return y, CellState(controller_state, memory_state, tuple(head_states), read_vector), merged
 
     def forward(self, x: Tensor, record: bool = False):  # noqa: ANN201
@@ -219,3 +262,27 @@ class MemoryCell(RecurrentCell):
         state = self.__dict__.copy()
         state.pop("_compiled_step", None)  # compiled functions do not pickle (DDP spawn pickles the model)
         return state
+
+
+def _named_memories(memory: Memory, memories: dict[str, Memory] | None) -> dict[str, Memory]:
+    """``{"memory": memory, **memories}``, each checked (a Memory, a name usable as a key)."""
+    if not isinstance(memory, Memory):
+        raise ConfigError(f"MemoryCell: memory is a {type(memory).__name__}, not a Memory; give a memory class_path such as MatrixMemory.")
+    if memories is None:
+        return {MAIN: memory}
+    if not isinstance(memories, dict):
+        raise ConfigError(
+            f"MemoryCell: memories must map names to memories, got {type(memories).__name__}; "
+            "write e.g. memories: {tape: {class_path: MatrixMemory}}."
+        )
+    named = {MAIN: memory}
+    for name, mem in memories.items():
+        if not isinstance(name, str) or not name.isidentifier() or name == MAIN:
+            raise ConfigError(
+                f"MemoryCell: memories has the name {name!r}, but a name must be an identifier other than "
+                f"'{MAIN}' (the main memory's); rename it, e.g. tape."
+            )
+        if not isinstance(mem, Memory):
+            raise ConfigError(f"MemoryCell: memories.{name} is a {type(mem).__name__}, not a Memory; give a memory class_path.")
+        named[name] = mem
+    return named

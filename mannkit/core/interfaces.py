@@ -22,7 +22,9 @@ eagerly (so optimizers and DDP see every parameter).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +46,7 @@ __all__ = [
     "QAModel",
     "QAOutput",
     "slot_mask",
+    "stack_steps",
 ]
 
 State = Any
@@ -109,9 +112,32 @@ class Memory(Component, ABC):
 
     Heads call the memory's own operations (``read``/``write`` for a matrix memory,
     ``push``/``pop`` for a stack); the abstract contract is only the state and its shape.
+
+    **Growing state.** Most memories keep every state tensor's shape over a step. A memory that
+    stores one entry per step (a neural stack or queue, an append-only tape) has no fixed N: it
+    declares the axes that grow in :attr:`growing`, ``{state field: axis}``, e.g. ``{"values": 1}``
+    for a state ``values [B, t, W]`` that gains one row per step (t rows after t steps). Then:
+
+    - the conformance kit lets the declared axes change size over a step and still checks
+      everything else: batch-first, finite, the dtype kept, the other axes unchanged, determinism;
+    - recorded traces and :meth:`describe` entries whose size changes from step to step are padded
+      with zeros after the last entry along each axis, to the largest size of the sequence, before
+      they are stacked to ``[B, T, ...]`` (see :func:`stack_steps`), so pictures draw them;
+    - ``MemoryCell(compile=true)`` compiles the step with dynamic shapes (a few graphs for any T).
+
+    Heads over a growing memory keep a fixed-shape state of their own.
+
+    >>> class Tape(Memory):
+    ...     growing = {"values": 1}
+    >>> dict(Tape.growing), dict(Memory.growing)
+    ({'values': 1}, {})
     """
 
     registry_kind = "memory"
+
+    #: ``{state field: axis}`` for each state tensor whose size along ``axis`` (never 0, the batch)
+    #: changes during a sequence; empty: every state tensor keeps its shape.
+    growing: ClassVar[Mapping[str, int]] = MappingProxyType({})
 
     @property
     @abstractmethod
@@ -250,8 +276,35 @@ class RecurrentCell(SequenceModel):
                 traces.append(trace)
         stacked = None
         if record and traces:
-            stacked = {k: torch.stack([tr[k] for tr in traces], dim=1) for k in traces[0]}  # [B, T, ...]
+            stacked = {k: stack_steps([tr[k] for tr in traces]) for k in traces[0]}  # [B, T, ...]
         return SequenceOutput(torch.stack(outputs, dim=1), stacked)
+
+
+def stack_steps(values: Sequence[Tensor]) -> Tensor:
+    """Stack T per-step tensors ``[B, ...]`` to ``[B, T, ...]``, zero-padding entries that grow.
+
+    Entries of one shape are stacked as they are. An entry whose size changes from step to step
+    (the state of a growing memory, a weighting over its rows) is padded with zeros after its last
+    element along each axis, up to the largest size at any step; all steps must have the same rank.
+
+    >>> stack_steps([torch.ones(2, 1), torch.ones(2, 3)])[0]
+    tensor([[1., 0., 0.],
+            [1., 1., 1.]])
+    """
+    shape = values[0].shape
+    if all(v.shape == shape for v in values):
+        return torch.stack(list(values), dim=1)
+    ranks = {v.dim() for v in values}
+    if len(ranks) != 1:
+        raise ValueError(f"stack_steps: per-step entries must keep their rank, got shapes {[list(v.shape) for v in values]}.")
+    size = [max(v.shape[d] for v in values) for d in range(values[0].dim())]
+    padded = []
+    for v in values:
+        pad: list[int] = []
+        for d in reversed(range(v.dim())):  # F.pad takes (before, after) pairs from the last axis backwards
+            pad += [0, size[d] - v.shape[d]]
+        padded.append(nn.functional.pad(v, pad))
+    return torch.stack(padded, dim=1)  # T x [B, ...max] -> [B, T, ...max]
 
 
 def slot_mask(memory_state: State) -> Tensor | None:

@@ -1,12 +1,17 @@
-"""Shared building blocks used by many plugins: controllers, matrix memory, content addressing, heads."""
+"""Shared building blocks used by many plugins: controllers, matrix memory, content addressing, heads,
+and the pieces that compose cells (a head on a named memory, a cell as a controller, stacked cells)."""
 
 from mannkit.nn.text import encode_sentences, position_weights
 from mannkit.nn.addressing import ContentAddressing, DotProductAddressing, content_weights, cosine_similarity, masked_softmax
 from mannkit.nn.controllers import GRUController, LSTMController, LSTMState, MLPController
 from mannkit.nn.heads import ReadHead, WriteHead
 from mannkit.nn.memory import MatrixMemory, MatrixState, erase_add, read
+from mannkit.nn.cells import CellController, OnMemory, StackedCells
 
 __all__ = [
+    "CellController",
+    "OnMemory",
+    "StackedCells",
     "ContentAddressing",
     "DotProductAddressing",
     "GRUController",

@@ -24,6 +24,7 @@ __all__ = [
     "fail",
     "leaves",
     "structure",
+    "growing_structure",
     "zeros_like",
     "shape_of",
     "fixed_input",
@@ -151,6 +152,36 @@ def memory_contract(factory: Callable[[], nn.Module], where: Where) -> None:
         described = memory.describe(state)
         _expect(isinstance(described, dict), where, f"describe(state) must return a dict of tensors, got {type(described).__name__}.")
         _expect_batch_first(described, where, "describe(state)", dtype)
+        _expect_growing_declared(memory, state, where)
+
+
+# -- growing state (Memory.growing): the declared axes may change size over a step, nothing else --
+def _expect_growing_declared(memory: Memory, state: Any, where: Where) -> None:
+    """``memory.growing`` names fields of the state and axes (not the batch) of their tensors."""
+    growing = getattr(memory, "growing", {})
+    fields = getattr(state, "_fields", ())
+    for field, axis in dict(growing).items():
+        value = getattr(state, field, None) if field in fields else None
+        _expect(isinstance(value, Tensor), where,
+                f"growing names the state field {field!r}, but the state's tensor fields are {list(fields)}; name one of those.")
+        _expect(isinstance(axis, int) and not isinstance(axis, bool) and 1 <= axis < value.dim(), where,
+                f"growing[{field!r}] is {axis!r} but must be an axis of its {shape_of(value)} tensor other than the batch "
+                f"(1 to {value.dim() - 1}).")
+
+
+def growing_structure(state: Any, memory: Memory) -> Any:
+    """:func:`structure` of a memory state with each axis declared in ``memory.growing`` shown as ``'*'``."""
+    shapes = structure(state)
+    growing = getattr(memory, "growing", {})
+    if not growing or not hasattr(state, "_fields"):
+        return shapes
+    shapes = list(shapes)
+    for i, field in enumerate(state._fields):
+        if field in growing and isinstance(shapes[i], tuple) and growing[field] < len(shapes[i]):
+            dims = list(shapes[i])
+            dims[growing[field]] = "*"
+            shapes[i] = tuple(dims)
+    return tuple(shapes)
 
 
 def _matrix_state(memory: Memory, dtype: torch.dtype, zero: bool) -> Any:
@@ -214,7 +245,7 @@ def head_contract(factory: Callable[[], nn.Module], where: Where, make_memory: C
         memory_state = _matrix_state(memory, dtype, zero)
         state = head.initial_state(B, memory, CPU, dtype)
         _expect_batch_first(state, where, "initial_state", dtype)
-        shapes = (structure(memory_state), structure(state))
+        shapes = (growing_structure(memory_state, memory), structure(state))
         for t in range(T):
             params = torch.zeros(B, count, P, dtype=dtype) if zero else 2 * fixed_input(B, count, P, dtype=dtype)
             out = head(params, memory, memory_state, state, record=True)
@@ -227,9 +258,10 @@ def head_contract(factory: Callable[[], nn.Module], where: Where, make_memory: C
                 _expect(bool(torch.isfinite(out.reads).all()), where,
                         "the reads hold NaN or inf" + (" on an all-zero memory" if zero else "") + ".")
             memory_state, state = out.memory_state, out.state
-            _expect((structure(memory_state), structure(state)) == shapes, where,
+            _expect((growing_structure(memory_state, memory), structure(state)) == shapes, where,
                     f"the memory or head state changes shape over a step: {shapes} becomes "
-                    f"{(structure(memory_state), structure(state))}.")
+                    f"{(growing_structure(memory_state, memory), structure(state))}; a memory whose state grows "
+                    "declares the growing axis in its growing attribute, e.g. growing = {'values': 1}.")
             _expect_finite(memory_state, where, "the memory state after a step" + (" from an all-zero memory" if zero else ""))
             _expect_batch_first(out.trace, where, "the trace", dtype)
 
