@@ -1,5 +1,16 @@
-"""torchmetrics metrics of mannkit's tasks, with their functional forms."""
+"""torchmetrics metrics of mannkit's tasks, with their functional forms.
 
+Which metrics a sequence task is scored with follows its loss: bits (``bce``) in :mod:`.sequence`,
+classes per step (``ce``) in :mod:`.categorical`, real values (``mse``) in :mod:`.regression`.
+"""
+
+from mannkit.metrics.categorical import (
+    CategoricalSequenceAccuracy,
+    StepAccuracy,
+    categorical_sequence_accuracy,
+    step_accuracy,
+    step_errors_per_sequence,
+)
 from mannkit.metrics.qa import (
     FailedTasks,
     MeanTaskError,
@@ -11,6 +22,7 @@ from mannkit.metrics.qa import (
     task_counts,
     task_errors,
 )
+from mannkit.metrics.regression import MaskedMSE, masked_mse, squared_error_per_sequence
 from mannkit.metrics.sequence import (
     BitErrorsPerSequence,
     BitsPerSequence,
@@ -27,6 +39,14 @@ __all__ = [
     "bits_per_sequence",
     "bit_errors_per_sequence",
     "sequence_accuracy",
+    "StepAccuracy",
+    "CategoricalSequenceAccuracy",
+    "step_accuracy",
+    "step_errors_per_sequence",
+    "categorical_sequence_accuracy",
+    "MaskedMSE",
+    "masked_mse",
+    "squared_error_per_sequence",
     "QAAccuracy",
     "PerTaskError",
     "MeanTaskError",

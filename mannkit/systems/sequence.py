@@ -1,9 +1,11 @@
 """SequenceSystem: trains any :class:`~mannkit.core.interfaces.SequenceModel` on input/target/mask sequences.
 
-Batches are dicts with ``input [B, T, I]``, ``target [B, T, O]`` (0/1 bits), ``mask [B, T]``
-and optionally ``reference_bits [B]`` (the cost of an optimal reference predictor).
-The training loss is the binary cross-entropy averaged over the scored bits; the
-logged cost is in bits per sequence, as in the NTM paper.
+Batches are dicts with ``input [B, T, I]``, ``target``, ``mask [B, T]`` and optionally
+``reference_bits [B]`` (the cost of an optimal reference predictor); see :class:`~mannkit.tasks.Batch`.
+The loss is the task's (``SequenceTask.loss``, read at setup; see :mod:`mannkit.systems.losses`):
+binary cross-entropy over 0/1 bits ``[B, T, O]`` (the cost logged in bits per sequence, as in the
+NTM paper), cross-entropy per step over class ids ``[B, T]`` (per-step and per-sequence accuracy),
+or mean squared error over real values ``[B, T, O]`` (MSE), each averaged over the scored steps.
 
 Training may add, each logged as its own term (the terms sum to ``train/loss``):
 
@@ -22,7 +24,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mannkit.core.config import instantiate, to_config
@@ -30,35 +31,14 @@ from mannkit.core.errors import ConfigError, TrainingError
 from mannkit.core.interfaces import SequenceModel
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
-from mannkit.metrics import (
-    BitErrorsPerSequence,
-    BitsPerSequence,
-    SequenceAccuracy,
-    bit_errors_per_sequence,
-    bits_per_sequence,
-)
+from mannkit.systems.losses import Objective, masked_bce_loss, objective
 from mannkit.systems.optim import DEFAULT_OPTIMIZER, build_optimization, torch_class
 from mannkit.systems.regularisers import access_consistency, access_sparsity, weighting_keys
 
 __all__ = ["SequenceSystem", "masked_bce_loss"]
 
-def masked_bce_loss(logits: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """The training loss: binary cross-entropy averaged over the scored bits.
-
-    Args:
-        logits: ``[B, T, O]``.
-        target: ``[B, T, O]`` of 0/1.
-        mask: ``[B, T]``, 1 where a step is scored.
-    """
-    mask = mask.unsqueeze(-1)  # [B, T, 1]
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")  # [B, T, O]
-    return (bce * mask).sum() / (mask.sum() * logits.shape[-1]).clamp_min(1)
-
-
-def _metrics() -> nn.ModuleDict:
-    return nn.ModuleDict(
-        {"bits_per_seq": BitsPerSequence(), "bit_errors_per_seq": BitErrorsPerSequence(), "seq_accuracy": SequenceAccuracy()}
-    )
+#: ``model.loss`` values that follow the task's declared loss.
+_FOLLOW = (None, "auto")
 
 
 @register
@@ -69,7 +49,8 @@ class SequenceSystem(pl.LightningModule):
         core: the sequence model (e.g. a MemoryCell with its controller, memory and heads).
         input_size: I; left null, it is taken from the task (``data.input_size``) at setup.
         output_size: O; left null, it is taken from the task (``data.output_size``) at setup.
-        loss: ``bce`` for bit targets (the only loss of the algorithmic tasks).
+        loss: null (or ``auto``) follows the task's ``loss`` (``bce``, ``ce`` or ``mse``, read at setup);
+            an explicit name must agree with the task's.
         optimizer: ``{class_path, init_args}`` of a ``torch.optim`` optimizer (Adam, lr 1e-3 by default);
             ``class_path`` is a class name of ``torch.optim`` (``AdamW``) or a full dotted path.
         lr_scheduler: optional ``{class_path, init_args}`` of a ``torch.optim.lr_scheduler`` (a name there or a
@@ -88,7 +69,7 @@ class SequenceSystem(pl.LightningModule):
         core: SequenceModel,
         input_size: int | None = None,
         output_size: int | None = None,
-        loss: str = "bce",
+        loss: str | None = None,
         optimizer: dict | None = None,
         lr_scheduler: dict | None = None,
         sparsity_weight: float = 0.0,
@@ -105,8 +86,8 @@ class SequenceSystem(pl.LightningModule):
                 f"model.core must be a sequence model such as MemoryCell, got {type(core).__name__}; "
                 "give its class_path under model.init_args.core."
             )
-        if loss != "bce":
-            raise ConfigError(f"model.loss must be 'bce' for sequence tasks, got {loss!r}; set loss: bce.")
+        self.objective: Objective = objective("bce" if loss in _FOLLOW else str(loss))  # "auto": bce until setup
+        self.loss_setting = loss
         optimizer = dict(optimizer or DEFAULT_OPTIMIZER)
         torch_class(str(optimizer.get("class_path", "")), torch.optim, "model.optimizer.class_path")
         if lr_scheduler is not None:
@@ -131,7 +112,7 @@ class SequenceSystem(pl.LightningModule):
         )
         if input_size is not None or output_size is not None:
             self._bind(input_size, output_size)
-        self.val_metrics = _metrics()
+        self.val_metrics = nn.ModuleDict(self.objective.metrics())
         self.test_metrics = nn.ModuleDict()
         self.test_set_names: list[str] = ["test"]
 
@@ -173,11 +154,30 @@ class SequenceSystem(pl.LightningModule):
         x, y, mask = batch["input"], batch["target"], batch["mask"]
         fix = "use the same task settings (bits, widths) as the model was trained with"
         check_shape(x, ("B", "T", self.input_size), "batch input", fix)
-        check_shape(y, (x.shape[0], x.shape[1], self.output_size), "batch target", fix)
+        if self.objective.categorical:  # class ids, one per step
+            check_shape(y, (x.shape[0], x.shape[1]), "batch target", "a categorical (ce) target is [B, T] class ids")
+        else:
+            check_shape(y, (x.shape[0], x.shape[1], self.output_size), "batch target", fix)
         check_shape(mask, (x.shape[0], x.shape[1]), "batch mask")
 
     def _loss(self, logits: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
-        return masked_bce_loss(logits, batch["target"], batch["mask"])
+        return self.objective.loss(logits, batch["target"], batch["mask"])
+
+    def _follow_task_loss(self) -> None:
+        """Take the loss the task declares (``data.loss``, ``bce`` if it declares none); an explicit one must agree."""
+        data = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        declared = getattr(data, "loss", None) if data is not None else None
+        if declared is None:
+            return
+        if self.loss_setting not in _FOLLOW and self.loss_setting != declared:
+            raise ConfigError(
+                f"model.loss is {self.loss_setting!r} but the task {type(data).__name__} declares loss {declared!r}; "
+                f"set model.loss to null to follow the task, or to {declared!r}."
+            )
+        if declared != self.objective.name:
+            self.objective = objective(str(declared), f"{type(data).__name__}.loss")
+            self.val_metrics = nn.ModuleDict(self.objective.metrics())
+        self.hparams["loss"] = declared
 
     # -- steps --------------------------------------------------------------------------
     def training_terms(self, batch: Mapping[str, Any]) -> tuple[dict[str, Tensor], Tensor]:
@@ -212,11 +212,12 @@ class SequenceSystem(pl.LightningModule):
         if not finite:
             raise TrainingError(self._nan_message(loss))
         B = logits.shape[0]
-        cost = bits_per_sequence(logits.detach(), batch["target"], batch["mask"]).mean()
+        shown = self.objective.train_metrics(logits.detach(), batch["target"], batch["mask"])  # bits_per_seq for bce
         self.log("train/loss", loss, prog_bar=True, batch_size=B)
         for name, term in terms.items():
             self.log(f"train/loss_{name}", term, batch_size=B)
-        self.log("train/bits_per_seq", cost, prog_bar=True, batch_size=B)
+        for name, value in shown.items():
+            self.log(f"train/{name}", value, prog_bar=True, batch_size=B)
         self.log("train/sequences", float((self.global_step + 1) * B * max(1, self.trainer.world_size)), batch_size=B)
         return loss
 
@@ -243,10 +244,13 @@ class SequenceSystem(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         self._bind_from_task()
+        self._follow_task_loss()
         if stage == "test":
             names = getattr(getattr(self.trainer, "datamodule", None), "test_set_names", None)
             self.test_set_names = list(names) if names else ["test"]
-            self.test_metrics = nn.ModuleDict({n: _metrics() for n in self.test_set_names}).to(self.device)
+            self.test_metrics = nn.ModuleDict(
+                {n: nn.ModuleDict(self.objective.metrics()) for n in self.test_set_names}
+            ).to(self.device)
 
     def test_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._check_batch(batch)
@@ -254,7 +258,7 @@ class SequenceSystem(pl.LightningModule):
         B = logits.shape[0]
         name = self.test_set_names[dataloader_idx] if dataloader_idx < len(self.test_set_names) else f"set{dataloader_idx}"
         if name not in self.test_metrics:
-            self.test_metrics[name] = _metrics().to(self.device)
+            self.test_metrics[name] = nn.ModuleDict(self.objective.metrics()).to(self.device)
         for metric_name, metric in self.test_metrics[name].items():
             metric(logits, batch["target"], batch["mask"])
             self.log(f"test/{name}/{metric_name}", metric, batch_size=B, add_dataloader_idx=False)
@@ -265,14 +269,12 @@ class SequenceSystem(pl.LightningModule):
             )
 
     def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
-        """Returns ``probabilities [B, T, O]``, ``prediction [B, T, O]`` (0/1) and per-sequence ``bit_errors [B]``."""
+        """What fits the loss: for ``bce`` ``probabilities [B, T, O]``, ``prediction [B, T, O]`` (0/1) and
+        ``bit_errors [B]``; for ``ce`` ``probabilities [B, T, C]``, ``prediction [B, T]`` (class ids) and
+        ``step_errors [B]``; for ``mse`` ``prediction [B, T, O]`` and ``squared_error [B]``."""
         self._check_batch(batch)
         logits = self(batch["input"]).logits
-        return {
-            "probabilities": torch.sigmoid(logits),
-            "prediction": (logits > 0).float(),
-            "bit_errors": bit_errors_per_sequence(logits, batch["target"], batch["mask"]),
-        }
+        return self.objective.predict(logits, batch["target"], batch["mask"])
 
     # -- optimisation -------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

@@ -104,9 +104,8 @@ class MultiTask(pl.LightningDataModule):
         input_size: ``max_k I_k + K`` (padded input and K task-identity channels).
         output_size: O, shared by every task.
         names: one name per auxiliary task (``copy``, ``associative_recall``; ``_2``... if repeated).
+        loss: the main task's loss, which every auxiliary task must share.
     """
-
-    loss = "bce"
 
     def __init__(self, main: SequenceTask, auxiliary: list[SequenceTask], weights: list[float]) -> None:
         super().__init__()
@@ -124,6 +123,13 @@ class MultiTask(pl.LightningDataModule):
             )
         if any(w < 0 for w in weights):
             raise ConfigError(f"MultiTask: weights ({list(weights)}) must be 0 or more; a negative weight would reward the loss.")
+        losses = {type(t).__name__: t.loss for t in [main, *auxiliary]}
+        if len(set(losses.values())) > 1:
+            shown = ", ".join(f"{name} {loss!r}" for name, loss in losses.items())
+            raise ConfigError(
+                f"MultiTask: every task must declare the same loss but they declare {shown}; "
+                "choose auxiliary tasks with the main task's loss."
+            )
         widths = {type(t).__name__: t.output_size for t in [main, *auxiliary]}
         if len(set(widths.values())) > 1:
             shown = ", ".join(f"{name} {o}" for name, o in widths.items())
@@ -132,6 +138,7 @@ class MultiTask(pl.LightningDataModule):
                 "set each task's bits so that their output widths agree."
             )
         self.main, self.auxiliary, self.weights = main, list(auxiliary), [float(w) for w in weights]
+        self.loss = main.loss
         names: list[str] = []
         for task in self.auxiliary:
             base = name = _task_name(task)
