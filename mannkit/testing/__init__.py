@@ -27,7 +27,6 @@ from mannkit.testing.conformance import (
     check_controller,
     check_head,
     check_memory,
-    check_qa_model,
     check_sequence_model,
 )
 from mannkit.testing.defaults import (
@@ -43,10 +42,12 @@ from mannkit.testing.defaults import (
     register_example,
     registered_components,
 )
+from mannkit.testing.qa import QA_SIZES, check_qa_model
 
 __all__ = [
     "CHECKS",
     "KIT_KINDS",
+    "QA_SIZES",
     "SIZES",
     "Example",
     "Sizes",

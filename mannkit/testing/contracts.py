@@ -9,6 +9,7 @@ through :func:`fail` (``"<kind> <Class> fails the <check> check: <sentence>"``).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -116,6 +117,78 @@ def _expect_batch_first(state: Any, where: Where, what: str, dtype: torch.dtype)
                 f"{what} has a {t.dtype} tensor but {dtype} was asked for; pass dtype= (and device=) to torch.zeros and friends.")
 
 
+def _dtypes(state: Any) -> list[torch.dtype]:
+    return [t.dtype for t in leaves(state)]
+
+
+def _expect_dtypes_kept(before: list[torch.dtype], after: Any, where: Where, what: str) -> None:
+    """Every tensor of a state keeps its dtype over a step (a float64 run must not fall back to float32)."""
+    changed = [(a, b) for a, b in zip(before, _dtypes(after)) if a != b]
+    if changed:
+        fail(where.label, where.check, f"{what} changes dtype over a step: a {changed[0][0]} tensor comes back as "
+             f"{changed[0][1]}; build new state tensors with the dtype of the ones they replace (torch.zeros_like, dtype=x.dtype).")
+
+
+def _randomised(state: Any, generator: torch.Generator) -> Any:
+    """The same state with every floating tensor replaced by fixed noise (uniform in [0, 1); a ``memory`` field
+    normal) and a slot ``mask`` field all True (every slot in use)."""
+
+    def noise(t: Tensor, name: str) -> Tensor:
+        if name == "mask" and t.dtype == torch.bool:
+            return torch.ones_like(t)
+        if not t.is_floating_point():
+            return t
+        return (torch.randn if name == "memory" else torch.rand)(t.shape, generator=generator, dtype=t.dtype)
+
+    if isinstance(state, Tensor):
+        return noise(state, "")
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(noise(v, name) if isinstance(v, Tensor) else _randomised(v, generator)
+                             for name, v in zip(state._fields, state)))
+    if isinstance(state, dict):
+        return {k: _randomised(v, generator) for k, v in state.items()}
+    if isinstance(state, (tuple, list)):
+        return type(state)(_randomised(v, generator) for v in state)
+    return state
+
+
+def _step_outputs(head: nn.Module, params: Tensor, memory: Memory, memory_state: Any, state: Any) -> list[Tensor]:
+    """The floating tensors one step gives back (reads, memory state, head state), from copies of the states."""
+    out = head(params, memory, copy.deepcopy(memory_state), copy.deepcopy(state))
+    return [t for t in leaves((out.reads, out.memory_state, out.state)) if t.is_floating_point()]
+
+
+def _expect_every_parameter_used(head: nn.Module, memory: Memory, memory_state: Any, where: Where) -> None:
+    """Each of the P numbers per head (``param_size``) moves something a step gives back: reads, memory or head state.
+
+    One float64 step from ``memory_state`` (the last one a step gave back) with every field made
+    noise (so that gates acting on earlier weightings, usage or links matter). A number is used
+    when a fixed random projection of the outputs has a gradient with respect to it, or, failing
+    that (a discrete top-k choice has none), when shifting it by 3 changes an output.
+    """
+    B, count, P = SIZES.B, head.count, head.param_size(memory)
+    generator = torch.Generator().manual_seed(11)
+    memory_state = _randomised(memory_state, generator)
+    state = _randomised(head.initial_state(B, memory, CPU, torch.float64), generator)
+    params = fixed_input(B, count, P, dtype=torch.float64).requires_grad_(True)
+    outputs = [t for t in _step_outputs(head, params, memory, memory_state, state) if t.requires_grad]
+    total = sum((t * torch.randn(t.shape, generator=generator, dtype=t.dtype)).sum() for t in outputs)
+    grad = torch.autograd.grad(total, params, allow_unused=True)[0] if outputs else None
+    used = torch.zeros(P, dtype=torch.bool) if grad is None else grad.abs().sum(dim=(0, 1)) > 0  # [B, count, P] -> [P]
+    unused = []
+    with torch.no_grad():
+        baseline = _step_outputs(head, params, memory, memory_state, state)
+        for i in (i for i in range(P) if not used[i]):
+            shifted = params.clone()
+            shifted[..., i] += 3.0
+            if all(torch.equal(a, b) for a, b in zip(baseline, _step_outputs(head, shifted, memory, memory_state, state))):
+                unused.append(i)
+    if unused:
+        fail(where.label, where.check, f"param_size(memory) declares P={P} parameters per head but forward ignores "
+             f"{len(unused)} of them (positions {unused[:8]}{'...' if len(unused) > 8 else ''}); make param_size count only "
+             "what forward uses, or the cell's projection trains rows that do nothing.")
+
+
 def controller_contract(factory: Callable[[], nn.Module], where: Where) -> None:
     B, T, I = SIZES.B, SIZES.T, SIZES.I
     for dtype in (torch.float32, torch.float64):
@@ -127,10 +200,11 @@ def controller_contract(factory: Callable[[], nn.Module], where: Where) -> None:
         _expect(isinstance(H, int) and H >= 1, where, f"output_size must be a positive int, got {H!r}.")
         state = controller.initial_state(B, CPU, dtype)
         _expect_finite(state, where, "initial_state")
-        before = structure(state)
+        before, dtypes = structure(state), _dtypes(state)
         x = fixed_input(B, T, I, dtype=dtype)
         for t in range(T):
             h, state = controller(x[:, t], state)
+            _expect_dtypes_kept(dtypes, state, where, "the state")
             _expect(isinstance(h, Tensor) and tuple(h.shape) == (B, H), where,
                     f"forward(x [{B}, {I}]) gives h of shape {shape_of(h)} but [B, H] = [{B}, {H}] was expected.")
             _expect(h.dtype == dtype, where, f"forward gives {h.dtype} outputs for {dtype} inputs and parameters.")
@@ -199,6 +273,18 @@ def _variants(zero: bool) -> tuple[tuple[torch.dtype, bool], ...]:
     return ((torch.float32, True),) if zero else ((torch.float32, False), (torch.float64, False))
 
 
+def _params(B: int, h: int, P: int, dtype: torch.dtype, zero: bool, t: int) -> Tensor:
+    """Raw parameters ``[B, h, P]`` for step t: noise; on an all-zero memory zeros first, then noise
+    (an empty memory must also give finite results for a key that is not zero)."""
+    return torch.zeros(B, h, P, dtype=dtype) if zero and t == 0 else 2 * fixed_input(B, h, P, dtype=dtype)
+
+
+def _when(zero: bool, t: int) -> str:
+    if not zero:
+        return f"at step {t}"
+    return "on an all-zero memory with " + ("all-zero parameters" if t == 0 else "non-zero parameters")
+
+
 def addressing_contract(factory: Callable[[], nn.Module], where: Where, make_memory: Callable[[], Memory], zero: bool) -> None:
     B, h, T = SIZES.B, SIZES.h, SIZES.T
     for dtype, zero in _variants(zero):
@@ -213,11 +299,12 @@ def addressing_contract(factory: Callable[[], nn.Module], where: Where, make_mem
         memory_state = _matrix_state(memory, dtype, zero)
         state = addressing.initial_state(B, h, memory, CPU, dtype)
         _expect_batch_first(state, where, "initial_state", dtype)
-        before = structure(state)
+        before, dtypes = structure(state), _dtypes(state)
         for t in range(T):
-            params = torch.zeros(B, h, P, dtype=dtype) if zero else 2 * fixed_input(B, h, P, dtype=dtype)
+            params = _params(B, h, P, dtype, zero, t)
             weights, state = addressing(params, memory_state, state)
-            when = "on an all-zero memory with all-zero parameters" if zero else f"at step {t}"
+            _expect_dtypes_kept(dtypes, state, where, "the state")
+            when = _when(zero, t)
             expected = (B, h, N) if N is not None else (B, h, weights.shape[-1])
             _expect(tuple(weights.shape) == expected, where,
                     f"forward(params [{B}, {h}, {P}]) gives weights of shape {shape_of(weights)} but [B, h, N] = "
@@ -230,7 +317,14 @@ def addressing_contract(factory: Callable[[], nn.Module], where: Where, make_mem
             _expect(structure(state) == before, where, f"the state changes shape over a step: {before} becomes {structure(state)}.")
 
 
-def head_contract(factory: Callable[[], nn.Module], where: Where, make_memory: Callable[[], Memory], zero: bool) -> None:
+def head_contract(
+    factory: Callable[[], nn.Module], where: Where, make_memory: Callable[[], Memory], zero: bool, *, param_use: bool = True
+) -> None:
+    """A head's shapes, dtypes and finiteness over T steps; with ``param_use``, also that it uses all P parameters.
+
+    ``param_use`` is off when a memory is checked with its harness's heads: whether a head's
+    numbers matter may depend on the memory's settings (a top-1 sparse read ignores its strength).
+    """
     B, T = SIZES.B, SIZES.T
     for dtype, zero in _variants(zero):
         torch.manual_seed(SEED)
@@ -246,8 +340,9 @@ def head_contract(factory: Callable[[], nn.Module], where: Where, make_memory: C
         state = head.initial_state(B, memory, CPU, dtype)
         _expect_batch_first(state, where, "initial_state", dtype)
         shapes = (growing_structure(memory_state, memory), structure(state))
+        dtypes = (_dtypes(memory_state), _dtypes(state))
         for t in range(T):
-            params = torch.zeros(B, count, P, dtype=dtype) if zero else 2 * fixed_input(B, count, P, dtype=dtype)
+            params = _params(B, count, P, dtype, zero, t)
             out = head(params, memory, memory_state, state, record=True)
             _expect(isinstance(out, HeadOutput), where, f"forward must return a HeadOutput, got {type(out).__name__}.")
             if R == 0:
@@ -255,9 +350,13 @@ def head_contract(factory: Callable[[], nn.Module], where: Where, make_memory: C
             else:
                 _expect(isinstance(out.reads, Tensor) and tuple(out.reads.shape) == (B, count, R), where,
                         f"forward gives reads of shape {shape_of(out.reads)} but [B, count, read_size] = [{B}, {count}, {R}] was expected.")
-                _expect(bool(torch.isfinite(out.reads).all()), where,
-                        "the reads hold NaN or inf" + (" on an all-zero memory" if zero else "") + ".")
+                _expect(bool(torch.isfinite(out.reads).all()), where, f"the reads hold NaN or inf {_when(zero, t)}"
+                        + ("; guard divisions by a norm or a sum of the memory with an epsilon." if zero else "."))
             memory_state, state = out.memory_state, out.state
+            _expect_dtypes_kept(dtypes[0], memory_state, where, "the memory state")
+            _expect_dtypes_kept(dtypes[1], state, where, "the head state")
+            if param_use and dtype == torch.float64 and not zero and t == T - 1:
+                _expect_every_parameter_used(head, memory, memory_state, where)
             _expect((growing_structure(memory_state, memory), structure(state)) == shapes, where,
                     f"the memory or head state changes shape over a step: {shapes} becomes "
                     f"{(growing_structure(memory_state, memory), structure(state))}; a memory whose state grows "

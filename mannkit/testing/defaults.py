@@ -106,7 +106,11 @@ def register_example(
 ) -> None:
     """Tell the kit how to build ``cls`` (and what to put it with) when it is checked by name or class.
 
-    Call it where the class is defined, or in the plugin's test module before the checks run.
+    Call it in the plugin's package, where the class is defined or in the module the entry point
+    imports, so that it runs whenever the plugin is loaded: mannkit's own registry-driven tests
+    then check the class too (an example registered only in the plugin's test module is unknown
+    to them). A subclass inherits ``harness`` and ``memory`` but not ``factory``: it is rebuilt
+    with the arguments the base class's factory used, or with its own defaults.
 
     Args:
         cls: the component class.
@@ -119,11 +123,35 @@ def register_example(
 
 
 def example_for(cls: type) -> Example:
-    """The registered :class:`Example` of ``cls`` (or of its nearest registered base class)."""
-    for klass in cls.__mro__:
+    """The :class:`Example` of ``cls``: its own, else the harness and memory of its nearest registered base class.
+
+    A base class's *factory* is never used for a subclass as it is (it builds the base class,
+    so the subclass would go unchecked); :func:`default_factory` rebuilds the subclass with the
+    base example's constructor arguments instead.
+    """
+    if cls in _EXAMPLES:
+        return _EXAMPLES[cls]
+    for klass in cls.__mro__[1:]:
         if klass in _EXAMPLES:
-            return _EXAMPLES[klass]
+            inherited = _EXAMPLES[klass]
+            return Example(None, inherited.harness, inherited.memory)
     return Example()
+
+
+def _inherited_factory(cls: type) -> Factory | None:
+    """``() -> cls(**arguments of the nearest base example's build)``, when ``cls`` accepts those arguments."""
+    base = next((k for k in cls.__mro__[1:] if k in _EXAMPLES and _EXAMPLES[k].factory is not None), None)
+    if base is None:
+        return None
+    base_factory = _EXAMPLES[base].factory
+    arguments = base_factory().__dict__.get("_init_config")
+    if arguments is None:
+        return None
+    try:
+        inspect.signature(cls).bind(**arguments)
+    except TypeError:  # the subclass takes other arguments: build it from its own defaults
+        return None
+    return lambda: cls(**base_factory().__dict__["_init_config"])  # fresh partners on every build
 
 
 # -- default partners ---------------------------------------------------------------------------
@@ -191,6 +219,9 @@ def default_factory(target: str | type) -> Factory:
     example = example_for(cls)
     if example.factory is not None:
         return example.factory
+    inherited = _inherited_factory(cls)
+    if inherited is not None:
+        return inherited
     try:
         hints = typing.get_type_hints(cls.__init__)
     except Exception:  # unresolvable annotations: fall back to defaults only
