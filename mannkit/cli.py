@@ -9,6 +9,7 @@ of a traceback.
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,7 @@ from mannkit.core.errors import ConfigError, MannkitError, suggest
 __all__ = ["MannkitCLI", "main", "check_config", "format_plugins"]
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+_log = logging.getLogger("mannkit")
 
 
 def format_plugins() -> str:
@@ -138,26 +140,74 @@ def _cli_class() -> type:
 
         def _parse_ckpt_path(self) -> None:
             """With ``--ckpt_path``, build the model the checkpoint was trained with (its saved config wins)."""
-            import torch
+            from mannkit.callbacks.checkpoint_io import read_checkpoint
 
             subcommand = self.config.get("subcommand")
             if not subcommand:
                 return
             ckpt_path = self.config[subcommand].get("ckpt_path")
-            if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
+            if not ckpt_path and subcommand != "fit":
+                _log.warning(
+                    f"mannkit {subcommand}: no --ckpt_path was given, so the model is evaluated with freshly initialised "
+                    "(random) weights; pass --ckpt_path with a trained checkpoint, or --ckpt_path last."
+                )
+            if ckpt_path == "last":
+                ckpt_path = self._last_checkpoint(subcommand)
+            if not ckpt_path or ckpt_path in ("best", "hpc", "registry"):
                 return
             if not Path(ckpt_path).is_file():
                 raise ConfigError(
                     f"--ckpt_path: the file '{ckpt_path}' does not exist; give the path of a .ckpt file "
                     "(checkpoints are under the run's checkpoints/ folder)."
                 )
-            hparams = dict(torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {}))
+            hparams = dict(read_checkpoint(ckpt_path).get("hyper_parameters", {}))
             class_path = hparams.pop("_class_path", None)
             hparams.pop("_instantiator", None)
             if class_path is None:
                 return
             model = {"class_path": class_path, "init_args": hparams}
             self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+
+        def _last_checkpoint(self, subcommand: str) -> str | None:
+            """``--ckpt_path last``: the newest last.ckpt of the earlier runs under the run folder (None, fit only: none yet)."""
+            from mannkit.callbacks.reliability import find_last_checkpoint
+
+            config = self.config[subcommand]
+            roots = [config.get("trainer.default_root_dir") or "."]
+            for logger in config.get("trainer.logger") if isinstance(config.get("trainer.logger"), list) else [config.get("trainer.logger")]:
+                save_dir = logger.get("init_args", {}).get("save_dir") if hasattr(logger, "get") else None
+                roots += [save_dir] if save_dir else []
+            dirpaths = [
+                c.get("init_args", {}).get("dirpath") for c in config.get("trainer.callbacks") or [] if hasattr(c, "get")
+            ]
+            found = find_last_checkpoint(roots, [d for d in dirpaths if d])
+            if found is None and subcommand != "fit":
+                raise ConfigError(
+                    f"--ckpt_path last: there is no last.ckpt in the run folders under {', '.join(map(str, roots))}; "
+                    "give the path of a .ckpt file, or set trainer.default_root_dir to the folder of the run."
+                )
+            _log.warning(
+                f"mannkit {subcommand}: --ckpt_path last is {found}" if found else
+                f"mannkit fit: --ckpt_path last: no last.ckpt under {', '.join(map(str, roots))} yet, so training starts from scratch"
+            )
+            self.config[subcommand]["ckpt_path"] = str(found) if found else None
+            return str(found) if found else None
+
+        def parse_arguments(self, parser: Any, args: Any) -> None:
+            """Parse as LightningCLI does, keeping the arguments for the resume command of the Ctrl-C message."""
+            self.argv = [str(a) for a in (sys.argv[1:] if args is None else args)] if not isinstance(args, dict) else []
+            super().parse_arguments(parser, args)
+
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            """The trainer with mannkit's reliability defaults (:func:`mannkit.callbacks.reliability.reliable_trainer_parts`)."""
+            from mannkit.callbacks.reliability import reliable_trainer_parts, resume_command
+
+            config = self._get(self.config_init, "trainer", default={})
+            callbacks, plugins = reliable_trainer_parts(
+                kwargs.pop("callbacks", config.get("callbacks")), kwargs.pop("plugins", config.get("plugins")),
+                kwargs.get("enable_checkpointing", config.get("enable_checkpointing")), resume_command(self.argv),
+            )
+            return super().instantiate_trainer(callbacks=callbacks, plugins=plugins, **kwargs)
 
     return MannkitCLI
 

@@ -1,10 +1,25 @@
-"""Callbacks: prediction writer, memory-access pictures, length-generalisation report, curriculum, QA attention pictures, linear start."""
+"""Callbacks: checkpoints (atomic, last always newest), training guard, prediction writer, memory-access pictures, length-generalisation report, curriculum, QA attention pictures, linear start."""
 
 from mannkit.callbacks.attention_pictures import AttentionPictures
+from mannkit.callbacks.checkpoint import Checkpoint
+from mannkit.callbacks.checkpoint_io import AtomicCheckpointIO, CheckpointError, read_checkpoint
 from mannkit.callbacks.curriculum import Curriculum
 from mannkit.callbacks.generalisation import LengthGeneralisation
+from mannkit.callbacks.guard import TrainingGuard
 from mannkit.callbacks.linear_start import LinearStart
 from mannkit.callbacks.memory_pictures import MemoryPictures
 from mannkit.callbacks.prediction import PredictionWriter
 
-__all__ = ["AttentionPictures", "Curriculum", "LengthGeneralisation", "LinearStart", "MemoryPictures", "PredictionWriter"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "AttentionPictures",
+    "Checkpoint",
+    "CheckpointError",
+    "Curriculum",
+    "LengthGeneralisation",
+    "LinearStart",
+    "MemoryPictures",
+    "PredictionWriter",
+    "TrainingGuard",
+    "read_checkpoint",
+]

@@ -30,8 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mannkit.callbacks.checkpoint_io import CheckedLoading
+from mannkit.callbacks.guard import stop_if_not_finite
 from mannkit.core.config import instantiate, to_config
-from mannkit.core.errors import ConfigError, TrainingError
+from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import QAModel, QAOutput
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
@@ -100,7 +102,7 @@ def _metrics() -> nn.ModuleDict:
 
 
 @register
-class QASystem(pl.LightningModule):
+class QASystem(CheckedLoading, pl.LightningModule):
     """A LightningModule around any question-answering model; the model's sizes come from the data.
 
     Args:
@@ -242,27 +244,12 @@ class QASystem(pl.LightningModule):
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         logits = self._logits(batch)
         loss = answer_loss(logits, batch["answer"])
-        finite = bool(torch.isfinite(loss))
-        if self._trainer is not None and self.trainer.world_size > 1:
-            # every rank stops together: a rank that raised alone would leave the others waiting in the gradient sync
-            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
-        if not finite:
-            raise TrainingError(self._nan_message(loss))
+        stop_if_not_finite(self, loss)  # the NaN stop, all ranks together (mannkit.callbacks.guard)
         B = logits.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=B)
         accuracy = (logits.detach().argmax(-1) == batch["answer"]).float().mean()
         self.log("train/accuracy", accuracy, prog_bar=True, batch_size=B)
         return loss
-
-    def _nan_message(self, loss: Tensor) -> str:
-        last = None
-        for cb in getattr(self.trainer, "checkpoint_callbacks", []) if self._trainer is not None else []:
-            last = getattr(cb, "last_model_path", None) or getattr(cb, "best_model_path", None) or last
-        where = f"the last good checkpoint is {last} and is left intact" if last else "no checkpoint was written yet"
-        return (
-            f"the training loss became {loss.item()} at step {self.global_step}; {where}; "
-            "lower the learning rate or set trainer.gradient_clip_val."
-        )
 
     def _evaluate(self, stage: str, metrics: nn.ModuleDict, batch: Mapping[str, Tensor]) -> Tensor:
         logits = self._logits(batch)

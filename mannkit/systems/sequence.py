@@ -26,8 +26,10 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
+from mannkit.callbacks.checkpoint_io import CheckedLoading
+from mannkit.callbacks.guard import stop_if_not_finite
 from mannkit.core.config import instantiate, to_config
-from mannkit.core.errors import ConfigError, TrainingError
+from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import SequenceModel
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
@@ -42,7 +44,7 @@ _FOLLOW = (None, "auto")
 
 
 @register
-class SequenceSystem(pl.LightningModule):
+class SequenceSystem(CheckedLoading, pl.LightningModule):
     """A LightningModule around any sequence model; the model's sizes are derived from the task.
 
     Args:
@@ -205,12 +207,7 @@ class SequenceSystem(pl.LightningModule):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         terms, logits = self.training_terms(batch)
         loss = torch.stack(list(terms.values())).sum()
-        finite = bool(torch.isfinite(loss))
-        if self._trainer is not None and self.trainer.world_size > 1:
-            # every rank stops together: a rank that raised alone would leave the others waiting in the gradient sync
-            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
-        if not finite:
-            raise TrainingError(self._nan_message(loss))
+        stop_if_not_finite(self, loss)  # the NaN stop, all ranks together (mannkit.callbacks.guard)
         B = logits.shape[0]
         shown = self.objective.train_metrics(logits.detach(), batch["target"], batch["mask"])  # bits_per_seq for bce
         self.log("train/loss", loss, prog_bar=True, batch_size=B)
@@ -220,16 +217,6 @@ class SequenceSystem(pl.LightningModule):
             self.log(f"train/{name}", value, prog_bar=True, batch_size=B)
         self.log("train/sequences", float((self.global_step + 1) * B * max(1, self.trainer.world_size)), batch_size=B)
         return loss
-
-    def _nan_message(self, loss: Tensor) -> str:
-        last = None
-        for cb in getattr(self.trainer, "checkpoint_callbacks", []) if self._trainer is not None else []:
-            last = getattr(cb, "last_model_path", None) or getattr(cb, "best_model_path", None) or last
-        where = f"the last good checkpoint is {last} and is left intact" if last else "no checkpoint was written yet"
-        return (
-            f"the training loss became {loss.item()} at step {self.global_step}; {where}; "
-            "lower the learning rate or set trainer.gradient_clip_val."
-        )
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         self._check_batch(batch)

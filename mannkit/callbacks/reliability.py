@@ -1,0 +1,96 @@
+"""What the ``mannkit`` command adds to every run so that nothing is lost and nothing is silently wrong.
+
+- :func:`reliable_trainer_parts`: every ``ModelCheckpoint`` becomes a :class:`~mannkit.callbacks.Checkpoint`
+  (``last.ckpt`` always newest, no non-finite saves, Ctrl-C saves), one ``Checkpoint(save_last=True)``
+  is added when a config has none, a :class:`~mannkit.callbacks.TrainingGuard` is added unless the
+  config lists one, and checkpoints are written by :class:`~mannkit.callbacks.AtomicCheckpointIO`
+  unless ``trainer.plugins`` names another checkpoint IO;
+- :func:`find_last_checkpoint`: what ``--ckpt_path last`` means on the command line, the newest
+  ``last.ckpt`` of the earlier runs under the run folder (each run gets a new ``version_N`` folder, so
+  Lightning's own look-up, which searches only the new run's folder, never finds one);
+- :func:`resume_command`: the command line that resumes a run.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.plugins.io import CheckpointIO
+
+from mannkit.callbacks.checkpoint import Checkpoint
+from mannkit.callbacks.checkpoint_io import AtomicCheckpointIO
+from mannkit.callbacks.guard import TrainingGuard
+
+__all__ = ["find_last_checkpoint", "reliable_trainer_parts", "resume_command"]
+
+_LAST = re.compile(r"^last(-v\d+)?\.ckpt$")
+# where Lightning puts checkpoints under a root: no logger, TensorBoardLogger(name) and (name/sub)
+_LAYOUTS = ("checkpoints", "*/version_*/checkpoints", "*/*/version_*/checkpoints")
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def reliable_trainer_parts(
+    callbacks: Any, plugins: Any, enable_checkpointing: bool | None = True, command: str | None = None
+) -> tuple[list[Callback], list[Any]]:
+    """The trainer's ``callbacks`` and ``plugins`` with mannkit's reliability defaults (see the module docstring).
+
+    Args:
+        callbacks: the instantiated ``trainer.callbacks`` (None, one, or a list).
+        plugins: the instantiated ``trainer.plugins`` (None, one, or a list).
+        enable_checkpointing: ``trainer.enable_checkpointing``; False adds no checkpoint callback.
+        command: the command that resumes the run, given to each :class:`Checkpoint` for its Ctrl-C message.
+    """
+    callbacks, plugins = _as_list(callbacks), _as_list(plugins)
+    for callback in callbacks:
+        if type(callback) is ModelCheckpoint:
+            callback.__class__ = Checkpoint  # Checkpoint adds behaviour only, no state of its own in __init__
+    if enable_checkpointing is not False and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        callbacks.append(Checkpoint(save_last=True))
+    for callback in callbacks:
+        if isinstance(callback, Checkpoint) and command and callback.resume_command is None:
+            callback.resume_command = command
+    if not any(isinstance(c, TrainingGuard) for c in callbacks):
+        callbacks.append(TrainingGuard())
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return callbacks, plugins
+
+
+def resume_command(argv: Sequence[str]) -> str:
+    """``mannkit fit ...`` with the arguments of ``argv`` minus any ``--ckpt_path`` (the caller appends one).
+
+    >>> resume_command(["fit", "--config", "c.yaml", "--ckpt_path", "old.ckpt", "--trainer.max_steps", "9"])
+    'mannkit fit --config c.yaml --trainer.max_steps 9'
+    """
+    kept: list[str] = []
+    skip = False
+    for arg in list(argv)[1:] if argv and argv[0] == "fit" else list(argv):
+        if skip:
+            skip = False
+        elif arg == "--ckpt_path":
+            skip = True
+        elif not arg.startswith("--ckpt_path="):
+            kept.append(arg)
+    return shlex.join(["mannkit", "fit", *kept])
+
+
+def find_last_checkpoint(roots: Iterable[str | Path], dirpaths: Iterable[str | Path] = ()) -> Path | None:
+    """The newest ``last.ckpt`` (or ``last-vN.ckpt``) in ``dirpaths`` or in the run folders under ``roots``."""
+    found: list[Path] = []
+    folders = [Path(d) for d in dirpaths]
+    for root in roots:
+        folders += [p for layout in _LAYOUTS for p in Path(root).glob(layout)]
+    for folder in folders:
+        if folder.is_dir():
+            found += [p for p in folder.iterdir() if _LAST.match(p.name) and p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)
