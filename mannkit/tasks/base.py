@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Any, ClassVar, Literal, NotRequired, TypedDict
+from typing import Any, ClassVar, Literal, TypedDict
 
 import lightning.pytorch as pl
 import torch
@@ -50,7 +50,15 @@ __all__ = ["SequenceTask", "Batch", "Difficulty", "LOSSES", "seed_from", "check_
 LOSSES = ("bce", "ce", "mse")
 
 
-class Batch(TypedDict):
+class _Scored(TypedDict):
+    """The keys every batch has (see :class:`Batch`)."""
+
+    input: Tensor
+    target: Tensor
+    mask: Tensor
+
+
+class Batch(_Scored, total=False):
     """One batch of a sequence task: a plain ``dict`` of tensors, every sequence of it T steps long.
 
     Keys (B batch, T time, I input width, O output width):
@@ -73,11 +81,8 @@ class Batch(TypedDict):
     (['input', 'mask', 'target'], ['aux', 'reference_bits'])
     """
 
-    input: Tensor
-    target: Tensor
-    mask: Tensor
-    reference_bits: NotRequired[Tensor]
-    aux: NotRequired[dict[str, Any]]
+    reference_bits: Tensor
+    aux: dict[str, Any]
 
 
 def seed_from(*parts: int | str) -> int:
