@@ -21,6 +21,12 @@ other ``[T, N, W]`` (``memory``)  the matrix at the last step: memory slot x wor
 anything else                     skipped (see :func:`view_of`)
 ================================  =====================================================
 
+A name may carry a prefix: ``<memory>/<entry>`` for a named memory of a cell with several,
+``layer<k>/<entry>`` for a layer of :class:`~mannkit.nn.StackedCells`; the suffix decides the picture.
+Entries of a memory whose state grows (a stack, a tape: ``[T, h, t]`` weights over t rows) come
+zero-padded to the largest size of the sequence (:func:`mannkit.core.interfaces.stack_steps`), so
+slots not yet written at a step are drawn as 0.
+
 >>> import numpy as np
 >>> figures = draw_trace({"read_weights": np.full((5, 2, 7), 1 / 7), "ponder": np.arange(5.0)})
 >>> sorted(figures), to_rgb(figures["read_weights"]).dtype.name

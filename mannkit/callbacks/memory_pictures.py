@@ -98,6 +98,10 @@ class MemoryPictures(Callback):
     input, target and prediction. Only global rank zero draws, and the sanity-check
     validation before training is skipped (it would draw the untrained model at step 0).
 
+    Any recurrent core is drawn the same way: a cell with several memories gives entries
+    ``<memory>/<entry>``, stacked cells ``layer<k>/<entry>``, and a memory whose state grows
+    gives entries zero-padded to the largest size of the sequence.
+
     Args:
         every_n_validations: draw after every n-th validation (1: each one).
         example_index: which sequence of the example batch to draw.
