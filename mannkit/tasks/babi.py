@@ -39,6 +39,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import lightning.pytorch as pl
@@ -111,6 +112,34 @@ def _malformed(path: Path, number: int, line: str, reason: str) -> DataError:
     return DataError(f"{path}, line {number}: {reason}, got {line.strip()!r}; {_FORMAT}.")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control characters other than tab and line ends
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a UTF-8 file; bytes that are not UTF-8 are a :class:`DataError` naming file and line."""
+    with path.open("rb") as file:
+        for number, raw in enumerate(file, start=1):
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{path}, line {number}: the bytes {raw[exc.start : exc.end]!r} at column {exc.start + 1} are not UTF-8 text; "
+                    "bAbI files are plain UTF-8 (ASCII) text, so re-download the file or save it as UTF-8."
+                ) from None
+
+
+def _check_line(path: Path, number: int, line: str, text: str) -> None:
+    """The checks that make a damaged line an error instead of a wrong story sentence or answer class."""
+    control = _CONTROL.search(line)
+    if control:
+        raise _malformed(path, number, line, f"the line holds the control character {control.group()!r} (damaged or binary data)")
+    if "\t" not in text and "?" in text:
+        raise _malformed(
+            path, number, line,
+            "a question without a tab-separated answer (a question whose tabs became spaces, or whose answer is missing)",
+        )
+
+
 def parse_babi(path: str | Path, task: int = 0) -> list[BabiStory]:
     """Read one bAbI file into its stories; raise :class:`DataError` naming the file and line of a malformed line.
 
@@ -135,34 +164,40 @@ def parse_babi(path: str | Path, task: int = 0) -> list[BabiStory]:
         if sentences or questions:
             stories.append(BabiStory(task, tuple(sentences), tuple(questions)))
 
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            ident, _, text = line.strip(" \r\n").partition(" ")
-            if not ident.isdigit() or not text.strip():
-                raise _malformed(path, number, line, "the line does not start with a numeric ID followed by text")
-            ident_value = int(ident)
-            if ident_value == 1:
-                close()
-                sentences, questions, index_of = [], [], {}
-            elif ident_value != previous + 1:
-                raise _malformed(path, number, line, f"ID {ident_value} follows ID {previous} (IDs count up from 1 within a story)")
-            previous = ident_value
-            if "\t" not in text:
-                index_of[ident_value] = len(sentences)
-                sentences.append(words_of(text))
-                continue
-            fields = text.split("\t")
-            if len(fields) > 3 or not fields[1].strip() or not tokenize(fields[0]):
-                raise _malformed(path, number, line, "a question line needs a question, an answer and supporting IDs")
-            support_field = fields[2] if len(fields) == 3 else ""
-            ids = support_field.split()
-            if not all(i.isdigit() and int(i) in index_of for i in ids):
-                raise _malformed(path, number, line, f"the supporting IDs '{support_field.strip()}' are not earlier statements of the story")
-            supporting = tuple(index_of[int(i)] for i in ids)
-            answer = fields[1].strip().lower()
-            questions.append(BabiQuestion(words_of(fields[0]), answer, supporting, len(sentences)))
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        ident, _, text = line.strip(" \r\n").partition(" ")
+        if not ident.isdigit() or not text.strip():
+            raise _malformed(path, number, line, "the line does not start with a numeric ID followed by text")
+        _check_line(path, number, line, text)
+        ident_value = int(ident)
+        if ident_value == 1:
+            close()
+            sentences, questions, index_of = [], [], {}
+        elif ident_value != previous + 1:
+            raise _malformed(path, number, line, f"ID {ident_value} follows ID {previous} (IDs count up from 1 within a story)")
+        previous = ident_value
+        if "\t" not in text:
+            index_of[ident_value] = len(sentences)
+            sentences.append(words_of(text))
+            continue
+        fields = text.split("\t")
+        if len(fields) > 3 or not fields[1].strip() or not tokenize(fields[0]):
+            raise _malformed(path, number, line, "a question line needs a question, an answer and supporting IDs")
+        if len(fields[1].split()) > 1:
+            raise _malformed(
+                path, number, line,
+                f"the answer '{fields[1].strip()}' holds a space (answers are one word, or words joined by commas; "
+                "are the supporting IDs separated by a space instead of a tab?)",
+            )
+        support_field = fields[2] if len(fields) == 3 else ""
+        ids = support_field.split()
+        if not all(i.isdigit() and int(i) in index_of for i in ids):
+            raise _malformed(path, number, line, f"the supporting IDs '{support_field.strip()}' are not earlier statements of the story")
+        supporting = tuple(index_of[int(i)] for i in ids)
+        answer = fields[1].strip().lower()
+        questions.append(BabiQuestion(words_of(fields[0]), answer, supporting, len(sentences)))
     close()
     return stories
 
@@ -174,6 +209,16 @@ def find_task_file(data_dir: Path, task: int, split: str) -> Path | None:
         names = ", ".join(p.name for p in found)
         raise DataError(f"BabiDataModule: task {task} has several {split} files in '{data_dir}' ({names}); keep one of them.")
     return found[0] if found else None
+
+
+def _numbers(values: list[int]) -> str:
+    """``1``, ``1 and 8``, ``1, 2 and 8``.
+
+    >>> _numbers([1]), _numbers([1, 8]), _numbers([1, 2, 8])
+    ('1', '1 and 8', '1, 2 and 8')
+    """
+    text = [str(v) for v in values]
+    return text[0] if len(text) == 1 else f"{', '.join(text[:-1])} and {text[-1]}"
 
 
 def answer_word_ids(vocab: list[str], answers: list[str]) -> Tensor:
@@ -376,19 +421,33 @@ class BabiDataModule(pl.LightningDataModule):
         if split == "test":
             fix = "add the file or run only fit and validate"
         else:
-            rest = [t for t in self.tasks if t != task] or [t for t in TASKS if t != task]
-            fix = f"leave the task out, e.g. tasks: [{', '.join(map(str, rest))}], or add the file"
+            present = [t for t in TASKS if find_task_file(self.data_dir, t, "train") is not None]
+            if not present:
+                fix = f"the folder holds no qaN_*_train.txt file at all; pass the en or en-10k folder of {SOURCE}"
+            else:
+                rest = [t for t in self.tasks if t in present] or present
+                holds = "the tasks this folder holds" if rest == present else f"the folder holds tasks {_numbers(present)}"
+                fix = f"leave the task out, e.g. tasks: [{', '.join(map(str, rest))}] ({holds}), or add the file"
         raise DataError(f"BabiDataModule: task {task} has no {split} file qa{task}_*_{split}.txt in '{self.data_dir}'{beside}; {fix}.")
+
+    def _parse(self, task: int, path: Path, split: str) -> list[BabiStory]:
+        """The stories of one file; a file without questions (an empty one included) is a :class:`DataError` naming it."""
+        stories = parse_babi(path, task)
+        if not any(s.questions for s in stories):
+            what = "is empty" if not stories else "holds statements but no questions"
+            raise DataError(
+                f"BabiDataModule: the {split} file '{path}' of task {task} {what}; restore it from {SOURCE}, "
+                "or leave the task out of tasks."
+            )
+        return stories
 
     # -- reading -------------------------------------------------------------------------------------
     def _build(self) -> None:
         """Parse the training files, split them, fix the vocabulary, answers and sizes (once)."""
         if self._encoder is not None:
             return
-        stories = {t: parse_babi(self.train_files[t], t) for t in self.tasks}
+        stories = {t: self._parse(t, self.train_files[t], "train") for t in self.tasks}
         everything = [s for t in self.tasks for s in stories[t]]
-        if not any(s.questions for s in everything):
-            raise DataError(f"BabiDataModule: the training files of tasks {self.tasks} in '{self.data_dir}' hold no questions; check the files.")
         words = {w for s in everything for sentence in s.sentences for w in sentence}
         words |= {w for s in everything for q in s.questions for w in q.words}
         self.vocab = [PAD, UNK, *sorted(words - {PAD, UNK})]
@@ -417,7 +476,7 @@ class BabiDataModule(pl.LightningDataModule):
         if self._test is None:
             assert self._encoder is not None
             files = {t: self._task_file(t, "test") for t in self.tasks}
-            self._test = _Split([s for t in self.tasks for s in parse_babi(files[t], t)], self._encoder)
+            self._test = _Split([s for t in self.tasks for s in self._parse(t, files[t], "test")], self._encoder)
 
     def split(self, name: str) -> _Split:
         """The encoded ``train``, ``val`` or ``test`` questions (parsed on first use)."""

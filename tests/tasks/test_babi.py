@@ -184,11 +184,22 @@ def test_missing_directory_says_where_the_data_comes_from(tmp_path):
 
 def test_missing_training_file_names_the_file_the_task_and_how_to_skip_it():
     with pytest.raises(DataError, match=r"task 2 has no train file qa2_\*_train\.txt in '.*babi'; leave the task out, e.g\. "
-                                        r"tasks: \[1, 8\], or add the file\.") as info:
+                                        r"tasks: \[1, 8\] \(the tasks this folder holds\), or add the file\.") as info:
         BabiDataModule(str(FIXTURES), tasks=[1, 2, 8])
     _one_sentence(str(info.value))
-    with pytest.raises(DataError, match=r"task 2 has no train file .*tasks: \[1, 3, 4, .*, 20\], or add the file"):
-        BabiDataModule(str(FIXTURES), tasks="all")
+    with pytest.raises(DataError, match=r"task 2 has no train file qa2_\*_train\.txt in '.*babi'; leave the task out, e\.g\. "
+                                        r"tasks: \[1, 8\] \(the tasks this folder holds\), or add the file\.$"):
+        BabiDataModule(str(FIXTURES), tasks="all")  # it used to suggest tasks 1, 3, 4, ... 20, which are not there either
+
+
+def test_tasks_all_on_a_folder_of_one_task_names_that_task(tmp_path):
+    (tmp_path / QA1_TRAIN.name).write_text(QA1_TRAIN.read_text())
+    with pytest.raises(DataError, match=r"task 2 has no train file .*; leave the task out, e\.g\. tasks: \[1\] "
+                                        r"\(the tasks this folder holds\), or add the file\.$"):
+        BabiDataModule(str(tmp_path), tasks="all")
+    (tmp_path / QA1_TRAIN.name).unlink()
+    with pytest.raises(DataError, match=r"task 1 has no train file .*; the folder holds no qaN_\*_train\.txt file at all; pass the en "):
+        BabiDataModule(str(tmp_path), tasks="all")
 
 
 def test_missing_test_file_is_an_error_only_for_test_and_predict(tmp_path):
@@ -210,6 +221,14 @@ def test_missing_test_file_is_an_error_only_for_test_and_predict(tmp_path):
         (["1 Mary went home.", "", "2 John left.", "3 Where is John?\thome\t2\textra"], 4,
          r"a question line needs a question, an answer and supporting IDs"),
         (["7"], 1, r"the line does not start with a numeric ID followed by text"),
+        # damaged lines that used to become story sentences or answer classes
+        (["1 Mary went home.", "2 Where is Mary?"], 2, r"a question without a tab-separated answer \(a question whose tabs became "
+         r"spaces, or whose answer is missing\)"),
+        (["1 Mary went home.", "2 Where is Mary? home 1"], 2, r"a question without a tab-separated answer \(.*\)"),
+        (["1 Mary went home.", "2 Where is Mary?\thome 1"], 2, r"the answer 'home 1' holds a space \(answers are one word, or words "
+         r"joined by commas; are the supporting IDs separated by a space instead of a tab\?\)"),
+        (["1 Mary went home.", "2 Where is Mary?\tho\x00me\t1"], 2, r"the line holds the control character '\\x00' \(damaged or binary data\)"),
+        (["1 Mary went\x00\x00 home.", "2 Where is Mary?\thome\t1"], 1, r"the line holds the control character '\\x00' \(.*\)"),
     ],
 )
 def test_malformed_line_names_the_file_and_line(tmp_path, lines, line, reason):
@@ -243,8 +262,38 @@ def test_bad_arguments(kwargs, error, message):
 
 def test_training_files_without_questions(tmp_path):
     (tmp_path / "qa1_empty_train.txt").write_text("1 Mary went home.\n")
-    with pytest.raises(DataError, match=r"the training files of tasks \[1\] in '.*' hold no questions; check the files\."):
+    with pytest.raises(DataError, match=r"the train file '.*qa1_empty_train\.txt' of task 1 holds statements but no questions; restore it "
+                                        r"from the bAbI tasks v1\.2 .*, or leave the task out of tasks\.$"):
         BabiDataModule(str(tmp_path), tasks=[1]).setup("fit")
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_an_empty_file_is_an_error_naming_it(tmp_path, split):
+    """An empty test file used to give only Lightning's zero-length warning and no results."""
+    for name in (QA1_TRAIN.name, QA1_TRAIN.name.replace("train", "test")):
+        (tmp_path / name).write_text(QA1_TRAIN.read_text())
+    empty = tmp_path / QA1_TRAIN.name.replace("train", split)
+    empty.write_text("\n" if split == "train" else "")
+    data = BabiDataModule(str(tmp_path), tasks=[1])
+    with pytest.raises(DataError, match=rf"^BabiDataModule: the {split} file '{empty}' of task 1 is empty; restore it from") as info:
+        data.setup("test")
+    _one_sentence(str(info.value))
+
+
+@pytest.mark.parametrize("where, line", [(b"1 Mary went to the \xff\xfekitchen.\n", 1), (b"1 Mary went home.\n2 Where is \xe9?\thome\t1\n", 2)])
+def test_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path, where, line):
+    path = tmp_path / "qa1_latin_train.txt"
+    path.write_bytes(where)
+    with pytest.raises(DataError, match=rf"^{path}, line {line}: the bytes b'\\x.*' at column \d+ are not UTF-8 text; bAbI files are "
+                                        r"plain UTF-8 \(ASCII\) text, so re-download the file or save it as UTF-8\.$") as info:
+        parse_babi(path)
+    _one_sentence(str(info.value))
+
+
+def test_windows_line_ends_are_fine(tmp_path):
+    path = tmp_path / "qa1_crlf_train.txt"
+    path.write_bytes(QA1_TRAIN.read_bytes().replace(b"\n", b"\r\n"))
+    assert parse_babi(path) == parse_babi(QA1_TRAIN)
 
 
 # -- the real data, where present ---------------------------------------------------------------------
