@@ -1,0 +1,86 @@
+"""Ctrl-C during fit saves last.ckpt and prints the command that resumes the run (issue 10 item 3)."""
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mannkit.cli import main
+from mannkit.systems import SequenceSystem
+
+# restoring a checkpoint into another run folder is what these tests do on purpose
+pytestmark = pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "tiny_copy.yaml"
+MESSAGE = re.compile(r"mannkit: training interrupted at step (\d+); the newest state is in (\S+); resume with:\n(mannkit fit .*)\n")
+
+
+@pytest.fixture
+def keep_sigint():
+    """Lightning ignores SIGINT after a KeyboardInterrupt (to shut down in peace); give pytest its handler back."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
+
+
+def test_ctrl_c_saves_the_newest_state_and_prints_the_resume_command(tmp_path, capsys, monkeypatch, keep_sigint):
+    real_step = SequenceSystem.training_step
+
+    def interrupted_at_step_4(self, batch, batch_idx):
+        if self.global_step == 4:
+            raise KeyboardInterrupt
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SequenceSystem, "training_step", interrupted_at_step_4)
+    args = ["fit", "--config", str(FIXTURE), "--trainer.default_root_dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 1
+    found = MESSAGE.search(capsys.readouterr().err)
+    assert found, "no interrupt message"
+    step, path, command = found.groups()
+    assert step == "4" and Path(path).name == "last.ckpt"
+    assert torch.load(path, weights_only=True)["global_step"] == 4  # the last validation was at step 3
+    assert command == shlex.join(["mannkit", *args, "--ckpt_path", path])
+
+    monkeypatch.setattr(SequenceSystem, "training_step", real_step)
+    main(shlex.split(command)[1:])  # the printed command resumes and finishes the run
+    newest = max(tmp_path.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
+    assert newest != Path(path) and torch.load(newest, weights_only=True)["global_step"] == 6
+
+
+def test_a_real_sigint_to_a_running_fit(tmp_path):
+    """``mannkit fit`` in its own process, interrupted by SIGINT as Ctrl-C in a terminal does."""
+    config = yaml.safe_load(FIXTURE.read_text())
+    config["trainer"]["max_steps"] = 100_000
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-c", "from mannkit.cli import main; main()", "fit", "--config", str(path),
+               "--trainer.default_root_dir", str(tmp_path)]
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.rglob("last.ckpt")) and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.2)
+        assert list(tmp_path.rglob("last.ckpt")), "the fit wrote no checkpoint"
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 1
+    found = MESSAGE.search(err)
+    assert found, err[-2000:]
+    step, saved, resume = found.groups()
+    assert torch.load(saved, weights_only=True)["global_step"] == int(step) > 0
+    assert resume.startswith("mannkit fit --config ") and resume.endswith(f"--ckpt_path {saved}")
