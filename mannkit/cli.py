@@ -121,6 +121,21 @@ def check_config(path: str | Path) -> None:
                 _walk(trainer[key], f"trainer.{key}")
 
 
+def check_model_fits_data(model: Any, data: Any) -> None:
+    """Raise :class:`ConfigError` when a SequenceSystem is given data that is no sequence task (e.g. bAbI).
+
+    Sequence tasks know their ``input_size`` when built; a SequenceSystem with explicit sizes would
+    otherwise fail inside its first step. (QASystem checks its data itself at setup, when bAbI's sizes exist.)
+    """
+    if data is None or "SequenceSystem" not in [cls.__name__ for cls in type(model).__mro__] or hasattr(data, "input_size"):
+        return
+    raise ConfigError(
+        f"data.class_path: SequenceSystem trains on sequence tasks (input, target and mask per step) such as CopyTask, "
+        f"but {type(data).__name__} has no input_size; use QASystem as the model for question-answering data "
+        "such as BabiDataModule, or a sequence task as the data."
+    )
+
+
 def _config_paths(argv: list[str]) -> list[str]:
     paths = []
     for i, arg in enumerate(argv):
@@ -137,6 +152,12 @@ def _cli_class() -> type:
 
     class MannkitCLI(LightningCLI):
         """LightningCLI with mannkit's defaults (models and tasks chosen by class_path)."""
+
+        def before_fit(self) -> None:
+            """Before any subcommand runs: the system and the data must be made for each other."""
+            check_model_fits_data(self.model, self.datamodule)
+
+        before_validate = before_test = before_predict = before_fit
 
         def _parse_ckpt_path(self) -> None:
             """With ``--ckpt_path``, build the model the checkpoint was trained with (its saved config wins)."""
@@ -166,7 +187,14 @@ def _cli_class() -> type:
             if class_path is None:
                 return
             model = {"class_path": class_path, "init_args": hparams}
-            self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+            try:
+                self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+            except Exception as exc:  # jsonargparse's ArgumentError: a saved argument this version does not take
+                if type(exc).__name__ != "ArgumentError":
+                    raise
+                from mannkit.core.parser_errors import checkpoint_mismatch
+
+                raise ConfigError(checkpoint_mismatch(str(ckpt_path), model, str(exc))) from None
 
         def _last_checkpoint(self, subcommand: str) -> str | None:
             """``--ckpt_path last``: the newest last.ckpt of the earlier runs under the run folder (None, fit only: none yet)."""
@@ -259,35 +287,24 @@ def _summarise_parser_error(message: str, subcommand: str) -> str:
     ...             Parser key "slots":
     ...               Expected a <class 'int'>. Got value: many
     ...     - Expected a <class 'NoneType'>''', "fit")
-    "model.core.slots: Expected a <class 'int'>. Got value: many; fix that value in the config or on the command line ('mannkit fit --help' lists the options)."
+    "model.init_args.core.slots: expected an integer, got 'many'; fix that value in the config or on the command line ('mannkit fit --help' lists the options)."
     """
-    import re
+    from mannkit.core.parser_errors import explain
 
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    keys: list[str] = []
-    leaf = lines[-1] if lines else message
-    first_item_seen = False
-    for line in lines:
-        if line.startswith("- "):
-            if first_item_seen:
-                break  # only the first alternative of a Union is the user's intent
-            first_item_seen = True
-            line = line[2:]
-        key = re.match(r'Parser key "([^"]+)"', line)
-        if key:
-            keys.append(key.group(1))
-            continue
-        if line.startswith(("Problem with given class_path", "Does not validate", "Subtypes:", "Errors:", "Given value")):
-            continue
-        leaf = line
-    where = ".".join(keys)
-    leaf = leaf.rstrip(".")
     help_hint = f"('mannkit {subcommand} --help' lists the options)"
-    lowered = leaf.lower()
-    if "does not accept option" in lowered or "unrecognized arguments" in lowered or "not expected" in lowered:
-        return f"{leaf}; check the spelling {help_hint}."
-    prefix = f"{where}: " if where else ""
-    return f"{prefix}{leaf}; fix that value in the config or on the command line {help_hint}."
+    problem = explain(message)
+    if problem is None:
+        leaf = message.strip().splitlines()[-1].strip().rstrip(".") if message.strip() else message
+        lowered = leaf.lower()
+        if "does not accept option" in lowered or "unrecognized arguments" in lowered or "not expected" in lowered:
+            return f"{leaf}; check the spelling {help_hint}."
+        return f"{leaf}; fix that value in the config or on the command line {help_hint}."
+    fix = problem.fix or (
+        f"check the spelling {help_hint}" if problem.kind == "unknown_option"
+        else f"fix that value in the config or on the command line {help_hint}"
+    )
+    prefix = f"{problem.field}: " if problem.field else ""
+    return f"{prefix}{problem.message}; {fix}."
 
 
 def _mannkit_error_in(exc: BaseException | None) -> MannkitError | None:

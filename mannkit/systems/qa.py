@@ -197,7 +197,13 @@ class QASystem(CheckedLoading, pl.LightningModule):
     def _bind_from_data(self) -> None:
         """Take the sizes from the datamodule the first time a trainer runs (before optimizers and DDP exist)."""
         data = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        if data is None or not hasattr(data, "vocab_size"):
+        if data is not None and not hasattr(data, "vocab_size"):
+            raise ConfigError(
+                f"data.class_path: QASystem trains on question-answering data (story, question, answer) such as "
+                f"BabiDataModule, but {type(data).__name__} has no vocab_size; use SequenceSystem as the model for "
+                "sequence tasks, or BabiDataModule as the data."
+            )
+        if data is None:
             if self.sizes is None:
                 raise ConfigError(
                     "model.vocab_size is not set and there is no data to take it from; pass a datamodule such as "

@@ -139,13 +139,18 @@ def test_config_mistakes(tmp_path, capsys, edit, message):
 def test_missing_required_option(tmp_path, capsys):
     path = _broken(tmp_path, lambda c: CORE(c)["heads"][0].pop("init_args"))
     err = _error_of(capsys, ["fit", "--config", str(path)])
-    assert err.startswith("mannkit: error: model.core.heads: the following arguments are required: addressing;"), err
+    assert err.startswith(
+        "mannkit: error: model.init_args.core.init_args.heads.init_args.addressing: WriteHead needs the option 'addressing', "
+        "which is missing; add it under WriteHead's init_args."
+    ), err
 
 
 def test_wrong_type(tmp_path, capsys):
     path = _broken(tmp_path, lambda c: CORE(c)["memory"]["init_args"].update(slots="many"))
     err = _error_of(capsys, ["fit", "--config", str(path)])
-    assert err.startswith("mannkit: error: model.core.memory.slots: Expected a <class 'int'>. Got value: many; fix that value"), err
+    assert err.startswith(
+        "mannkit: error: model.init_args.core.init_args.memory.init_args.slots: expected an integer, got 'many'; fix that value"
+    ), err
     assert err.count("\n") == 1
 
 

@@ -192,6 +192,17 @@ def test_no_data_and_no_sizes(tmp_path):
         _trainer(tmp_path).validate(QASystem(ConstantQA()), dataloaders=loader, verbose=False)
 
 
+@pytest.mark.parametrize("sizes", [{}, dict(zip(qa_module.SIZE_NAMES, SIZES))])
+def test_sequence_task_data_is_refused(tmp_path, sizes):
+    """With or without explicit sizes (once a KeyError: 'story' from inside the first step)."""
+    from mannkit.tasks import CopyTask
+
+    data = CopyTask(bits=3, min_length=1, max_length=3, batch_size=2, train_batches=1, val_batches=1, test_batches=1)
+    with pytest.raises(ConfigError, match=r"^data\.class_path: QASystem trains on question-answering data \(story, question, "
+                                          r"answer\) such as BabiDataModule, but CopyTask has no vocab_size; use SequenceSystem"):
+        _trainer(tmp_path).validate(QASystem(ConstantQA(), **sizes), datamodule=data, verbose=False)
+
+
 def test_batch_shapes_are_checked(tmp_path):
     system = QASystem(ConstantQA(), **dict(zip(qa_module.SIZE_NAMES, SIZES)))
     batch = _data().example_batch(2)
