@@ -1,9 +1,15 @@
-"""Any controller with any memory and any addressing: every registered combination trains.
+"""Any controller with any memory and the heads made for it: every registered combination trains.
 
-The combinations come from the registry, so a new controller, memory or addressing is mixed
-with all the others without new test code. A combination the parts refuse (a head made for
-another memory) must be refused with a one-sentence ConfigError, which becomes the skip reason.
-The presets in configs/mixes/ pass the config check and one training step.
+The combinations come from the registry, so a new component is mixed with all the others without
+new test code:
+
+- every addressing, in a write head and a read head over a ``MatrixMemory``, under every controller;
+- every memory with each of its head sets (:func:`mannkit.testing.head_sets`: the registered heads
+  whose ``Head.needs`` the memory offers, a writer and a reader), under every controller; the DNC
+  memories with the DNC heads under GRU, LSTM, MLP and hop controllers, for instance.
+
+A combination the parts refuse must be refused with a one-sentence ConfigError, which becomes the
+skip reason. The presets in configs/mixes/ pass the config check and one training step.
 """
 
 from pathlib import Path
@@ -20,34 +26,25 @@ from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import Memory
 from mannkit.nn import ContentAddressing, MLPController, ReadHead, WriteHead
 from mannkit.tasks import CopyTask
-from mannkit.testing import default_factory, registered_components
+from mannkit.testing import default_factory, head_sets, no_set_reason, registered_components
+from mannkit.testing.mixing import build_heads
 
 ROOT = Path(__file__).parents[1]
 MIXES = sorted((ROOT / "configs" / "mixes").glob("*.yaml"))
-COMBINATIONS = [
-    (controller, memory, addressing)
-    for controller in registered_components("controller")
-    for memory in registered_components("memory")
-    for addressing in registered_components("addressing")
+CONTROLLERS = registered_components("controller")
+ADDRESSED = [(c, a) for c in CONTROLLERS for a in registered_components("addressing")]
+WITH_HEADS = [
+    (c, m, heads) for c in CONTROLLERS for m in registered_components("memory") for heads in (head_sets(m) or [()])
 ]
 
 
-def _build(controller: str, memory: str, addressing: str, input_size: int, output_size: int) -> MemoryCell:
-    """A cell of the kit's small default parts: one write head and one read head with the addressing."""
-    address = default_factory(addressing)
-    cell = MemoryCell(
-        default_factory(controller)(), default_factory(memory)(), [WriteHead(address()), ReadHead(address())], clip=20.0
-    )
-    cell.bind(input_size, output_size)
-    return cell
-
-
-@pytest.mark.parametrize("controller, memory, addressing", COMBINATIONS, ids=["-".join(c) for c in COMBINATIONS])
-def test_every_combination_trains(controller, memory, addressing):
-    batch = CopyTask(bits=3, min_length=2, max_length=2).example_batch(4)  # input [4, 6, 4], target [4, 6, 3]
+def _trains(build) -> None:  # noqa: ANN001
+    """Build a cell for a copy batch (input [4, 6, 4], target [4, 6, 3]) and take 3 Adam steps that change every parameter."""
+    batch = CopyTask(bits=3, min_length=2, max_length=2).example_batch(4)
     torch.manual_seed(0)
     try:
-        cell = _build(controller, memory, addressing, batch["input"].shape[-1], batch["target"].shape[-1])
+        cell = build()
+        cell.bind(batch["input"].shape[-1], batch["target"].shape[-1])
     except ConfigError as exc:
         message = str(exc)
         assert message.endswith(".") and "\n" not in message, f"an incompatible mix must say why in one sentence: {message!r}"
@@ -66,6 +63,30 @@ def test_every_combination_trains(controller, memory, addressing):
     assert all(torch.isfinite(torch.tensor(losses))), losses
     unchanged = [name for name, p in cell.named_parameters() if torch.equal(p, before[name])]
     assert not unchanged, f"parameters {unchanged} did not change in 3 Adam steps"
+
+
+@pytest.mark.parametrize("controller, addressing", ADDRESSED, ids=["-".join(c) for c in ADDRESSED])
+def test_every_addressing_trains_under_every_controller(controller, addressing):
+    """A write head and a read head with the addressing, over the kit's MatrixMemory."""
+    address = default_factory(addressing)
+    _trains(lambda: MemoryCell(
+        default_factory(controller)(), default_factory("MatrixMemory")(), [WriteHead(address()), ReadHead(address())], clip=20.0
+    ))
+
+
+@pytest.mark.parametrize("controller, memory, heads", WITH_HEADS, ids=["-".join([c, m, *h]) for c, m, h in WITH_HEADS])
+def test_every_memory_trains_with_its_heads_under_every_controller(controller, memory, heads):
+    if not heads:
+        pytest.skip(no_set_reason(memory))
+    _trains(lambda: MemoryCell(default_factory(controller)(), default_factory(memory)(), build_heads(heads), clip=20.0))
+
+
+def test_the_dnc_heads_are_mixed_with_every_controller():
+    """What the issue asked for by name: the DNC heads under GRU and MLP controllers (and the others)."""
+    for memory in ("DNCMemory", "SparseDNCMemory"):
+        assert ("DNCWriteHead", "DNCReadHead") in head_sets(memory)
+        mixed = {c for c, m, h in WITH_HEADS if m == memory and h == ("DNCWriteHead", "DNCReadHead")}
+        assert mixed == set(CONTROLLERS) >= {"GRUController", "MLPController"}
 
 
 def _unroll_from_random_memory(cell: MemoryCell, x: torch.Tensor) -> torch.Tensor:

@@ -199,13 +199,57 @@ class HeadOutput(NamedTuple):
 class Head(Component, ABC):
     """A bank of ``count`` heads of one kind, vectorised over the bank.
 
-    The cell projects the controller output to ``count * param_size(memory)`` numbers
-    per example and hands this bank its slice as ``[B, count, P]``. Heads run in
-    order of ``stage`` (writes, stage 0, before reads, stage 1).
+    Shape letters: B batch, h = ``count`` heads of the bank, P = ``param_size(memory)`` raw
+    parameters per head, R = ``read_size(memory)`` width of one head's read, N memory slots.
+
+    **One step.** The cell projects the controller output ``[B, H]`` to ``h * P`` numbers per
+    example (a linear layer sized from :meth:`param_size`) and hands this bank its slice as
+    ``params [B, h, P]``. :meth:`forward` returns a :class:`HeadOutput`: the reads ``[B, h, R]``
+    (None when R is 0), the memory state after the bank acted, the bank's own state, and a trace.
+    Every one of the P numbers must be used: the conformance kit fails a head whose ``param_size``
+    counts numbers that ``forward`` ignores (the projection would train rows that do nothing).
+
+    **The contract, member by member.**
+
+    - ``count``: h, the heads of the bank (they share weights and are vectorised).
+    - ``stage``: the order banks act in within one step; lower first, ties in the order the cell
+      lists them. Stage 0 writes, stage 1 reads (the default), so reads see this step's writes.
+      A head that both writes and reads (an append-then-attend tape head, a stack's push/pop
+      head) takes stage 1 when its writes need not be seen by other banks in the same step, and
+      stage 0 when they must (then other read banks see them; its own reads are still returned).
+      Whatever its stage, every bank with ``read_size > 0`` contributes reads.
+    - ``needs``: the memory operations (method names) the head calls, e.g. ``("read", "write")``
+      for :class:`~mannkit.nn.WriteHead`, ``("dnc_read", "attach_read_heads")`` for the DNC read
+      head, ``("push", "pop")`` for a stack head. A memory *fits* the head when it has each as a
+      callable attribute. ``()`` means the head calls none (it reads the state's fields itself);
+      ``None`` (the default) declares nothing. :meth:`bind` still refuses a memory that does not
+      fit, with a :class:`~mannkit.core.errors.ConfigError`; ``needs`` lets tools decide without
+      building anything: ``mannkit.testing.head_sets`` pairs every registered memory with the
+      registered heads that fit it, and the mixing tests train each pair under every controller.
+    - :meth:`bind` (once, before the optimizer exists): check the memory and create layers that
+      depend on it (and bind the head's addressing).
+    - :meth:`param_size` / :meth:`read_size`: P and R for this memory.
+    - :meth:`initial_state`: the bank's own recurrent state at the start of a sequence (e.g. the
+      previous weightings ``[B, h, N]`` an NTM head interpolates with), built with the given
+      ``device`` and ``dtype``, batch-first, finite; ``()`` for none. Like every state it is data:
+      returned by :meth:`forward`, never kept on ``self``; it must keep its shapes and dtypes
+      over a step (only a memory's declared ``growing`` axes may change).
+    - :meth:`forward`: fills ``trace`` only when ``record`` is true, with tensors ``[B, ...]``.
+
+    **How a trace entry is drawn.** The cell stacks each entry over time to ``[B, T, ...]``
+    (prefixed with the memory's name for a head on a named memory); the picture callbacks
+    (:class:`~mannkit.callbacks.MemoryPictures`) take one example, ``[T, ...]``, and
+    :func:`mannkit.viz.view_of` picks the picture from the entry's name and rank alone:
+    ``<kind>_weights [B, h, N]`` (``read_weights``, ``write_weights``) becomes one time x slot
+    panel per head; any other ``[B, N, W]`` the matrix at the last step; ``[B, K]`` a time x
+    index heatmap (a memory-slot axis when K is the N of a ``*_weights`` entry); ``[B]`` a line
+    over time; other ranks are not drawn. Name an entry ``*_weights`` only if it is ``[B, h, N]``.
     """
 
     registry_kind = "head"
     stage: int = 1
+    #: The memory operations this head calls (see above); None: not declared.
+    needs: ClassVar[tuple[str, ...] | None] = None
 
     @property
     @abstractmethod

@@ -42,6 +42,7 @@ from mannkit.testing.defaults import (
     register_example,
     registered_components,
 )
+from mannkit.testing.mixing import fits, head_sets, no_set_reason
 from mannkit.testing.qa import QA_SIZES, check_qa_model
 
 __all__ = [
@@ -62,6 +63,9 @@ __all__ = [
     "default_factory",
     "default_harness",
     "default_memory",
+    "fits",
+    "head_sets",
+    "no_set_reason",
     "parametrize_registry",
     "register_example",
     "registered_components",

@@ -116,6 +116,7 @@ class AttentionGRUHead(Head):
     """
 
     stage = 1
+    needs = ("read",)  # it runs over the rows of the state's ``memory`` field, which a memory with read holds as a tensor
 
     def __init__(self, addressing: Addressing, count: int = 1, hidden_size: int | None = None) -> None:
         super().__init__()

@@ -55,6 +55,7 @@ class DNCWriteHead(Head):
     """
 
     stage = 0
+    needs = ("dnc_write",)
 
     def __init__(self, count: int = 1) -> None:
         super().__init__()
@@ -103,6 +104,7 @@ class DNCReadHead(Head):
     """
 
     stage = 1
+    needs = ("dnc_read", "attach_read_heads")
 
     def __init__(self, count: int = 1) -> None:
         super().__init__()

@@ -71,6 +71,7 @@ class HopReadHead(Head):
     """
 
     stage = 1
+    needs = ("read",)
 
     def __init__(self, addressing: Addressing | None = None, linear: bool = False) -> None:
         super().__init__()
