@@ -214,10 +214,11 @@ class Head(Component, ABC):
     - ``count``: h, the heads of the bank (they share weights and are vectorised).
     - ``stage``: the order banks act in within one step; lower first, ties in the order the cell
       lists them. Stage 0 writes, stage 1 reads (the default), so reads see this step's writes.
-      A head that both writes and reads (an append-then-attend tape head, a stack's push/pop
-      head) takes stage 1 when its writes need not be seen by other banks in the same step, and
-      stage 0 when they must (then other read banks see them; its own reads are still returned).
-      Whatever its stage, every bank with ``read_size > 0`` contributes reads.
+      A head that both writes and reads (a stack's push/pop head, an append-then-attend tape
+      head) takes stage 0: it changes the memory, so it acts with the writers, later read banks
+      see its writes, and tools such as ``mannkit.testing.head_sets`` count it as a writer. Its
+      own reads are returned all the same: every bank with ``read_size > 0`` contributes reads,
+      whatever its stage.
     - ``needs``: the memory operations (method names) the head calls, e.g. ``("read", "write")``
       for :class:`~mannkit.nn.WriteHead`, ``("dnc_read", "attach_read_heads")`` for the DNC read
       head, ``("push", "pop")`` for a stack head. A memory *fits* the head when it has each as a
