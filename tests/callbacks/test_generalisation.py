@@ -1,19 +1,34 @@
-"""LengthGeneralisation: CSV, table, TensorBoard series and curve after ``mannkit test``; the difficulty axis."""
+"""LengthGeneralisation: CSV, table, TensorBoard series and curve after ``mannkit test``; the difficulty axis; two axes; presets."""
 
 import csv
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
+import lightning as L
 import pytest
+import torch
+import yaml
+from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.image import imread
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mannkit import viz
 from mannkit.callbacks import LengthGeneralisation
-from mannkit.callbacks.generalisation import collect_rows, difficulty_axis, training_limit
+from mannkit.callbacks.generalisation import (
+    GeneralisationRow,
+    collect_rows,
+    difficulty_axis,
+    draw_grid,
+    format_table,
+    training_limit,
+)
 from mannkit.cli import main
 from mannkit.core.errors import ConfigError
-from mannkit.tasks import AssociativeRecallTask, CopyTask, DynamicNGramsTask, PrioritySortTask, RepeatCopyTask
+from mannkit.core.interfaces import SequenceModel, SequenceOutput
+from mannkit.core.registry import registry
+from mannkit.systems import SequenceSystem
+from mannkit.tasks import AssociativeRecallTask, CopyTask, DynamicNGramsTask, PrioritySortTask, RepeatCopyTask, SequenceTask
 
 # restoring a checkpoint into another run folder is what the test run does on purpose
 pytestmark = pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")
@@ -124,3 +139,104 @@ def test_curve_marks_the_training_maximum():
 def test_bad_metric_argument(metric):
     with pytest.raises(ConfigError, match=r"metric must be a metric name such as 'bits_per_seq'"):
         LengthGeneralisation(metric=metric)
+
+
+# -- two difficulty axes ------------------------------------------------------------------------
+class Linear(SequenceModel):
+    """A per-step linear map, enough to be fitted and tested quickly."""
+
+    def bind(self, input_size: int, output_size: int) -> None:
+        self.linear = torch.nn.Linear(input_size, output_size)
+
+    def forward(self, x, record=False):
+        return SequenceOutput(self.linear(x), None)
+
+
+@pytest.fixture(scope="module")
+def two_axes(tmp_path_factory):
+    """A repeat-copy run tested on sets that differ in length and in repeats; its log folder and callback."""
+    root = tmp_path_factory.mktemp("two_axes")
+    task = RepeatCopyTask(bits=3, max_length=3, max_repeats=2, test_lengths=[2, 4, 2], test_repeats=[2, 2, 3],
+                          batch_size=4, train_batches=2, val_batches=1, test_batches=1)
+    callback = LengthGeneralisation()
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=TensorBoardLogger(root), callbacks=[callback],
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, limit_val_batches=0)
+    torch.manual_seed(0)
+    model = SequenceSystem(Linear())
+    trainer.fit(model, datamodule=task)
+    trainer.test(model, datamodule=task)
+    return Path(trainer.log_dir), callback
+
+
+def test_two_axes_keep_both_in_the_csv(two_axes):
+    folder, callback = two_axes
+    with (folder / "generalisation.csv").open() as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["test_set", "length", "repeats", *METRICS]
+    assert [r[:3] for r in rows[1:]] == [["len2_rep2", "2", "2"], ["len4_rep2", "4", "2"], ["len2_rep3", "2", "3"]]
+    assert [(r.difficulty, r.second) for r in callback.rows] == [(2, 2), (4, 2), (2, 3)]
+
+
+def test_two_axes_give_one_series_per_value_of_the_second(two_axes):
+    folder, _ = two_axes
+    events = _scalars(folder)
+    assert [s.step for s in events.Scalars("generalisation/bits_per_seq/repeats2")] == [2, 4]
+    assert [s.step for s in events.Scalars("generalisation/bits_per_seq/repeats3")] == [2]
+    (point,) = events.Scalars("generalisation/bits_per_seq/repeats3")
+    (logged,) = events.Scalars("test/len2_rep3/bits_per_seq")
+    assert point.value == pytest.approx(logged.value, rel=1e-6)
+    assert "generalisation/bits_per_seq" not in events.Tags()["scalars"]  # no line that jumps between the axes
+
+
+def test_two_axes_picture_is_drawn(two_axes):
+    folder, _ = two_axes
+    pixels = imread(folder / "generalisation_bits_per_seq.png")
+    assert pixels.ndim == 3 and pixels[..., :3].std() > 0
+
+
+def test_grid_places_each_test_set_at_both_of_its_values():
+    rows = [GeneralisationRow("a", 10, {"m": 1.0}, 10), GeneralisationRow("b", 20, {"m": 2.0}, 10),
+            GeneralisationRow("c", 10, {"m": 4.0}, 20)]
+    fig = draw_grid(rows, ("length", "repeats"), "m", (10, 10))
+    ax = fig.axes[0]
+    (points,) = ax.collections
+    assert points.get_offsets().tolist() == [[10, 10], [20, 10], [10, 20]]
+    assert points.get_array().tolist() == [1.0, 2.0, 4.0]
+    assert [t.get_text() for t in ax.texts] == ["1", "2", "4"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("length", "repeats")
+    assert [list(line.get_xdata()) for line in ax.lines] == [[10, 10], [0, 1]]  # training maxima: x = 10, y = 10
+
+
+def test_two_axes_table():
+    rows = [GeneralisationRow("len2_rep3", 2, {"bits_per_seq": 0.5}, 3)]
+    assert format_table(["length", "repeats"], rows, "bits_per_seq").splitlines() == [
+        "test set   length  repeats  bits/seq",
+        "len2_rep3       2        3    0.5000",
+    ]
+
+
+def test_the_default_metric_follows_the_loss():
+    class Categorical:
+        objective = SimpleNamespace(metric_names=["seq_accuracy", "step_accuracy"])
+
+    assert LengthGeneralisation().metric is None  # resolved at the end of testing
+    _, _, (row,) = collect_rows({"test/len3/seq_accuracy": 0.25, "test/len3/step_accuracy": 0.5},
+                                [("len3", {"min_length": 3})], "seq_accuracy", Categorical.objective.metric_names)
+    assert row.values == {"seq_accuracy": 0.25, "step_accuracy": 0.5}
+
+
+# -- presets ------------------------------------------------------------------------------------
+def test_every_preset_whose_test_sets_differ_reports_generalisation():
+    missing = []
+    for path in sorted((Path(__file__).parents[2] / "configs").rglob("*.yaml")):
+        config = yaml.safe_load(path.read_text())
+        data = config.get("data") or {}
+        name = str(data.get("class_path", "")).rsplit(".", 1)[-1]
+        if name not in registry.names("task") or not issubclass(registry.get(name, "task"), SequenceTask):
+            continue  # bAbI: test sets by task, not by difficulty
+        task = registry.get(name, "task")(**(data.get("init_args") or {}))
+        callbacks = [c["class_path"] if isinstance(c, dict) else c for c in config["trainer"].get("callbacks") or []]
+        if len(task.test_difficulties()) > 1 and "LengthGeneralisation" not in callbacks:
+            missing.append(path.name)
+    assert not missing
