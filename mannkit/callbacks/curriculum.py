@@ -79,12 +79,18 @@ class Curriculum(Callback):
             )
 
     def _limit(self, data: Any) -> float:
-        """``maximum``, and for a ``min_x`` attribute also the task's ``max_x``."""
+        """``maximum``; for a ``min_x`` attribute also the task's ``max_x``; and the bound the task declares
+        for the axis (its ``Difficulty.at_most``, e.g. ``id_space`` for graph nodes)."""
         limit = math.inf if self.maximum is None else self.maximum
         if self.attribute.startswith("min_"):
             paired = getattr(data, "max_" + self.attribute[len("min_"):], None)
             if isinstance(paired, int):
                 limit = min(limit, paired)
+        for axis in getattr(data, "difficulty", ()):
+            if self.attribute in getattr(axis, "attributes", ()) and axis.at_most is not None:
+                bound = getattr(data, axis.at_most, None)
+                if isinstance(bound, int):
+                    limit = min(limit, bound)
         return limit
 
     # -- Lightning hooks --------------------------------------------------------------------------

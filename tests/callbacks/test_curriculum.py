@@ -79,6 +79,19 @@ def test_a_min_attribute_stops_at_the_max():
     assert task.min_length == 3
 
 
+def test_the_bound_the_task_declares_stops_the_curriculum():
+    from mannkit.tasks import SortTask
+
+    task = SortTask(bits=3, min_items=1, max_items=2, key_space=5, test_items=[5], batch_size=2, train_batches=50,
+                    val_batches=1, test_batches=1)
+    curriculum = Curriculum(attribute="max_items", step=2, threshold=1e9)
+    assert curriculum._limit(task) == 5
+    L.Trainer(callbacks=[curriculum], accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, num_sanity_val_steps=0, max_steps=12, val_check_interval=2,
+              check_val_every_n_epoch=None).fit(_model(), datamodule=task)
+    assert task.max_items == 5  # key_space: one more would fail at the next batch
+
+
 def test_an_attribute_the_task_does_not_have():
     message = ("Curriculum: attribute 'max_items' is not a difficulty attribute of the task CopyTask; "
                "choose one of ['min_length', 'max_length'].")
