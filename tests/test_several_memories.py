@@ -130,3 +130,22 @@ def test_memory_pictures_draw_every_memory_under_its_name():
     figures = example_figures(_two(), {"input": torch.rand(2, T, I), "target": torch.rand(2, T, O)})
     assert {"read_weights", "memory", "aux/read_weights", "aux/write_weights", "aux/memory"} <= set(figures)
     assert [ax.get_title() for ax in figures["aux/read_weights"].axes if ax.get_title()][:2] == ["aux/read head 0", "aux/read head 1"]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch")
+@pytest.mark.filterwarnings("ignore::UserWarning:torch")
+def test_a_traced_step_over_several_memories_matches_eager_without_recompiling():
+    """The state dict of memories traces like one state: two graphs (first step, later steps), the same logits."""
+    from torch._dynamo.utils import counters
+
+    compiled, eager = _two(), _two()
+    compiled.compile = True
+    compiled.__dict__["_compiled_step"] = torch.compile(compiled._step, backend="aot_eager", dynamic=False)
+    x = torch.randn(B, T, I, generator=torch.Generator().manual_seed(2))
+    graphs_before = counters["stats"]["unique_graphs"]
+    for _ in range(2):
+        torch.manual_seed(4)  # the random memory inits
+        got = compiled(x).logits
+        torch.manual_seed(4)
+        torch.testing.assert_close(got, eager(x).logits)
+    assert counters["stats"]["unique_graphs"] - graphs_before == 2
