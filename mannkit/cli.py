@@ -24,13 +24,28 @@ _log = logging.getLogger("mannkit")
 
 
 def format_plugins() -> str:
-    """The ``mannkit plugins`` listing: each plugin, its distribution and version, what it registers or why it failed."""
+    """The ``mannkit plugins`` listing: every registered class of every kind, under the plugin that defines it.
+
+    The core's own classes come first, then each plugin with its distribution and version, what
+    it registers or why it failed to load, then any class defined outside the core and every
+    plugin (a script, a test module), with its module and distribution. Each class is credited
+    from its own module (see :meth:`mannkit.core.registry.Registry.source_of`), not from the
+    plugin that imported it first.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
     from mannkit.core.registry import registry
 
-    registry.load_plugins()
-    lines = ["core: mannkit (built-in)"]
-    core = [f"{e.kind}:{e.name}" for e in registry.entries() if e.plugin == "mannkit"]
-    lines += [f"    {item}" for item in core]
+    _import_builtins()  # tasks, systems and callbacks register on import
+
+    def items(plugin: str) -> list[str]:
+        return [f"    {e.kind}:{e.name}" for e in sorted(registry.entries(), key=lambda e: (e.kind, e.name)) if e.plugin == plugin]
+
+    try:
+        core_version = version("mannkit")
+    except PackageNotFoundError:
+        core_version = "?"
+    lines = [f"core: mannkit {core_version} (built-in)", *items("mannkit")]
     for name, info in sorted(registry.plugins.items()):
         head = f"{name}: {info.distribution} {info.version} (module {info.module})"
         if info.disabled:
@@ -38,8 +53,12 @@ def format_plugins() -> str:
         elif info.error:
             lines.append(f"{head} FAILED: {info.error}")
         else:
-            lines.append(head)
-            lines += [f"    {item}" for item in info.registered]
+            lines += [head, *items(name)]
+    known = {"mannkit", *registry.plugins}
+    others = [e for e in registry.entries() if e.plugin not in known]
+    if others:
+        lines.append("outside any plugin (registered by a script or a test):")
+        lines += [f"    {e.kind}:{e.name} (module {e.cls.__module__}, distribution {e.distribution})" for e in others]
     return "\n".join(lines)
 
 

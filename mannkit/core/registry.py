@@ -6,6 +6,12 @@ exactly as third-party ones do: a distribution declares an entry point in the
 group ``mannkit.plugins`` whose value is a module; importing the module registers
 its classes with :func:`register`.
 
+Each entry is credited to where its class is *defined*, never to whichever plugin happened
+to import it first: the plugin is the entry point whose module contains the class's module
+(``"mannkit"`` for the core), and the distribution is found from the class's top-level
+package with :func:`importlib.metadata.packages_distributions` (the entry point's own
+distribution when the package is not in that map).
+
 >>> from mannkit.core.registry import registry
 >>> "LSTMController" in registry.names("controller")  # doctest: +SKIP
 True
@@ -18,7 +24,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import entry_points, packages_distributions
 from typing import Any, TypeVar
 
 from mannkit.core.errors import ConfigError, PluginError, suggest
@@ -99,12 +105,27 @@ def _kind_of(cls: type) -> str:
     )
 
 
+_DISTRIBUTIONS: dict[str, list[str]] | None = None  # top-level package -> distributions, read once per plugin load
+
+
+def distribution_of(module: str) -> str:
+    """The distribution that installs ``module``'s top-level package, or ``'?'`` (a script, a test module)."""
+    global _DISTRIBUTIONS
+    if _DISTRIBUTIONS is None:
+        _DISTRIBUTIONS = packages_distributions()
+    found = _DISTRIBUTIONS.get(module.split(".")[0])
+    return found[0] if found else "?"
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
 class Registry:
     """Name -> class, per kind, strict about duplicates."""
 
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
-        self._current: PluginInfo | None = None
         self.plugins: dict[str, PluginInfo] = {}
         self._loaded = False
 
@@ -115,11 +136,7 @@ class Registry:
         if kind not in self._entries:
             raise PluginError(f"register: kind '{kind}' is not one of {', '.join(KINDS)}.")
         name = name or cls.__name__
-        plugin, dist = ("?", "?")
-        if self._current is not None:
-            plugin, dist = self._current.name, self._current.distribution
-        elif cls.__module__.startswith("mannkit.") or cls.__module__ == "mannkit":
-            plugin, dist = "mannkit", "mannkit"
+        plugin, dist = self.source_of(cls)
         new = Entry(name, kind, cls, plugin, dist)
         old = self._entries[kind].get(name)
         if old is not None:
@@ -130,9 +147,20 @@ class Registry:
                 f"rename one of them or disable one plugin with {DISABLE_ENV}."
             )
         self._entries[kind][name] = new
-        if self._current is not None:
-            self._current.registered.append(f"{kind}:{name}")
+        if plugin in self.plugins:
+            self.plugins[plugin].registered.append(f"{kind}:{name}")
         return cls
+
+    def source_of(self, cls: type) -> tuple[str, str]:
+        """``(plugin, distribution)`` that define ``cls``, from its module (``'?'`` where none is known)."""
+        module = cls.__module__
+        for info in self.plugins.values():
+            if _within(module, info.module):
+                found = distribution_of(module)
+                return info.name, found if found != "?" else info.distribution
+        if _within(module, "mannkit"):
+            return "mannkit", distribution_of(module) if distribution_of(module) != "?" else "mannkit"
+        return "?", distribution_of(module)
 
     # -- look-up ------------------------------------------------------------------------
     def names(self, kind: str | None = None) -> list[str]:
@@ -171,6 +199,8 @@ class Registry:
         """
         if self._loaded and not force:
             return self.plugins
+        global _DISTRIBUTIONS
+        _DISTRIBUTIONS = None  # distributions may have been installed since the last load
         import mannkit.nn  # noqa: F401  (core built-ins register first)
 
         if disabled is None:
@@ -183,7 +213,6 @@ class Registry:
             if ep.name in disabled:
                 info.disabled = True
                 continue
-            self._current = info
             try:
                 module = importlib.import_module(ep.value)
                 api = getattr(module, "MANNKIT_API", None)
@@ -200,8 +229,6 @@ class Registry:
                     PluginWarning,
                     stacklevel=2,
                 )
-            finally:
-                self._current = None
         self._loaded = True
         return self.plugins
 
@@ -210,10 +237,8 @@ class Registry:
         (the module was imported directly, or this is a forced reload of an already imported plugin)."""
         for entries in self._entries.values():
             for entry in entries.values():
-                if entry.plugin in ("?", info.name) and (
-                    entry.cls.__module__ == module or entry.cls.__module__.startswith(module + ".")
-                ):
-                    entry.plugin, entry.distribution = info.name, info.distribution
+                if _within(entry.cls.__module__, module):
+                    entry.plugin, entry.distribution = self.source_of(entry.cls)
                     item = f"{entry.kind}:{entry.name}"
                     if item not in info.registered:
                         info.registered.append(item)

@@ -20,6 +20,8 @@ def _controller(name: str) -> type:
 
 
 def test_builtins_are_registered_by_kind():
+    import mannkit.cell  # noqa: F401  (MemoryCell registers when the cell module is imported)
+
     assert "LSTMController" in registry.names("controller")
     assert "MatrixMemory" in registry.names("memory")
     assert "ContentAddressing" in registry.names("addressing")
@@ -109,3 +111,70 @@ def test_ntm_plugin_comes_from_its_entry_point():
 def test_forced_reload_keeps_what_an_imported_plugin_registered():
     registry.load_plugins(force=True)
     assert "addressing:NTMAddressing" in registry.plugins["ntm"].registered
+
+
+# -- credit: each class to the plugin and distribution that define it ----------------------------
+PLUGIN_SOURCE = """
+MANNKIT_API = 1
+from mannkit.core.registry import register
+from mannkit.core.interfaces import Controller
+import mannkit.cell, mannkit.tasks
+register(mannkit.cell.MemoryCell)  # built-ins registered while a third-party plugin loads
+register(mannkit.tasks.CopyTask)
+
+
+@register
+class ThirdController(Controller):
+    pass
+"""
+
+
+def test_builtins_imported_by_a_plugin_are_credited_to_mannkit(monkeypatch, tmp_path):
+    import mannkit.cell  # noqa: F401  (imported here first, so the global registry keeps them)
+    import mannkit.tasks  # noqa: F401
+
+    (tmp_path / "mk_third_party.py").write_text(PLUGIN_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    real = registry_module.packages_distributions()
+    monkeypatch.setattr(registry_module, "packages_distributions", lambda: {**real, "mk_third_party": ["mk-third-party"]})
+    _fake_entry_points(monkeypatch, [EntryPoint("third", "mk_third_party", "mannkit.plugins")])
+    reg = Registry()
+    monkeypatch.setattr(registry_module, "registry", reg)
+    try:
+        reg.load_plugins(disabled=[])
+    finally:
+        sys.modules.pop("mk_third_party", None)
+    assert reg.plugins["third"].error is None, reg.plugins["third"].error
+    sources = {e.name: (e.plugin, e.distribution) for e in reg.entries()}
+    assert sources["MemoryCell"] == sources["CopyTask"] == ("mannkit", "mannkit")
+    assert sources["ThirdController"] == ("third", "mk-third-party")
+    assert reg.plugins["third"].registered == ["controller:ThirdController"]
+
+
+def test_a_class_outside_every_plugin_is_credited_from_its_module():
+    reg = Registry()
+    reg.register(_controller("Stray"))  # module tests.fake: no plugin, no distribution
+    assert [(e.plugin, e.distribution) for e in reg.entries()] == [("?", "?")]
+
+
+def test_mannkit_plugins_lists_every_kind_under_the_plugin_that_defines_it(capsys):
+    from mannkit.cli import format_plugins
+
+    listing = format_plugins()
+    sections: dict[str, list[str]] = {}
+    for line in listing.splitlines():
+        if line.startswith("    "):
+            sections[current].append(line.strip())
+        else:
+            current = line.split(":")[0]
+            sections[current] = []
+    core = sections["core"]
+    for item in ("task:CopyTask", "system:SequenceSystem", "system:QASystem", "callback:MemoryPictures",
+                 "metric:BitsPerSequence", "model:MemoryCell", "memory:MatrixMemory", "head:ReadHead"):
+        assert item in core, f"{item} is not listed under core"
+    assert "head:HopReadHead" in sections["memn2n"] and "memory:DNCMemory" in sections["dnc"]
+    for plugin, items in sections.items():
+        for item in items:
+            kind, name = item.split(" ")[0].split(":")
+            expected = registry.source_of(registry.get(name, kind))[0]
+            assert plugin == ("core" if expected == "mannkit" else expected), f"{item} is listed under {plugin}"
