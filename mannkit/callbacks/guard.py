@@ -42,8 +42,12 @@ def agree(trainer: pl.Trainer | None, ok: bool) -> bool:
 
 def weights_finite(module: torch.nn.Module) -> bool:
     """Whether every floating-point parameter and buffer of ``module`` is finite."""
-    tensors = [t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
+    flags = [torch.isfinite(t).all() for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
+    if not flags:
+        return True
+    if len({f.device for f in flags}) == 1:
+        return bool(torch.stack(flags).all())  # one device sync per call, not one per tensor
+    return all(bool(f) for f in flags)
 
 
 def newest_finite_checkpoint(trainer: pl.Trainer | None) -> tuple[str | None, bool]:
