@@ -88,13 +88,15 @@ class TapeHead(Head):
     """``count`` heads that each append a value ``tanh(a)`` and then read by attention over the whole tape.
 
     Parameters per head: ``[value W | query W | strength 1]`` (P = 2W + 1), ``beta = 1 + softplus``.
-    Needs a memory with ``append`` and ``attend`` (:class:`TapeMemory`).
+    Needs a memory with ``append`` and ``attend`` (:class:`TapeMemory`). It writes and reads, so it
+    acts with the writers (stage 0) and still returns its reads.
 
     Args:
         count: h, the number of heads in the bank (the tape grows by h rows per step).
     """
 
-    stage = 1
+    stage = 0
+    needs = ("append", "attend")
 
     def __init__(self, count: int = 1) -> None:
         super().__init__()
@@ -107,7 +109,7 @@ class TapeHead(Head):
         return self._count
 
     def bind(self, memory: Memory) -> None:
-        if not (callable(getattr(memory, "append", None)) and callable(getattr(memory, "attend", None))):
+        if not all(callable(getattr(memory, name, None)) for name in self.needs):
             raise ConfigError(
                 f"TapeHead needs a memory with append and attend (such as TapeMemory), but the memory is "
                 f"{type(memory).__name__}; use TapeMemory as its memory."
