@@ -1,4 +1,5 @@
-"""Sequence tasks as ``LightningDataModule``s: the base class, the NTM paper's five algorithmic tasks, auxiliary objectives."""
+"""Sequence tasks as ``LightningDataModule``s: the base class and its difficulty declaration, the NTM paper's five
+algorithmic tasks, sorting, the DNC paper's graph tasks, bAbI, auxiliary objectives."""
 
 from mannkit.tasks.algorithmic import (
     AssociativeRecallTask,
@@ -9,7 +10,8 @@ from mannkit.tasks.algorithmic import (
     ngram_bayes_optimal_bits,
 )
 from mannkit.tasks.babi import BabiDataModule
-from mannkit.tasks.base import Batch, SequenceTask
+from mannkit.tasks.base import LOSSES, Batch, SequenceTask
+from mannkit.tasks.difficulty import Difficulty
 from mannkit.tasks.graph import FamilyTreeTask, GraphTask, GraphTraversalTask, ShortestPathTask
 from mannkit.tasks.multitask import MultiTask
 from mannkit.tasks.sorting import SortTask
@@ -17,6 +19,8 @@ from mannkit.tasks.sorting import SortTask
 __all__ = [
     "Batch",
     "SequenceTask",
+    "Difficulty",
+    "LOSSES",
     "CopyTask",
     "RepeatCopyTask",
     "AssociativeRecallTask",
