@@ -178,6 +178,36 @@ def _cli_class() -> type:
 
         before_validate = before_test = before_predict = before_fit
 
+        def add_arguments_to_parser(self, parser: Any) -> None:
+            """Every run logs the learning rate (Lightning's LearningRateMonitor) and the gradient norm (GradNormMonitor).
+
+            ``--lr_monitor null`` / ``--grad_norm null`` (or ``lr_monitor: null`` in YAML) turns one off;
+            ``--lr_monitor.init_args.logging_interval epoch`` changes an option.
+            """
+            from lightning.pytorch.callbacks import LearningRateMonitor
+
+            from mannkit.callbacks.grad_norm import GradNormMonitor
+
+            for key, cls, init_args in (("lr_monitor", LearningRateMonitor, {"logging_interval": "step"}),
+                                        ("grad_norm", GradNormMonitor, {})):
+                parser.add_lightning_class_args(cls, key, subclass_mode=True, required=False)
+                parser.set_defaults({key: {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}})
+
+        def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+            """The default monitors, less those turned off (null), those already in trainer.callbacks, and
+            LearningRateMonitor when the run has no logger (it refuses to start without one)."""
+            from lightning.pytorch.callbacks import LearningRateMonitor
+
+            listed = config.get("callbacks") or []
+            listed = listed if isinstance(listed, list) else [listed]
+            no_logger = config.get("logger") is False or config.get("logger") == []
+            kept = [
+                c for c in callbacks
+                if c is not None and not any(type(o) is type(c) for o in listed)
+                and not (no_logger and isinstance(c, LearningRateMonitor))
+            ]
+            return super()._instantiate_trainer(config, kept)
+
         def _parse_ckpt_path(self) -> None:
             """With ``--ckpt_path``, build the model the checkpoint was trained with (its saved config wins)."""
             from mannkit.callbacks.checkpoint_io import read_checkpoint

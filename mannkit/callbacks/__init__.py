@@ -1,10 +1,11 @@
-"""Callbacks: checkpoints (atomic, last always newest), training guard, prediction writer, memory-access pictures, length-generalisation report, curriculum, QA attention pictures, linear start."""
+"""Callbacks: checkpoints (atomic, last always newest), training guard, prediction writer, memory-access pictures, length-generalisation report, gradient-norm monitor, curriculum, QA attention pictures, linear start."""
 
 from mannkit.callbacks.attention_pictures import AttentionPictures
 from mannkit.callbacks.checkpoint import Checkpoint
 from mannkit.callbacks.checkpoint_io import AtomicCheckpointIO, CheckpointError, read_checkpoint
 from mannkit.callbacks.curriculum import Curriculum
 from mannkit.callbacks.generalisation import LengthGeneralisation
+from mannkit.callbacks.grad_norm import GradNormMonitor
 from mannkit.callbacks.guard import TrainingGuard
 from mannkit.callbacks.linear_start import LinearStart
 from mannkit.callbacks.memory_pictures import MemoryPictures
@@ -16,6 +17,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "Curriculum",
+    "GradNormMonitor",
     "LengthGeneralisation",
     "LinearStart",
     "MemoryPictures",
