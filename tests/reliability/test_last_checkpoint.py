@@ -87,6 +87,14 @@ def test_ckpt_path_last_finds_the_newest_last_checkpoint_of_the_earlier_runs(tmp
     assert newest != first and _step(newest) == 9
 
 
+def test_ckpt_path_last_without_any_run_starts_a_fit_afresh_and_says_so(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="mannkit"):
+        main(["fit", "--config", str(FIXTURE), "--trainer.default_root_dir", str(tmp_path), "--ckpt_path", "last",
+              "--trainer.max_steps", "1"])
+    assert f"mannkit fit: --ckpt_path last: no last.ckpt under {tmp_path} yet, so training starts from scratch" in caplog.text
+    assert _step(find_last_checkpoint([tmp_path])) == 1
+
+
 def test_ckpt_path_last_without_any_run_is_an_error_for_test(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["test", "--config", str(FIXTURE), "--trainer.default_root_dir", str(tmp_path), "--ckpt_path", "last"])
