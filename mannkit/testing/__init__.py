@@ -41,6 +41,7 @@ from mannkit.testing.defaults import (
     parametrize_registry,
     register_example,
     registered_components,
+    unchecked_reason,
 )
 from mannkit.testing.mixing import fits, head_sets, no_set_reason
 from mannkit.testing.qa import QA_SIZES, check_qa_model
@@ -69,4 +70,5 @@ __all__ = [
     "parametrize_registry",
     "register_example",
     "registered_components",
+    "unchecked_reason",
 ]

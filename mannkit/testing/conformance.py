@@ -46,7 +46,6 @@ import torch
 from torch import nn
 
 from mannkit.core.interfaces import Addressing, Controller, Head, Memory, QAModel, SequenceModel
-from mannkit.core.registry import registry
 from mannkit.testing.contracts import (
     CPU,
     Where,
@@ -57,7 +56,7 @@ from mannkit.testing.contracts import (
     memory_contract,
     model_contract,
 )
-from mannkit.testing.defaults import SIZES, Harness, default_factory, default_harness, default_memory, example_for
+from mannkit.testing.defaults import SIZES, Harness, _resolve, default_factory, default_harness, default_memory, example_for
 from mannkit.testing.model_checks import CHECKS, _bind_model, _run_checks, _run_controller, _run_model, _Subject
 
 __all__ = [
@@ -85,7 +84,7 @@ def _factory_of(target: Any) -> tuple[Callable[[], nn.Module], str]:
     else:
         raise TypeError(f"expected a registered name, a class or a factory, got {target!r}.")
     sample = factory()
-    expected = registry.get(target) if isinstance(target, str) else target
+    expected = _resolve(target) if isinstance(target, str) else target
     if isinstance(expected, type) and type(sample) is not expected:
         raise AssertionError(
             f"the conformance kit was asked to check {expected.__qualname__} but its example factory builds "

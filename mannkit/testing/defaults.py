@@ -32,6 +32,7 @@ from typing import Any
 
 from torch import nn
 
+from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import Addressing, Controller, Head, Memory, SequenceModel
 from mannkit.core.registry import registry
 
@@ -44,6 +45,7 @@ __all__ = [
     "default_factory",
     "build_default",
     "registered_components",
+    "unchecked_reason",
     "parametrize_registry",
     "default_harness",
     "default_memory",
@@ -309,6 +311,30 @@ def registered_components(kind: str) -> list[str]:
         raise ValueError(f"registered_components: kind must be one of {', '.join(KIT_KINDS)}, got {kind!r}.")
     _load_everything()
     return registry.names(kind)
+
+
+def unchecked_reason(name: str, kind: str) -> str:
+    """Why mannkit's own registry-driven tests leave a registered component to its plugin's tests ('' to check it).
+
+    Only a component from another distribution is ever left out: one that the kit cannot build
+    and put in a harness with its default partners, and whose plugin registered no example
+    (:func:`register_example`) when it was imported. mannkit's own components are always checked.
+    """
+    _load_everything()
+    entry = next((e for e in registry.entries(kind) if e.name == name), None)
+    if entry is None:
+        raise ValueError(f"unchecked_reason: no {kind} is registered as {name!r}; see registered_components({kind!r}).")
+    if entry.plugin == "mannkit" or entry.distribution == "mannkit" or example_for(entry.cls) != Example():
+        return ""
+    try:
+        component = default_factory(entry.cls)()
+        if kind in ("memory", "addressing", "head"):
+            default_harness(kind)(component).bind(SIZES.I, SIZES.O)
+    except (AssertionError, ConfigError) as exc:
+        return (f"{kind} {name} from plugin '{entry.plugin}' (distribution '{entry.distribution}') does not fit the kit's "
+                f"default partners ({str(exc).rstrip('.')}) and its plugin registered no example when it was imported; "
+                f"call mannkit.testing.register_example({name}, ...) in the plugin package, not only in its tests.")
+    return ""
 
 
 def parametrize_registry(kind: str, argname: str = "name") -> Any:
