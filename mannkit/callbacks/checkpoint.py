@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
 from mannkit.callbacks.checkpoint_io import clean_stale_temporaries
-from mannkit.callbacks.guard import agree, stop_message, weights_finite
+from mannkit.callbacks.guard import agree, newest_finite_checkpoint, stop_message, weights_finite
 from mannkit.core.errors import TrainingError
 from mannkit.core.registry import register
 
@@ -105,24 +105,27 @@ class Checkpoint(ModelCheckpoint):
 
     # -- Ctrl-C -----------------------------------------------------------------------------------
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        """On ``KeyboardInterrupt`` during fit: save ``last.ckpt`` (finite weights only) and print how to resume."""
+        """On ``KeyboardInterrupt`` during fit: save ``last.ckpt`` (finite weights only) and print how to resume.
+
+        With ``save_last`` off, or weights that are not finite, the message names the newest checkpoint whose
+        weights were read back and found finite instead, and says why it is not the newest state.
+        """
         super().on_exception(trainer, pl_module, exception)
-        if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != TrainerFn.FITTING or not self.save_last:
+        if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != TrainerFn.FITTING:
             return
-        step = trainer.global_step
-        try:
-            self._refresh_last(trainer)
+        step, saved, why = trainer.global_step, None, "save_last is off"
+        if self.save_last:
+            try:
+                self._refresh_last(trainer)
+                why = "no last.ckpt was written at this step"
+            except TrainingError:
+                why = "the weights hold NaN or inf, so they were not saved"
             saved = self.last_model_path if self._last_step_in_last == step else None
-        except TrainingError as error:
-            saved, note = None, str(error)
-        else:
-            note = "" if saved else "no last.ckpt was written for this step"
         if not trainer.is_global_zero:
             return
-        path = saved or (self.last_model_path if self.last_model_path and os.path.isfile(self.last_model_path) else None)
+        path, held = (saved, "the newest state") if saved else (newest_finite_checkpoint(trainer)[0], f"the newest checkpoint ({why})")
         if path is None:
-            print(f"mannkit: training interrupted at step {step}; no checkpoint was written{'; ' + note if note else ''}.", file=sys.stderr)
+            print(f"mannkit: training interrupted at step {step}; no checkpoint was written ({why}).", file=sys.stderr)
             return
-        held = "the newest state" if saved else f"an older state ({note})"
         command = f"{self.resume_command} --ckpt_path {path}" if self.resume_command else f"Trainer.fit(..., ckpt_path={path!r})"
         print(f"mannkit: training interrupted at step {step}; {held} is in {path}; resume with:\n{command}", file=sys.stderr)

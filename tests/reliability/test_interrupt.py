@@ -57,6 +57,28 @@ def test_ctrl_c_saves_the_newest_state_and_prints_the_resume_command(tmp_path, c
     assert newest != Path(path) and torch.load(newest, weights_only=True)["global_step"] == 6
 
 
+def test_ctrl_c_without_save_last_names_the_newest_checkpoint(tmp_path, capsys, monkeypatch, keep_sigint):
+    real_step = SequenceSystem.training_step
+
+    def interrupted_at_step_5(self, batch, batch_idx):
+        if self.global_step == 5:
+            raise KeyboardInterrupt
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SequenceSystem, "training_step", interrupted_at_step_5)
+    config = yaml.safe_load(FIXTURE.read_text())
+    config["trainer"]["callbacks"][0]["init_args"] = {"save_last": False}
+    path = tmp_path / "no_last.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(path), "--trainer.default_root_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    found = re.search(r"mannkit: training interrupted at step 5; the newest checkpoint \(save_last is off\) is in (\S+); resume with:\n"
+                      r"mannkit fit .* --ckpt_path \1\n", err)
+    assert found, err[-2000:]
+    assert Path(found.group(1)).name == "epoch=0-step=3.ckpt" and not list(tmp_path.rglob("last.ckpt"))
+
+
 def test_a_real_sigint_to_a_running_fit(tmp_path):
     """``mannkit fit`` in its own process, interrupted by SIGINT as Ctrl-C in a terminal does."""
     config = yaml.safe_load(FIXTURE.read_text())
