@@ -116,12 +116,31 @@ class Objective:
         return list(self.metrics())
 
 
+# Module-level functions, not lambdas: a system holding its Objective must pickle (DDP spawn, checkpoints).
+
+
+def _bce_metrics() -> dict[str, Metric]:
+    return {"bits_per_seq": BitsPerSequence(), "bit_errors_per_seq": BitErrorsPerSequence(), "seq_accuracy": SequenceAccuracy()}
+
+
+def _bce_train(logits: Tensor, target: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    return {"bits_per_seq": bits_per_sequence(logits, target, mask).mean()}
+
+
 def _bce_predict(logits: Tensor, target: Tensor, mask: Tensor) -> dict[str, Tensor]:
     return {
         "probabilities": torch.sigmoid(logits),
         "prediction": (logits > 0).float(),
         "bit_errors": bit_errors_per_sequence(logits, target, mask),
     }
+
+
+def _ce_metrics() -> dict[str, Metric]:
+    return {"seq_accuracy": CategoricalSequenceAccuracy(), "step_accuracy": StepAccuracy()}
+
+
+def _ce_train(logits: Tensor, target: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    return {"step_accuracy": step_accuracy(logits, target, mask)}
 
 
 def _ce_predict(logits: Tensor, target: Tensor, mask: Tensor) -> dict[str, Tensor]:
@@ -132,30 +151,23 @@ def _ce_predict(logits: Tensor, target: Tensor, mask: Tensor) -> dict[str, Tenso
     }
 
 
+def _mse_metrics() -> dict[str, Metric]:
+    return {"mse": MaskedMSE()}
+
+
+def _mse_train(prediction: Tensor, target: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    return {}  # train/loss already is the MSE
+
+
 def _mse_predict(prediction: Tensor, target: Tensor, mask: Tensor) -> dict[str, Tensor]:
     return {"prediction": prediction, "squared_error": squared_error_per_sequence(prediction, target, mask)}
 
 
 #: Every loss a task may declare, by name.
 OBJECTIVES: dict[str, Objective] = {
-    "bce": Objective(
-        "bce", masked_bce_loss, False,
-        lambda: {"bits_per_seq": BitsPerSequence(), "bit_errors_per_seq": BitErrorsPerSequence(), "seq_accuracy": SequenceAccuracy()},
-        lambda logits, target, mask: {"bits_per_seq": bits_per_sequence(logits, target, mask).mean()},
-        _bce_predict,
-    ),
-    "ce": Objective(
-        "ce", masked_cross_entropy_loss, True,
-        lambda: {"seq_accuracy": CategoricalSequenceAccuracy(), "step_accuracy": StepAccuracy()},
-        lambda logits, target, mask: {"step_accuracy": step_accuracy(logits, target, mask)},
-        _ce_predict,
-    ),
-    "mse": Objective(
-        "mse", masked_mse_loss, False,
-        lambda: {"mse": MaskedMSE()},
-        lambda prediction, target, mask: {},
-        _mse_predict,
-    ),
+    "bce": Objective("bce", masked_bce_loss, False, _bce_metrics, _bce_train, _bce_predict),
+    "ce": Objective("ce", masked_cross_entropy_loss, True, _ce_metrics, _ce_train, _ce_predict),
+    "mse": Objective("mse", masked_mse_loss, False, _mse_metrics, _mse_train, _mse_predict),
 }
 
 

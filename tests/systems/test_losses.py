@@ -275,3 +275,12 @@ def test_a_regression_toy_task_learns():
     first, last = _learns(ScaledPrevious(batch_size=16, train_batches=1000, seed=1), steps=120)
     assert first > 0.8  # the target's variance is 4/3
     assert last < 0.3 * first
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_a_system_with_any_loss_pickles(name):
+    """DDP spawn pickles the system, and with it its objective."""
+    import pickle
+
+    model = SequenceSystem(FixedLogits(CE_LOGITS), loss=name)
+    assert pickle.loads(pickle.dumps(model)).objective == model.objective
