@@ -46,7 +46,8 @@ def test_last_holds_the_final_step_when_the_monitor_never_improves(tmp_path, sav
     assert _step(folder / "epoch=0-step=2.ckpt") == 2
 
 
-def test_last_is_rewritten_at_every_validation(tmp_path):
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty:UserWarning")
+def test_last_is_rewritten_at_every_validation_and_stale_temporaries_are_removed(tmp_path):
     steps = []
 
     class Spy(Checkpoint):
@@ -70,8 +71,11 @@ def test_last_is_rewritten_at_every_validation(tmp_path):
         val_check_interval=2, check_val_every_n_epoch=None, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
         callbacks=[Spy(dirpath=tmp_path, save_last=True, monitor="epoch", mode="max")],
     )
+    stale = tmp_path / ".last.ckpt.4194305.partial"  # left by a killed save (pid above Linux's pid_max: not running)
+    stale.write_bytes(b"half a checkpoint")
     trainer.fit(model, datamodule=data)
     assert steps == [2, 4, 6, 7]
+    assert not stale.exists()  # removed when the run started
 
 
 def test_ckpt_path_last_finds_the_newest_last_checkpoint_of_the_earlier_runs(tmp_path, caplog):
