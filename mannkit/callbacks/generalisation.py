@@ -173,13 +173,14 @@ def draw_grid(
     y = [r.second if r.second is not None else math.nan for r in rows]
     z = [r.values[metric] for r in rows]
     shown = [v for v in z if not math.isnan(v)]
-    points = ax.scatter(x, y, c=z, s=900, marker="s", cmap="viridis",
+    points = ax.scatter(x, y, c=z, s=900, marker="s", cmap="viridis", zorder=2,
                         vmin=min(shown, default=0.0), vmax=max(shown, default=1.0), edgecolors="black")
     for xi, yi, zi in zip(x, y, z):
-        ax.annotate(f"{zi:.3g}", (xi, yi), ha="center", va="center", fontsize=7, color="white")
+        ax.annotate(f"{zi:.3g}", (xi, yi), ha="center", va="center", fontsize=7, zorder=3,
+                    bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.85, "linewidth": 0})
     for limit, line, name in ((limits[0], ax.axvline, labels[0]), (limits[1], ax.axhline, labels[1])):
         if limit is not None:
-            line(limit, color="gray", linestyle="--", label=f"training maximum {name} ({limit:g})")
+            line(limit, color="gray", linestyle="--", zorder=0, label=f"training maximum {name} ({limit:g})")
     heading = HEADINGS.get(metric, metric)
     fig.colorbar(points, ax=ax, label=heading)
     pad_x = max(1.0, 0.12 * (max(x) - min(x))) if x else 1.0
