@@ -15,6 +15,8 @@ plugin records (``Memory.describe``, ``HeadOutput.trace``) is drawn without chan
 entry                             picture
 ================================  =====================================================
 ``*_weights`` ``[T, h, N]``       one panel per head: time step x memory slot
+``*_modes`` ``[T, h, M]``         one panel per head: each mode's share over time (lines)
+``link`` ``[T, N, N]``            the last step: slot written after x slot written before
 other ``[T, N, W]`` (``memory``)  the matrix at the last step: memory slot x word element
 ``[T, K]`` (``usage``, ...)       time step x index heatmap
 ``[T]`` (``ponder``, ...)         a line over time steps
@@ -52,6 +54,7 @@ __all__ = [
     "draw_head_weights",
     "draw_final_matrix",
     "draw_over_time",
+    "draw_modes",
     "draw_trace",
     "draw_curve",
 ]
@@ -103,8 +106,12 @@ def view_of(name: str, value: np.ndarray) -> str | None:
     >>> [view_of(n, np.zeros(s)) for n, s in [("read_weights", (3, 2, 5)), ("memory", (3, 5, 4)),
     ...                                       ("usage", (3, 5)), ("ponder", (3,)), ("odd", (3, 1, 2, 2))]]
     ['heads', 'final', 'over_time', 'over_time', None]
+    >>> view_of("read_modes", np.zeros((3, 2, 3))), view_of("link", np.zeros((3, 5, 5)))
+    ('modes', 'final')
     """
     if value.ndim == 3:
+        if name.endswith("_modes"):
+            return "modes"
         return "heads" if name.endswith("_weights") else "final"
     if value.ndim in (1, 2):
         return "over_time"
@@ -152,6 +159,13 @@ def draw_final_matrix(name: str, value: np.ndarray) -> Figure:
         raise ValueError(f"draw_final_matrix: {name} has shape {list(value.shape)} but [T, N, W] was expected.")
     fig, (ax,) = new_figure(1)
     last = value.shape[0] - 1
+    if name.rpartition("/")[2] == "link":  # a temporal link matrix L[i, j] in [0, 1] (DNC), [N, N]
+        image = ax.imshow(value[last], aspect="equal", origin="lower", cmap="viridis", interpolation="nearest",
+                          vmin=0.0, vmax=max(float(value[last].max()), 1e-6))  # i (written after) on y, j (before) on x
+        ax.set(title=f"{_title(name)} at step {last}", xlabel="slot j (written before)", ylabel="slot i (written after j)")
+        _integer_ticks(ax)
+        fig.colorbar(image, ax=ax, label="link L[i, j]")
+        return fig
     bound = float(np.abs(value[last]).max()) or 1.0  # symmetric colour scale around 0
     image = ax.imshow(value[last], aspect="auto", origin="lower", cmap="RdBu_r", interpolation="nearest",
                       vmin=-bound, vmax=bound)  # [N, W]: slots on y, word elements on x
@@ -178,6 +192,28 @@ def draw_over_time(name: str, value: np.ndarray, slots: int | None = None) -> Fi
     return fig
 
 
+#: Names of the modes of a ``*_modes`` entry, by entry name (the DNC's read modes, in its order); others are numbered.
+MODE_NAMES = {"read_modes": ("backward", "content", "forward")}
+
+
+def draw_modes(name: str, value: np.ndarray) -> Figure:
+    """``value [T, h, M]``, a mixture over M modes per head and step (e.g. DNC read modes), as M lines per head."""
+    if value.ndim != 3:
+        raise ValueError(f"draw_modes: {name} has shape {list(value.shape)} but [T, h, M] was expected.")
+    modes = MODE_NAMES.get(name.rpartition("/")[2], ())
+    labels = [modes[m] if m < len(modes) else f"mode {m}" for m in range(value.shape[2])]
+    kind = _title(name[: -len("_modes")] if name.endswith("_modes") else name)
+    fig, axes = new_figure(value.shape[1])
+    steps = np.arange(value.shape[0])
+    for k, ax in enumerate(axes):
+        for m, label in enumerate(labels):
+            ax.plot(steps, value[:, k, m], marker=".", label=label)
+        ax.set(title=f"{kind} modes, head {k}", xlabel="time step", ylabel="weight", ylim=(-0.02, 1.02))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(loc="best", fontsize="small")
+    return fig
+
+
 def _slots(trace: Mapping[str, np.ndarray]) -> int | None:
     """N, from the first ``*_weights`` entry (its last axis), or None."""
     for name, value in trace.items():
@@ -197,6 +233,8 @@ def draw_trace(trace: Mapping[str, np.ndarray]) -> dict[str, Figure]:
             figures[name] = draw_head_weights(name, value)
         elif view == "final":
             figures[name] = draw_final_matrix(name, value)
+        elif view == "modes":
+            figures[name] = draw_modes(name, value)
         elif view == "over_time":
             figures[name] = draw_over_time(name, value, slots)
     return figures

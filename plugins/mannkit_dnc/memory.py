@@ -24,6 +24,8 @@ so the core ``ReadHead`` / ``WriteHead`` work on it (they leave usage, link and 
 >>> out = cell(torch.zeros(4, 7, 3), record=True)
 >>> out.logits.shape, out.trace["read_weights"].shape, out.trace["usage"].shape
 (torch.Size([4, 7, 2]), torch.Size([4, 7, 2, 11]), torch.Size([4, 7, 11]))
+>>> out.trace["link"].shape, out.trace["precedence"].shape, out.trace["read_modes"].shape
+(torch.Size([4, 7, 11, 11]), torch.Size([4, 7, 11]), torch.Size([4, 7, 2, 3]))
 """
 
 from __future__ import annotations
@@ -168,11 +170,11 @@ class DNCMemory(Memory):
             keys: the read keys, ``[B, R, W]``.
             strengths: the read strengths beta >= 1, ``[B, R]``.
             modes: pi, ``[B, R, 3]`` (backward, content, forward), softmaxed.
-            record: also return the read weightings.
+            record: also return the read weightings and modes.
 
         Returns:
             The read vectors ``[B, R, W]``, the new state and a trace (``read_weights``
-            ``[B, R, N]`` when recording, else empty).
+            ``[B, R, N]`` and ``read_modes`` ``[B, R, 3]`` when recording, else empty).
         """
         if keys.shape[1] != state.forward_weights.shape[1]:
             raise ShapeError(
@@ -181,7 +183,8 @@ class DNCMemory(Memory):
             )
         # c^r_t, then w^r_t = pi_b b_t + pi_c c^r_t + pi_f f_t [B, R, N], then r_t = w^r_t M_t [B, R, W]
         reads, weights = read_addressing(state.memory, keys, strengths, modes, state.forward_weights, state.backward_weights)
-        return reads, state._replace(read_weights=weights), ({"read_weights": weights} if record else {})
+        trace = {"read_weights": weights, "read_modes": modes} if record else {}  # modes pi [B, R, 3], for the pictures
+        return reads, state._replace(read_weights=weights), trace
 
     # -- plain matrix access, for the core heads ----------------------------------------------------
     def read(self, weights: Tensor, state: DNCState) -> Tensor:
@@ -193,4 +196,9 @@ class DNCMemory(Memory):
         return state._replace(memory=erase_add(state.memory, weights, erase, add))
 
     def describe(self, state: DNCState) -> dict[str, Tensor]:
-        return {"memory": state.memory, "usage": state.usage}
+        """What the pictures show of a state (called only when recording, never on the training path).
+
+        ``memory [B, N, W]``, ``usage [B, N]``, ``precedence [B, N]`` (p_t, drawn over time) and
+        ``link [B, N, N]`` (L_t; :class:`~mannkit.callbacks.MemoryPictures` draws the last step).
+        """
+        return {"memory": state.memory, "usage": state.usage, "precedence": state.precedence, "link": state.link}

@@ -50,8 +50,9 @@ Design (what differs from the dense DNC is marked *approximation*):
   that repeat are summed, and the K largest are kept (*approximation*: the rest is dropped, so a
   read weighting sums to at most 1, rescaled to 1 if the sparse links ever push it above).
 - **Traces.** With ``record``, the write gives ``write_weights [B, 1, N]`` and the reads
-  ``read_weights [B, R, N]`` (dense copies), and :meth:`SparseDNCMemory.describe` gives
-  ``usage [B, N]``; the memory itself is not copied out at every step. ``MemoryCell(compile=True)``
+  ``read_weights [B, R, N]`` (dense copies) and ``read_modes [B, R, 3]``, and
+  :meth:`SparseDNCMemory.describe` gives ``usage`` and ``precedence [B, N]``; the memory and the
+  links are not copied out at every step. ``MemoryCell(compile=True)``
   is not supported (in-place buffers and data-dependent search spans).
 
 >>> import torch
@@ -331,8 +332,13 @@ class SparseDNCMemory(Memory):
         )
 
     def describe(self, state: SparseDNCState) -> dict[str, Tensor]:
-        """``{"usage": [B, N]}`` (a copy; the memory itself is not copied out at every recorded step)."""
-        return {"usage": state.usage.clone()}
+        """``usage [B, N]`` and ``precedence [B, N]`` (dense copies, recorded steps only).
+
+        The memory and the link matrix are not copied out at every recorded step: a dense ``[B, N, N]``
+        link would undo what the sparse mode saves (use the dense DNCMemory to see links).
+        """
+        precedence = sparse_to_dense(state.precedence_index, state.precedence.detach(), self.slots)  # p [B, K + 1] -> [B, N]
+        return {"usage": state.usage.clone(), "precedence": precedence}
 
     def _advance(self, state: SparseDNCState) -> Tensor:
         """Check that ``state`` is the newest state of its buffers and count one more update."""
@@ -409,7 +415,7 @@ class SparseDNCMemory(Memory):
         Args:
             keys: ``[B, R, W]``; strengths: beta ``[B, R]``; modes: pi = (backward, content, forward) ``[B, R, 3]``
                 (softmaxed).
-            record: also return ``{"read_weights": [B, R, N]}`` (a dense copy).
+            record: also return ``{"read_weights": [B, R, N]}`` (a dense copy) and ``read_modes [B, R, 3]``.
 
         Returns:
             Reads ``[B, R, W]``, the new state and the trace.
@@ -434,7 +440,9 @@ class SparseDNCMemory(Memory):
         reads = (weights.unsqueeze(-1) * rows.view(B, R, K, W)).sum(-2)  # r = sum_k w_k M[i_k], [B, R, W]
         with torch.no_grad():
             state.usage.scatter_add_(1, index.view(B, R * K), weights.detach().view(B, R * K))  # u += w^r
-        trace = {"read_weights": sparse_to_dense(index, weights.detach(), self.slots)} if record else {}
+        trace = {}
+        if record:  # dense copies for the pictures; modes pi [B, R, 3]
+            trace = {"read_weights": sparse_to_dense(index, weights.detach(), self.slots), "read_modes": modes.detach()}
         return reads, state._replace(token=token, read_index=index, read_weights=weights, step=step), trace
 
 

@@ -222,7 +222,7 @@ def test_initial_state_shapes_and_describe():
         "read_weights": (B, R, N), "write_weights": (B, 1, N), "forward_weights": (B, R, N), "backward_weights": (B, R, N),
     }  # fmt: skip
     assert all(t.dtype == F64 and not t.any() for t in state)
-    assert set(memory.describe(state)) == {"memory", "usage"}
+    assert set(memory.describe(state)) == {"memory", "usage", "precedence", "link"}
 
 
 # -- the whole cell: fused functions against the composed mechanisms ------------------------------
@@ -404,7 +404,9 @@ def test_the_trace_is_drawable():
     assert trace["read_weights"].shape == (B, 6, R, N)
     assert trace["usage"].shape == (B, 6, N) and trace["memory"].shape == (B, 6, N, W)
     figures = draw_trace({k: v[0].detach().numpy() for k, v in trace.items()})
-    assert set(figures) == {"write_weights", "allocation_weights", "read_weights", "usage", "memory"}
+    assert set(figures) == {
+        "write_weights", "allocation_weights", "read_weights", "read_modes", "usage", "memory", "precedence", "link",
+    }
 
 
 # -- learning ---------------------------------------------------------------------------------
