@@ -198,7 +198,14 @@ def check_checkpoint_file(path: str | Path, field: str = "--ckpt_path") -> Path:
 
 def _unreadable(path: Path, field: str, exc: BaseException) -> CheckpointError:
     """The sentence for a file torch could not load (torch's advice to set weights_only=False is left out on purpose)."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return CheckpointError(
+            f"{field} '{path}': the file holds the Python object {found.group(1)} besides tensors and plain data, and mannkit "
+            "loads no code from checkpoint files; give a checkpoint written by mannkit fit (its configuration is plain data)."
+        )
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     first = first.split(". ")[0].rstrip(".")
     return CheckpointError(f"{field} '{path}': the file cannot be read as a PyTorch checkpoint ({first}); {_FIX}.")
 

@@ -183,6 +183,21 @@ def test_load_from_checkpoint_of_not_a_checkpoint(tmp_path, kind, system):
         system.load_from_checkpoint(path)
 
 
+class Pickled:
+    """A class a checkpoint written from plain Python may hold."""
+
+
+def test_a_checkpoint_holding_python_objects_is_refused_without_advice_to_load_code(tmp_path):
+    path = tmp_path / "pickled.ckpt"
+    torch.save({"state_dict": {}, "model": Pickled()}, path)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(path)
+    assert str(info.value) == (
+        f"--ckpt_path '{path}': the file holds the Python object {__name__}.Pickled besides tensors and plain data, and "
+        "mannkit loads no code from checkpoint files; give a checkpoint written by mannkit fit (its configuration is plain data)."
+    )
+
+
 def test_a_temporary_file_is_refused_by_name(tmp_path):
     path = tmp_path / ".last.ckpt.123.partial"
     atomic_save(_checkpoint(1), tmp_path / "x.ckpt")
