@@ -196,7 +196,7 @@ class DNCMemory(Memory):
         return state._replace(memory=erase_add(state.memory, weights, erase, add))
 
     def describe(self, state: DNCState) -> dict[str, Tensor]:
-        """What the pictures show of a state (called only when recording, never on the training path).
+        """What the pictures show of a state (called only with ``record=True``, so never in a plain training step).
 
         ``memory [B, N, W]``, ``usage [B, N]``, ``precedence [B, N]`` (p_t, drawn over time) and
         ``link [B, N, N]`` (L_t; :class:`~mannkit.callbacks.MemoryPictures` draws the last step).
