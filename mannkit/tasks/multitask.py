@@ -162,6 +162,10 @@ class MultiTask(pl.LightningDataModule):
     def test_difficulties(self) -> list[tuple[str, dict[str, Any]]]:
         return self.main.test_difficulties()
 
+    def test_axes(self) -> list[tuple[str, list[int]]]:
+        """The main task's generalisation axes."""
+        return self.main.test_axes()
+
     def _pad_main(self, batch: Batch) -> Batch:
         return pad_input(batch, self.widest_input, 0, self.tasks)
 

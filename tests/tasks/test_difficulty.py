@@ -138,6 +138,13 @@ def test_the_generalisation_axes_of_the_builtin_tasks(task, axes):
     assert task.test_axes() == axes
 
 
+def test_multitask_reports_its_main_tasks_axes():
+    from mannkit.tasks import MultiTask
+
+    multi = MultiTask(RepeatCopyTask(bits=4), [CopyTask(bits=5)], [0.5])
+    assert multi.test_axes() == RepeatCopyTask(bits=4).test_axes() == [("length", [10, 20, 10]), ("repeats", [10, 10, 20])]
+
+
 def test_every_builtin_task_declares_its_difficulty_and_every_attribute_exists():
     for name in mannkit.tasks.__all__:
         cls = getattr(mannkit.tasks, name)
