@@ -22,11 +22,14 @@ import yaml
 
 from mannkit.cli import main
 from mannkit.core.registry import registry
-from mannkit.testing import check_component
+from mannkit.testing import check_component, unchecked_reason
+from mannkit.testing import defaults as kit_defaults
+from mannkit.testing.defaults import example_for
 
 ROOT = Path(__file__).parents[1]
 EXAMPLE = ROOT / "examples" / "mannkit-example-plugin"
-COMPONENTS = ["addressing:ScaledDotAddressing", "controller:IndRNNController"]
+COMPONENTS = ["addressing:ScaledDotAddressing", "controller:IndRNNController", "task:MajorityTask"]
+CHECKED = [item for item in COMPONENTS if not item.startswith("task:")]  # the kinds the conformance kit checks
 pytestmark = pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")
 
 
@@ -37,6 +40,7 @@ def _install(site: Path) -> None:
     dist_info = site / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
     dist_info.mkdir()
     (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    (dist_info / "top_level.txt").write_text("mannkit_example\n")  # what packages_distributions() reads
     (dist_info / "entry_points.txt").write_text(
         "".join(
             f"[{group}]\n" + "".join(f"{name} = {value}\n" for name, value in entries.items())
@@ -66,6 +70,9 @@ def site(tmp_path_factory):
         for names in registry._entries.values():  # no public unregister: a test-only clean-up
             for name in [n for n, entry in names.items() if _is_example(entry.cls.__module__)]:
                 del names[name]
+        kept = {c: e for c, e in kit_defaults._EXAMPLES.items() if not _is_example(c.__module__)}  # the package's go
+        kit_defaults._EXAMPLES.clear()
+        kit_defaults._EXAMPLES.update(kept)
         registry.plugins.clear()
         registry.plugins.update(plugins)
         gc.collect()  # drop the classes, so no later parser finds them among the interfaces' subclasses
@@ -86,9 +93,19 @@ def test_the_plugin_loads_through_its_entry_point(site, capsys):
     assert all(f"    {item}" in out for item in COMPONENTS)
 
 
-@pytest.mark.parametrize("name", [item.split(":")[1] for item in COMPONENTS])
-def test_the_components_pass_the_conformance_kit_by_name(site, name):
+@pytest.mark.parametrize("kind, name", [item.split(":") for item in CHECKED])
+def test_the_components_pass_the_conformance_kit_by_name(site, kind, name):
+    """What mannkit's own registry-driven test does for every installed component (tests/testing/test_conformance.py)."""
+    assert unchecked_reason(name, kind) == ""
     check_component(name)
+
+
+def test_the_package_registers_its_conformance_example_on_import(site):
+    """The example sits in the plugin package, so mannkit's suite uses it, not only the plugin's own tests."""
+    from mannkit_example import ScaledDotAddressing, random_memory
+
+    assert example_for(ScaledDotAddressing).memory is random_memory
+    assert registry.source_of(ScaledDotAddressing) == ("example", "mannkit-example-plugin")
 
 
 def _run_installed(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -109,8 +126,10 @@ def test_the_plugin_passes_its_own_tests(site, tmp_path):
     assert " passed" in result.stdout and "skipped" not in result.stdout
 
 
-def test_a_config_naming_both_components_trains(site, tmp_path):
+def test_a_config_naming_all_three_components_trains(site, tmp_path):
     config = yaml.safe_load((ROOT / "tests" / "fixtures" / "tiny_copy.yaml").read_text())
+    config["data"] = {"class_path": "MajorityTask", "init_args": {"bits": 2, "max_length": 5, "test_lengths": [5, 9],
+                                                                   "batch_size": 4, "val_batches": 1, "test_batches": 1}}
     cell = config["model"]["init_args"]["core"]["init_args"]
     cell["controller"] = {"class_path": "IndRNNController", "init_args": {"hidden_size": 8, "recurrent_max": 2.0}}
     for head in cell["heads"]:
@@ -126,6 +145,7 @@ def test_a_config_naming_both_components_trains(site, tmp_path):
     assert checkpoint["global_step"] == 2
     core = checkpoint["hyper_parameters"]["core"]["init_args"]
     assert core["controller"]["class_path"] == "mannkit_example.controllers.IndRNNController"
+    assert "MajorityTask" in str(checkpoint.get("datamodule_hyper_parameters", checkpoint.keys())), checkpoint.keys()
     assert core["heads"][1]["init_args"]["addressing"] == {
         "class_path": "mannkit_example.addressing.ScaledDotAddressing", "init_args": {"scale": 2.0, "learn_scale": True},
     }
