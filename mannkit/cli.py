@@ -74,10 +74,15 @@ def _import_builtins() -> None:
 
 
 # -- config checks ------------------------------------------------------------------------
-def _check_component(node: Mapping[str, Any], where: str) -> None:
+def _check_component(node: Mapping[str, Any], where: str, owner: type | None = None, option: str | None = None) -> None:
     from mannkit.core.config import resolve_class
+    from mannkit.core.parser_errors import explain_class
 
-    cls = resolve_class(str(node["class_path"]), f"{where}.class_path")
+    try:
+        cls = resolve_class(str(node["class_path"]), f"{where}.class_path")
+    except ConfigError:  # the same sentence as a dotted override gets: a suggestion among the classes that fit
+        problem = explain_class(str(node["class_path"]), f"{where}.class_path", owner, option)
+        raise ConfigError(problem.sentence()) from None
     init_args = node.get("init_args") or {}
     if not isinstance(init_args, Mapping):
         raise ConfigError(f"{where}.init_args must be a mapping of option names to values, got {init_args!r}.")
@@ -97,19 +102,20 @@ def _check_component(node: Mapping[str, Any], where: str) -> None:
                     f"(its options: {', '.join(accepted) or 'none'})."
                 )
     for key, value in init_args.items():
-        _walk(value, f"{where}.init_args.{key}")
+        _walk(value, f"{where}.init_args.{key}", cls, str(key))
 
 
-def _walk(node: Any, where: str) -> None:
+def _walk(node: Any, where: str, owner: type | None = None, option: str | None = None) -> None:
+    """Check every component under ``node``; ``owner.option`` is the constructor option that holds it, if known."""
     if isinstance(node, Mapping):
         if "class_path" in node:
-            _check_component(node, where)
+            _check_component(node, where, owner, option)
             return
         for key, value in node.items():
             _walk(value, f"{where}.{key}" if where else str(key))
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            _walk(value, f"{where}[{i}]")
+            _walk(value, f"{where}[{i}]", owner, option)
 
 
 def check_config(path: str | Path) -> None:
@@ -348,12 +354,10 @@ def _summarise_parser_error(message: str, subcommand: str) -> str:
         if "does not accept option" in lowered or "unrecognized arguments" in lowered or "not expected" in lowered:
             return f"{leaf}; check the spelling {help_hint}."
         return f"{leaf}; fix that value in the config or on the command line {help_hint}."
-    fix = problem.fix or (
+    return problem.sentence(
         f"check the spelling {help_hint}" if problem.kind == "unknown_option"
         else f"fix that value in the config or on the command line {help_hint}"
     )
-    prefix = f"{problem.field}: " if problem.field else ""
-    return f"{prefix}{problem.message}; {fix}."
 
 
 def _mannkit_error_in(exc: BaseException | None) -> MannkitError | None:

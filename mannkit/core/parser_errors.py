@@ -37,7 +37,7 @@ from typing import Any
 
 from mannkit.core.errors import suggest
 
-__all__ = ["Problem", "explain", "expected_classes", "class_choices"]
+__all__ = ["Problem", "explain", "explain_class", "checkpoint_mismatch", "expected_classes", "class_choices"]
 
 #: How a type is named in a sentence.
 _TYPE_WORDS = {
@@ -74,6 +74,20 @@ class Problem:
     fix: str = ""
     value: str | None = None
     owner: type | None = field(default=None, repr=False)
+
+    def sentence(self, default_fix: str = "") -> str:
+        """``field: message; fix.`` (``message? Fix.`` after a question such as "did you mean 'X'?").
+
+        >>> Problem("a.b", "unknown_class", "unknown class 'Y'; did you mean 'X'?", "give X").sentence()
+        "a.b: unknown class 'Y'; did you mean 'X'? Give X."
+        """
+        fix = self.fix or default_fix
+        prefix = f"{self.field}: " if self.field else ""
+        if not fix:
+            return f"{prefix}{self.message}."
+        if self.message.endswith("?"):
+            return f"{prefix}{self.message} {fix[0].upper()}{fix[1:]}."
+        return f"{prefix}{self.message}; {fix}."
 
 
 @dataclass
@@ -143,6 +157,17 @@ def class_choices(expected: list[type]) -> list[str]:
     return sorted({e.name for e in registry.entries() if isinstance(e.cls, type) and issubclass(e.cls, tuple(expected))})
 
 
+def explain_class(name: str, where: str, owner: type | None = None, option: str | None = None) -> Problem:
+    """``name``, given for ``owner``'s option ``option`` (when known), as an unknown class or one of the wrong kind.
+
+    >>> from mannkit.cell import MemoryCell
+    >>> p = explain_class("MatrixMemroy", "memory.class_path", MemoryCell, "memory")
+    >>> p.message, p.fix.startswith("give one of") and "MatrixMemory" in p.fix
+    ("unknown class 'MatrixMemroy'; did you mean 'MatrixMemory'?", True)
+    """
+    return _class_problem(name, where, expected_classes(owner, option), False, owner)
+
+
 def _class_problem(name: str, where: str, expected: list[type], none_ok: bool, owner: type | None) -> Problem:
     """``name`` was given as a class: unknown (with a suggestion among the fitting classes) or of the wrong kind."""
     from mannkit.core.config import resolve_class
@@ -153,8 +178,7 @@ def _class_problem(name: str, where: str, expected: list[type], none_ok: bool, o
     try:
         cls = resolve_class(name, where)
     except ConfigError:
-        close = suggest(name.rpartition(".")[2], choices)
-        hint = f" ({close[2:]})" if close else ""
+        hint = suggest(name.rpartition(".")[2], choices)  # "; did you mean 'X'?", as the registry says it
         return Problem(where, "unknown_class", f"unknown class '{name}'{hint}", give, name, owner)
     if expected and not (isinstance(cls, type) and issubclass(cls, tuple(expected))):
         wanted = " or ".join(c.__name__ for c in expected) + (" or null" if none_ok else "")

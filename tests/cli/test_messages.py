@@ -55,12 +55,12 @@ CELL = {
         # a misspelt class on a dotted override gets the same "did you mean" as in YAML
         (
             [f"--{CORE}.memory.class_path", "MatrixMemroy"],
-            rf"{CORE}\.memory\.class_path: unknown class 'MatrixMemroy' \(did you mean 'MatrixMemory'\?\); "
-            r"give one of .*MatrixMemory.*\.$",
+            rf"{CORE}\.memory\.class_path: unknown class 'MatrixMemroy'; did you mean 'MatrixMemory'\? "
+            r"Give one of .*MatrixMemory.*\.$",
         ),
         (
             [f"--{CORE}.controller", "LSTMControler"],
-            rf"{CORE}\.controller: unknown class 'LSTMControler' \(did you mean 'LSTMController'\?\); give one of .*GRUController",
+            rf"{CORE}\.controller: unknown class 'LSTMControler'; did you mean 'LSTMController'\? Give one of .*GRUController",
         ),
         (
             [f"--{CORE}.memory", "QueueMemroy"],
@@ -89,6 +89,24 @@ CELL = {
 def test_dotted_override_mistakes(tmp_path, capsys, override, message):
     err = _error(capsys, ["fit", "--config", str(TINY), *override, "--trainer.default_root_dir", str(tmp_path)])
     assert re.search(message, err), err
+
+
+@pytest.mark.parametrize(
+    "option, typo",
+    [("controller", "LSTMControler"), ("memory", "MatrixMemroy"), ("heads", "WriteHaed")],
+)
+def test_a_class_typo_reads_the_same_in_yaml_and_on_the_command_line(tmp_path, capsys, option, typo):
+    config = yaml.safe_load(TINY.read_text())
+    node = config["model"]["init_args"]["core"]["init_args"][option]
+    (node[0] if isinstance(node, list) else node)["class_path"] = typo
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    from_yaml = _error(capsys, ["fit", "--config", str(path)])
+    override = [f"--{CORE}.{option}.class_path", typo] if option != "heads" else [f"--{CORE}.heads+", typo]
+    from_override = _error(capsys, ["fit", "--config", str(TINY), *override, "--trainer.default_root_dir", str(tmp_path)])
+    assert "; did you mean '" in from_yaml and "? Give one of " in from_yaml, from_yaml
+    # the same sentence after the field (a list item is [0] in YAML, appended with heads+ on the command line)
+    assert from_yaml.split(": ", 3)[3] == from_override.split(": ", 3)[3], (from_yaml, from_override)
 
 
 def test_int_or_none_in_yaml_does_not_dump_the_config(tmp_path, capsys):
