@@ -23,6 +23,7 @@ from mannkit.metrics.qa import (
     task_errors,
 )
 from mannkit.metrics.regression import MaskedMSE, masked_mse, squared_error_per_sequence
+from mannkit.metrics.transduction import FineAccuracy, coarse_accuracy, fine_accuracy
 from mannkit.metrics.sequence import (
     BitErrorsPerSequence,
     BitsPerSequence,
@@ -44,6 +45,9 @@ __all__ = [
     "step_accuracy",
     "step_errors_per_sequence",
     "categorical_sequence_accuracy",
+    "FineAccuracy",
+    "fine_accuracy",
+    "coarse_accuracy",
     "MaskedMSE",
     "masked_mse",
     "squared_error_per_sequence",

@@ -14,7 +14,16 @@ from mannkit.tasks.base import LOSSES, Batch, SequenceTask
 from mannkit.tasks.difficulty import Difficulty
 from mannkit.tasks.graph import FamilyTreeTask, GraphTask, GraphTraversalTask, ShortestPathTask
 from mannkit.tasks.multitask import MultiTask
+from mannkit.tasks.parsing import DyckTask
 from mannkit.tasks.sorting import SortTask
+from mannkit.tasks.transduction import (
+    BigramFlipTask,
+    CopyTransduction,
+    GenderConjugationTask,
+    ReversalTask,
+    SVOtoSOVTask,
+    TransductionTask,
+)
 
 __all__ = [
     "Batch",
@@ -32,6 +41,13 @@ __all__ = [
     "ShortestPathTask",
     "FamilyTreeTask",
     "SortTask",
+    "TransductionTask",
+    "CopyTransduction",
+    "ReversalTask",
+    "BigramFlipTask",
+    "SVOtoSOVTask",
+    "GenderConjugationTask",
+    "DyckTask",
     "BabiDataModule",
     "ngram_bayes_optimal_bits",
 ]
