@@ -5,14 +5,19 @@ H controller output size, h heads of one bank, P parameters per head. Sizes are 
 distinct :data:`~mannkit.testing.defaults.SIZES` (B=3, T=4, I=5, O=17, N=7, W=11, H=13, h=2).
 
 Each check builds the component afresh from a *factory* (``() -> unbound instance``): a
-lambda, a class (built with its defaults and partners) or a registered name. Checks, by name
+lambda, a class (built with its registered example, or its defaults and partners) or a
+registered name. Given a class or a name, the kit checks exactly that class: an example that
+builds another class (a base class's) is refused. Checks, by name
 (pass names in ``skip=`` to leave some out):
 
 ``contract``
     the interface's shapes and dtypes, run on the component directly (a head or an
-    addressing against a ``MatrixMemory`` state), in float32 and float64; initial states finite.
+    addressing against a ``MatrixMemory`` state), in float32 and float64; initial states finite;
+    states keep their dtypes over a step; a head uses each of its ``param_size`` numbers.
 ``zero_memory``
-    all-zero inputs and an all-zero memory give finite outputs and finite gradients.
+    all-zero inputs and an all-zero memory give finite outputs and finite gradients; a head or
+    an addressing run directly on an all-zero memory gives finite results for all-zero and for
+    non-zero parameters.
 ``gradients``
     after a forward over T steps and a backward of a weighted sum, every parameter has a
     finite, non-zero gradient; a stateful component's last output depends on the first input.
