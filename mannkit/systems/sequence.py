@@ -153,6 +153,12 @@ class SequenceSystem(CheckedLoading, pl.LightningModule):
         return self.core(x, record)
 
     def _check_batch(self, batch: Mapping[str, Tensor]) -> None:
+        missing = [key for key in ("input", "target", "mask") if key not in batch]
+        if missing:
+            raise ConfigError(
+                f"SequenceSystem got a batch without {', '.join(repr(k) for k in missing)} (its keys are {sorted(batch)}); "
+                "it trains on sequence tasks such as CopyTask: use QASystem for question-answering data such as BabiDataModule."
+            )
         x, y, mask = batch["input"], batch["target"], batch["mask"]
         fix = "use the same task settings (bits, widths) as the model was trained with"
         check_shape(x, ("B", "T", self.input_size), "batch input", fix)

@@ -169,6 +169,14 @@ def test_a_batch_of_the_wrong_shape(key, shape, message):
         model.predict_step(batch, 0)
 
 
+def test_a_question_answering_batch_is_refused_in_one_sentence():
+    """A bAbI batch (story/question/answer) given to SequenceSystem in plain Python, not only through the CLI."""
+    model = SequenceSystem(_cell(), input_size=I, output_size=O)
+    batch = {"story": torch.zeros(2, 4, 3, dtype=torch.long), "question": torch.zeros(2, 3, dtype=torch.long)}
+    with pytest.raises(ConfigError, match=r"SequenceSystem got a batch without 'input', 'target', 'mask' .*use QASystem"):
+        model.predict_step(batch, 0)
+
+
 # -- NaN in training -------------------------------------------------------------------------
 def test_nan_loss_names_the_step_and_keeps_the_last_checkpoint(tmp_path):
     nan_step = 3
