@@ -283,6 +283,12 @@ class SequenceOutput(NamedTuple):
     """``[B, T, O]``, before the loss's sigmoid or softmax."""
     trace: dict[str, Tensor] | None
     """Recorded internals, each ``[B, T, ...]`` (only when asked to record)."""
+    losses: dict[str, Tensor] | None = None
+    """Loss terms of the model's own, each a weighted scalar (ACT's ponder cost ``tau * sum_t (N(t) + R(t))``):
+    ``SequenceSystem`` adds each to the training loss and logs it as ``train/loss_<name>``; None for none."""
+    stats: dict[str, Tensor] | None = None
+    """Scalars to log beside the loss, never added to it (ACT's ``ponder_mean``, ``ponder_max``):
+    ``SequenceSystem`` logs each as ``train/<name>`` and ``val/<name>``; None for none."""
 
 
 class SequenceModel(Component, ABC):

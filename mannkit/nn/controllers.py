@@ -1,4 +1,4 @@
-"""Built-in controllers: stacked LSTM, stacked GRU, and a feed-forward MLP.
+"""Built-in controllers: stacked LSTM, stacked GRU, stacked tanh RNN, and a feed-forward MLP.
 
 Each maps ``x [B, I]`` and its state to ``h [B, H]`` and a new state. ``I`` is
 given by the assembling cell through :meth:`bind`.
@@ -15,7 +15,7 @@ from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import Controller
 from mannkit.core.registry import register
 
-__all__ = ["LSTMController", "GRUController", "MLPController", "LSTMState"]
+__all__ = ["LSTMController", "GRUController", "RNNController", "MLPController", "LSTMState"]
 
 
 def _positive(owner: str, name: str, value: int) -> None:
@@ -115,6 +115,47 @@ class GRUController(Controller):
             x = cell(x, state[layer])
             hs.append(x)
         return x, torch.stack(hs)
+
+
+@register
+class RNNController(Controller):
+    """A stack of plain tanh RNN layers, ``h_t = tanh(W x_t + U h_{t-1} + b)``; output is the top layer's ``h_t``.
+
+    The simple recurrent network of the ACT paper's parity and logic experiments (Graves 2016).
+
+    Args:
+        hidden_size: H, units per layer.
+        layers: number of stacked RNN layers.
+    """
+
+    def __init__(self, hidden_size: int = 100, layers: int = 1) -> None:
+        super().__init__()
+        _positive("RNNController", "hidden_size", hidden_size)
+        _positive("RNNController", "layers", layers)
+        self.hidden_size, self.layers = hidden_size, layers
+        self.cells = nn.ModuleList()
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def bind(self, input_size: int) -> None:
+        if self._bind_once(input_size=input_size):
+            sizes = [input_size] + [self.hidden_size] * (self.layers - 1)
+            self.cells.extend(nn.RNNCell(i, self.hidden_size, nonlinearity="tanh") for i in sizes)
+
+    def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        return torch.zeros(batch_size, self.layers, self.hidden_size, device=device, dtype=dtype)  # [B, L, H]
+
+    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        if len(self.cells) == 1:  # one layer: [B, H] -> [B, 1, H] view instead of a stacking copy
+            x = self.cells[0](x, state[:, 0])
+            return x, x.unsqueeze(1)
+        hs = []
+        for layer, cell in enumerate(self.cells):  # layers, not batch
+            x = cell(x, state[:, layer])
+            hs.append(x)
+        return x, torch.stack(hs, dim=1)  # L x [B, H] -> [B, L, H]
 
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}

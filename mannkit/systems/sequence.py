@@ -14,7 +14,12 @@ Training may add, each logged as its own term (the terms sum to ``train/loss``):
 - ``train/loss_consistency``: ``consistency_weight`` x their mean L1 change between steps
   (both from the model's trace, see :mod:`mannkit.systems.regularisers`);
 - ``train/loss_aux_<name>``: ``weight`` x the loss of each auxiliary batch a training batch
-  carries under ``"aux"`` (see :class:`~mannkit.tasks.MultiTask`).
+  carries under ``"aux"`` (see :class:`~mannkit.tasks.MultiTask`);
+- ``train/loss_<name>``: each loss term the model returns itself in ``SequenceOutput.losses``
+  (ACT's ``ponder``), already weighted by the model.
+
+A model's ``SequenceOutput.stats`` (scalars such as ACT's ``ponder_mean``) are logged as
+``train/<name>`` and ``val/<name>``, never added to the loss.
 """
 
 from __future__ import annotations
@@ -189,8 +194,14 @@ class SequenceSystem(CheckedLoading, pl.LightningModule):
 
     # -- steps --------------------------------------------------------------------------
     def training_terms(self, batch: Mapping[str, Any]) -> tuple[dict[str, Tensor], Tensor]:
-        """The weighted terms of the training loss (``main``, ``sparsity``, ``consistency``, ``aux_<name>``)
-        of one batch, and the main task's logits ``[B, T, O]``; the loss is the sum of the terms."""
+        """The weighted terms of the training loss (``main``, ``sparsity``, ``consistency``, ``aux_<name>``, and
+        the model's own ``SequenceOutput.losses``) of one batch, and the main task's logits ``[B, T, O]``; the loss
+        is the sum of the terms."""
+        terms, out = self._training_output(batch)
+        return terms, out.logits
+
+    def _training_output(self, batch: Mapping[str, Any]) -> tuple[dict[str, Tensor], Any]:
+        """:meth:`training_terms` and the model's whole :class:`~mannkit.core.interfaces.SequenceOutput`."""
         self._check_batch(batch)
         penalised = self.sparsity_weight > 0 or self.consistency_weight > 0
         out = self(batch["input"], record=penalised)
@@ -208,10 +219,23 @@ class SequenceSystem(CheckedLoading, pl.LightningModule):
         for name, aux in (batch.get("aux") or {}).items():
             self._check_batch(aux)
             terms[f"aux_{name}"] = aux["weight"] * self._loss(self(aux["input"]).logits, aux)
-        return terms, out.logits
+        for name, term in (getattr(out, "losses", None) or {}).items():  # the model's own terms (ACT's ponder cost)
+            if name in terms:
+                raise ConfigError(
+                    f"{type(self.core).__name__} returns a loss term named {name!r}, which the system already uses; "
+                    "rename the model's term."
+                )
+            terms[name] = term
+        return terms, out
+
+    def _log_stats(self, out: Any, prefix: str, batch_size: int) -> None:
+        """Log the model's ``SequenceOutput.stats`` (scalars, not part of the loss) as ``<prefix>/<name>``."""
+        for name, value in (getattr(out, "stats", None) or {}).items():
+            self.log(f"{prefix}/{name}", value, batch_size=batch_size, sync_dist=prefix != "train")
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        terms, logits = self.training_terms(batch)
+        terms, out = self._training_output(batch)
+        logits = out.logits
         loss = torch.stack(list(terms.values())).sum()
         stop_if_not_finite(self, loss)  # the NaN stop, all ranks together (mannkit.callbacks.guard)
         B = logits.shape[0]
@@ -222,12 +246,15 @@ class SequenceSystem(CheckedLoading, pl.LightningModule):
         for name, value in shown.items():
             self.log(f"train/{name}", value, prog_bar=True, batch_size=B)
         self.log("train/sequences", float((self.global_step + 1) * B * max(1, self.trainer.world_size)), batch_size=B)
+        self._log_stats(out, "train", B)
         return loss
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         self._check_batch(batch)
-        logits = self(batch["input"]).logits
+        out = self(batch["input"])
+        logits = out.logits
         B = logits.shape[0]
+        self._log_stats(out, "val", B)
         self.log("val/loss", self._loss(logits, batch), prog_bar=True, batch_size=B, sync_dist=True)
         for name, metric in self.val_metrics.items():
             metric(logits, batch["target"], batch["mask"])
