@@ -6,12 +6,11 @@ mannkit's registry-driven test like a built-in; one that registers the example o
 tests is left out of mannkit's suite with a one-sentence reason instead of failing it.
 """
 
+import importlib
 import sys
-
-import pytest
 from importlib.metadata import EntryPoint
 
-import importlib
+import pytest
 
 from mannkit.core.registry import Registry
 from mannkit.testing import check_component, unchecked_reason
