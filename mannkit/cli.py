@@ -105,9 +105,17 @@ def _check_component(node: Mapping[str, Any], where: str, owner: type | None = N
         _walk(value, f"{where}.init_args.{key}", cls, str(key))
 
 
+_TORCH_OPTIONS = ("model.init_args.optimizer", "model.init_args.lr_scheduler")
+
+
 def _walk(node: Any, where: str, owner: type | None = None, option: str | None = None) -> None:
     """Check every component under ``node``; ``owner.option`` is the constructor option that holds it, if known."""
     if isinstance(node, Mapping):
+        if where in _TORCH_OPTIONS and "class_path" in node:  # a torch.optim class, not a mannkit component
+            from mannkit.systems.optim import check_optimizer
+
+            check_optimizer(node, where, scheduler=where.endswith("lr_scheduler"))
+            return
         if "class_path" in node:
             _check_component(node, where, owner, option)
             return
@@ -161,6 +169,27 @@ def check_model_fits_data(model: Any, data: Any) -> None:
     )
 
 
+def _check_optimizers(cfg: Any) -> None:
+    """Check the model's optimizer and scheduler configs in a parsed config, moving stray overrides into place.
+
+    They are plain ``dict`` arguments (plain data in checkpoints), so jsonargparse puts a dotted override
+    such as ``--model.init_args.optimizer.init_args.lr 100`` beside their ``init_args``, as the text
+    ``'100'``; :func:`mannkit.systems.optim.check_optimizer` moves it into ``init_args`` as a number and
+    refuses values the optimizer would refuse, before any run folder exists.
+    """
+    from mannkit.systems.optim import DEFAULT_OPTIMIZER, check_optimizer
+
+    init_args = cfg.get("model.init_args") if hasattr(cfg, "get") else None
+    if init_args is None or not hasattr(init_args, "get"):
+        return
+    for key, scheduler in (("optimizer", False), ("lr_scheduler", True)):
+        value = init_args.get(key)
+        if isinstance(value, Mapping) and "class_path" not in value and key == "optimizer":
+            value = {**DEFAULT_OPTIMIZER, **value}  # an override of the default optimizer's options
+        if isinstance(value, Mapping):
+            init_args[key] = check_optimizer(value, f"model.init_args.{key}", scheduler=scheduler)
+
+
 def _config_paths(argv: list[str]) -> list[str]:
     paths = []
     for i, arg in enumerate(argv):
@@ -183,6 +212,18 @@ def _cli_class() -> type:
             check_model_fits_data(self.model, self.datamodule)
 
         before_validate = before_test = before_predict = before_fit
+
+        def init_parser(self, **kwargs: Any) -> Any:
+            """Lightning's parser, checking the optimizer configs of every parsed config (also for --print_config)."""
+            parser = super().init_parser(**kwargs)
+            parse_common = parser._parse_common  # jsonargparse's last step before printing and validating
+
+            def _parse_common(cfg: Any, *args: Any, **kw: Any) -> Any:
+                _check_optimizers(cfg)
+                return parse_common(cfg, *args, **kw)
+
+            parser._parse_common = _parse_common
+            return parser
 
         def add_arguments_to_parser(self, parser: Any) -> None:
             """Every run logs the learning rate (Lightning's LearningRateMonitor) and the gradient norm (GradNormMonitor).
