@@ -90,16 +90,18 @@ def test_the_dnc_heads_are_mixed_with_every_controller():
 
 
 def _unroll_from_random_memory(cell: MemoryCell, x: torch.Tensor) -> torch.Tensor:
-    """``cell(x).logits``, but with the memory rows starting as seeded noise instead of equal rows.
+    """``cell(x).logits``, but with seeded noise added to the initial memory rows.
 
     Rows that start equal (a constant or zero memory) stay equal under content-only addressing, so a
-    learned query/key/gate of such an addressing would get only rounding-error gradients.
+    learned query/key/gate of such an addressing would get only rounding-error gradients. The noise
+    is added, not substituted, so a learned initial memory still gets its gradient.
     """
     B, T, _ = x.shape
     state = cell.initial_state(B, x.device, x.dtype)
     if "memory" in getattr(state.memory, "_fields", ()):
-        noise = torch.randn(state.memory.memory.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
-        state = state._replace(memory=state.memory._replace(memory=noise))
+        rows = state.memory.memory  # [B, N, W]
+        noise = torch.randn(rows.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
+        state = state._replace(memory=state.memory._replace(memory=rows + noise))
     outputs = []
     for t in range(T):
         y, state, _ = cell.step(x[:, t], state)
