@@ -1,5 +1,5 @@
 """Sequence tasks as ``LightningDataModule``s: the base class and its difficulty declaration, the NTM paper's five
-algorithmic tasks, sorting, the DNC paper's graph tasks, bAbI, auxiliary objectives."""
+algorithmic tasks, the ACT paper's parity, logic and addition, sorting, the DNC paper's graph tasks, bAbI, auxiliary objectives, and few-shot episodes (sinusoid regression, Omniglot)."""
 
 from mannkit.tasks.algorithmic import (
     AssociativeRecallTask,
@@ -9,11 +9,14 @@ from mannkit.tasks.algorithmic import (
     RepeatCopyTask,
     ngram_bayes_optimal_bits,
 )
+from mannkit.tasks.act_tasks import AdditionTask, LogicTask, ParityTask
 from mannkit.tasks.babi import BabiDataModule
 from mannkit.tasks.base import LOSSES, Batch, SequenceTask
 from mannkit.tasks.difficulty import Difficulty
+from mannkit.tasks.episodic import EpisodicTask, SinusoidTask
 from mannkit.tasks.graph import FamilyTreeTask, GraphTask, GraphTraversalTask, ShortestPathTask
 from mannkit.tasks.multitask import MultiTask
+from mannkit.tasks.omniglot import OmniglotTask
 from mannkit.tasks.parsing import DyckTask
 from mannkit.tasks.sorting import SortTask
 from mannkit.tasks.transduction import (
@@ -41,6 +44,9 @@ __all__ = [
     "ShortestPathTask",
     "FamilyTreeTask",
     "SortTask",
+    "ParityTask",
+    "LogicTask",
+    "AdditionTask",
     "TransductionTask",
     "CopyTransduction",
     "ReversalTask",
@@ -50,4 +56,7 @@ __all__ = [
     "DyckTask",
     "BabiDataModule",
     "ngram_bayes_optimal_bits",
+    "EpisodicTask",
+    "SinusoidTask",
+    "OmniglotTask",
 ]
