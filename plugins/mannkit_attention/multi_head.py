@@ -35,8 +35,8 @@ from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import Addressing, Memory, slot_mask
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
+from mannkit.nn.attention import per_head_weights
 from mannkit_attention._checks import check_bound, check_positive_int
-from mannkit_attention.dot_product import attention_weights
 
 __all__ = ["MultiHeadAddressing", "multi_head_weights"]
 
@@ -53,11 +53,7 @@ def multi_head_weights(queries: Tensor, keys: Tensor, mixture: Tensor, mask: Ten
     Returns:
         ``[B, h, N]``.
     """
-    B, h, A, D = queries.shape
-    N = keys.shape[1]
-    scores = torch.einsum("bhad,bnad->bhan", queries, keys) / math.sqrt(D)  # q_a . k_{a,n} / sqrt(D): [B, h, A, N]
-    per_head = attention_weights(scores.reshape(B, h * A, N), mask)  # [B, h, A, N] -> [B, h*A, N] so the mask is [B, 1, N]
-    per_head = per_head.view(B, h, A, N)  # [B, h*A, N] -> [B, h, A, N]
+    per_head = per_head_weights(queries, keys, mask)  # softmax_n(q_a . k_{a,n} / sqrt(D)): [B, h, A, N] (mannkit.nn.attention)
     return torch.einsum("bha,bhan->bhn", mixture, per_head)  # sum_a pi_a w_a: [B, h, N]
 
 

@@ -1,0 +1,111 @@
+"""The graph memory: message passing by hand, edge writes, the heads under the common interfaces, pictures, the kit."""
+
+import pytest
+import torch
+
+from mannkit.cell import MemoryCell
+from mannkit.core.errors import ConfigError
+from mannkit.nn import ContentAddressing, LSTMController, MatrixMemory, ReadHead, WriteHead
+from mannkit.testing import check_head, check_memory, head_sets
+from mannkit.viz import view_of
+from mannkit_relational import EdgeWriteHead, GraphMemory, GraphState
+from mannkit_relational.graph_memory import messages, write_edges
+
+CPU = torch.device("cpu")
+B, N, W = 3, 7, 5
+
+
+def test_messages_by_hand():
+    sender = torch.tensor([[[0.5], [0.0], [-1.0]]])  # P h_i + b: [B=1, N=3, F=1]
+    receiver = torch.tensor([[[0.0], [1.0], [2.0]]])  # Q h_j
+    E = torch.tensor([[[0.0, 1.0, 0.5], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]])
+    u = torch.tensor([2.0])
+    got = messages(sender, receiver, u, E)[0, :, 0]
+    t = torch.tanh
+    expected = torch.stack([1.0 * t(torch.tensor(0.5 + 1.0 + 2.0)) + 0.5 * t(torch.tensor(0.5 + 2.0 + 1.0)),
+                            torch.tensor(0.0), 1.0 * t(torch.tensor(-1.0 + 0.0 + 2.0))])
+    torch.testing.assert_close(got, expected)
+
+
+def test_edge_write_by_hand_erases_then_adds():
+    E = torch.full((1, 2, 2), 0.5)
+    s, t = torch.tensor([[[1.0, 0.0]]]), torch.tensor([[[0.0, 1.0]]])
+    got = write_edges(E, s, t, torch.tensor([[1.0]]), torch.tensor([[0.25]]))
+    torch.testing.assert_close(got, torch.tensor([[[0.5, 0.25], [0.5, 0.5]]]))
+
+
+def test_no_edges_no_messages_so_the_residual_update_keeps_the_nodes():
+    memory = GraphMemory(N, W, edges="written", update="residual")
+    state = memory.initial_state(B, CPU, torch.float32)
+    out = memory.propagate(state)
+    # h' = h + tanh(Linear([h; 0])): with zero messages only the node's own term moves it
+    expected = state.memory + torch.tanh(memory.node_update(torch.cat([state.memory, torch.zeros(B, N, 16)], -1)))
+    torch.testing.assert_close(out.memory, expected)
+
+
+def test_rounds_compose():
+    torch.manual_seed(0)
+    two = GraphMemory(N, W, rounds=2)
+    one = GraphMemory(N, W, rounds=1)
+    one.load_state_dict(two.state_dict())
+    state = two.initial_state(B, CPU, torch.float32)
+    torch.testing.assert_close(two.propagate(state), one.propagate(one.propagate(state)))
+
+
+def test_learned_adjacency_is_a_soft_matrix_in_the_state():
+    memory = GraphMemory(N, W)
+    state = memory.write(torch.softmax(torch.randn(B, 1, N), -1), torch.rand(B, 1, W), torch.randn(B, 1, W),
+                         memory.initial_state(B, CPU, torch.float32))
+    assert state.memory.shape == (B, N, W) and state.adjacency.shape == (B, N, N)
+    assert ((state.adjacency > 0) & (state.adjacency < 1)).all()
+
+
+def test_gradcheck_of_a_write_in_float64():
+    torch.manual_seed(0)
+    memory = GraphMemory(4, 3, rounds=2, message_size=3).double()
+    adjacency = torch.rand(2, 4, 4, dtype=torch.float64)
+    nodes = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.softmax(torch.randn(2, 1, 4, dtype=torch.float64), -1).requires_grad_(True)
+    add = torch.randn(2, 1, 3, dtype=torch.float64, requires_grad=True)
+    erase = torch.rand(2, 1, 3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda n, w, a: memory.write(w, erase, a, GraphState(n, adjacency)).memory, (nodes, w, add))
+
+
+def test_the_memory_and_the_edge_head_conform():
+    check_memory(GraphMemory)
+    check_memory(lambda: GraphMemory(N, 11, update="residual", rounds=2))
+    check_head(EdgeWriteHead)
+
+
+def test_the_core_heads_and_the_edge_head_mix():
+    assert ("WriteHead", "ReadHead") in head_sets(GraphMemory)
+    cell = MemoryCell(LSTMController(9), GraphMemory(N, W, edges="written"),
+                      [EdgeWriteHead(ContentAddressing()), WriteHead(ContentAddressing()), ReadHead(ContentAddressing(), count=2)])
+    cell.bind(input_size=4, output_size=3)
+    out = cell(torch.randn(B, 6, 4), record=True)
+    assert out.logits.shape == (B, 6, 3)
+    assert out.trace["adjacency"].abs().sum() > 0, "the edge head wrote edges"
+    assert out.trace["source_weights"].shape == (B, 6, 1, N)
+
+
+def test_describe_gives_adjacency_and_nodes_as_pictures():
+    memory = GraphMemory(N, W)
+    described = memory.describe(memory.initial_state(B, CPU, torch.float32))
+    assert described["adjacency"].shape == (B, N, N) and described["nodes"].shape == (B, N, W)
+    for name, value in described.items():  # one example over T = 4 steps
+        assert view_of(name, value[0].unsqueeze(0).expand(4, *value.shape[1:]).detach().numpy()) == "final", f"{name} is not drawn"
+
+
+def test_zero_message_rounds_are_refused():
+    with pytest.raises(ConfigError, match=r"^GraphMemory: rounds must be a positive integer, got 0; set rounds to 1 or more "
+                                          r"\(a graph memory without message passing is a MatrixMemory\)\.$"):
+        GraphMemory(rounds=0)
+
+
+def test_an_edge_head_is_refused_by_learned_edges_and_by_other_memories():
+    with pytest.raises(ConfigError, match=r"^EdgeWriteHead: the GraphMemory's edges are learned, so they cannot be written; "
+                                          r"set the memory's edges to written\.$"):
+        EdgeWriteHead(ContentAddressing()).bind(GraphMemory())
+    with pytest.raises(ConfigError, match=r"^EdgeWriteHead needs a memory with write_edges \(a GraphMemory\), but the memory "
+                                          r"is MatrixMemory;"):
+        EdgeWriteHead(ContentAddressing()).bind(MatrixMemory())
