@@ -16,6 +16,7 @@ from mannkit.tasks.difficulty import Difficulty
 from mannkit.tasks.episodic import EpisodicTask, SinusoidTask
 from mannkit.tasks.graph import FamilyTreeTask, GraphTask, GraphTraversalTask, ShortestPathTask
 from mannkit.tasks.multitask import MultiTask
+from mannkit.tasks.nth_farthest import NthFarthestTask
 from mannkit.tasks.omniglot import OmniglotTask
 from mannkit.tasks.parsing import DyckTask
 from mannkit.tasks.sorting import SortTask
@@ -44,6 +45,7 @@ __all__ = [
     "ShortestPathTask",
     "FamilyTreeTask",
     "SortTask",
+    "NthFarthestTask",
     "ParityTask",
     "LogicTask",
     "AdditionTask",
