@@ -18,7 +18,9 @@ mse     float ``[B, T, O]``          mse                                        
 ======  ===========================  ===========================================  =============================
 
 Every loss is averaged over the scored steps (``mask [B, T]``): BCE over scored bits,
-cross-entropy over scored steps, squared error over scored values.
+cross-entropy over scored steps, squared error over scored values. A ``ce`` target may hold D class
+ids per step (``[B, T, D]``, logits ``[B, T, D * C]``; the ACT paper's addition writes 6 digits of
+11 classes): each digit is then scored as a step (:func:`~mannkit.metrics.categorical.digits_as_steps`).
 
 >>> import torch
 >>> logits, target, mask = torch.zeros(1, 2, 4), torch.tensor([[3, -1]]), torch.tensor([[1.0, 0.0]])
@@ -51,7 +53,7 @@ from mannkit.metrics import (
     step_accuracy,
     step_errors_per_sequence,
 )
-from mannkit.metrics.categorical import check_categorical
+from mannkit.metrics.categorical import check_categorical, digits_as_steps
 
 __all__ = ["Objective", "OBJECTIVES", "objective", "masked_bce_loss", "masked_cross_entropy_loss", "masked_mse_loss"]
 
@@ -77,6 +79,7 @@ def masked_cross_entropy_loss(logits: Tensor, target: Tensor, mask: Tensor) -> T
         target: ``[B, T]`` int64 class ids in ``0..C-1`` (any id, e.g. -1, at unscored steps).
         mask: ``[B, T]``, 1 where a step is scored.
     """
+    logits, target, mask = digits_as_steps(logits, target, mask)  # target [B, T, D]: each digit scored as a step
     check_categorical(logits, target, mask, "masked_cross_entropy_loss")
     scored = mask > 0
     ids = torch.where(scored, target, torch.zeros_like(target))  # a valid id at unscored steps
@@ -144,6 +147,13 @@ def _ce_train(logits: Tensor, target: Tensor, mask: Tensor) -> dict[str, Tensor]
 
 
 def _ce_predict(logits: Tensor, target: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    if target.dim() == 3:  # D class ids per step: probabilities [B, T, D, C], prediction [B, T, D]
+        logits = logits.unflatten(2, (target.shape[2], -1))
+        return {
+            "probabilities": torch.softmax(logits, dim=3),
+            "prediction": logits.argmax(dim=3),
+            "step_errors": step_errors_per_sequence(logits.flatten(2), target, mask),
+        }
     return {
         "probabilities": torch.softmax(logits, dim=2),
         "prediction": logits.argmax(dim=2),

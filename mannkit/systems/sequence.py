@@ -167,8 +167,15 @@ class SequenceSystem(CheckedLoading, pl.LightningModule):
         x, y, mask = batch["input"], batch["target"], batch["mask"]
         fix = "use the same task settings (bits, widths) as the model was trained with"
         check_shape(x, ("B", "T", self.input_size), "batch input", fix)
-        if self.objective.categorical:  # class ids, one per step
-            check_shape(y, (x.shape[0], x.shape[1]), "batch target", "a categorical (ce) target is [B, T] class ids")
+        if self.objective.categorical and y.dim() == 3:  # D class ids per step (ACT's addition): logits [B, T, D * C]
+            check_shape(y, (x.shape[0], x.shape[1], "D"), "batch target", "a categorical (ce) target is [B, T] or [B, T, D] class ids")
+            if self.output_size % y.shape[2]:
+                raise ConfigError(
+                    f"the task gives {y.shape[2]} class ids per step but the model has {self.output_size} outputs, not a "
+                    "multiple of it; leave model.output_size null to take it from the task."
+                )
+        elif self.objective.categorical:  # class ids, one per step
+            check_shape(y, (x.shape[0], x.shape[1]), "batch target", "a categorical (ce) target is [B, T] or [B, T, D] class ids")
         else:
             check_shape(y, (x.shape[0], x.shape[1], self.output_size), "batch target", fix)
         check_shape(mask, (x.shape[0], x.shape[1]), "batch mask")
