@@ -54,6 +54,7 @@ def format_plugins() -> str:
             lines.append(f"{head} FAILED: {info.error}")
         else:
             lines += [head, *items(name)]
+    lines += [f"{name}: named in MANNKIT_DISABLE_PLUGINS but no installed plugin (misspelt?)" for name in registry.unknown_disabled]
     known = {"mannkit", *registry.plugins}
     others = [e for e in registry.entries() if e.plugin not in known]
     if others:
@@ -78,8 +79,12 @@ def _check_component(node: Mapping[str, Any], where: str, owner: type | None = N
     from mannkit.core.config import resolve_class
     from mannkit.core.parser_errors import explain_class
 
+    from mannkit.core.registry import DisabledPluginError
+
     try:
         cls = resolve_class(str(node["class_path"]), f"{where}.class_path")
+    except DisabledPluginError:
+        raise
     except ConfigError:  # the same sentence as a dotted override gets: a suggestion among the classes that fit
         problem = explain_class(str(node["class_path"]), f"{where}.class_path", owner, option)
         raise ConfigError(problem.sentence()) from None

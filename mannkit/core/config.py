@@ -87,7 +87,7 @@ def resolve_class(path: str, where: str = "class_path") -> type:
     try:
         return registry.get(path.rpartition(".")[2])
     except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise type(exc)(f"{where}: {exc}") from None  # the kind kept (a class of a disabled plugin)
 
 
 def instantiate(config: Any, where: str = "config") -> Any:

@@ -20,7 +20,9 @@ True
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ __all__ = [
     "Entry",
     "PluginInfo",
     "PluginWarning",
+    "DisabledPluginError",
     "Registry",
     "registry",
     "register",
@@ -54,6 +57,10 @@ C = TypeVar("C", bound=type)
 
 class PluginWarning(UserWarning):
     """A plugin failed to load; runs that do not use it go on."""
+
+
+class DisabledPluginError(ConfigError):
+    """A config names a class of a plugin that ``MANNKIT_DISABLE_PLUGINS`` switches off."""
 
 
 @dataclass
@@ -127,6 +134,8 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
         self.plugins: dict[str, PluginInfo] = {}
+        #: names in ``$MANNKIT_DISABLE_PLUGINS`` that match no installed plugin (a misspelling, reported)
+        self.unknown_disabled: list[str] = []
         self._loaded = False
 
     # -- registration -------------------------------------------------------------------
@@ -142,6 +151,13 @@ class Registry:
         if old is not None:
             if old.cls is cls:
                 return cls
+            if old.distribution == "mannkit" and new.distribution != "mannkit":
+                instead = "" if old.plugin == "mannkit" else f", or set {DISABLE_ENV}={old.plugin} to use it in place of the built-in"
+                raise PluginError(
+                    f"its {kind} {new.source} takes the name '{name}' of the built-in {old.source}, "
+                    f"so the built-in is kept and this plugin is not loaded; rename the class (or register it "
+                    f"with name=...){instead}."
+                )
             raise PluginError(
                 f"the {kind} name '{name}' is registered twice: by {old.source} and by {new.source}; "
                 f"rename one of them or disable one plugin with {DISABLE_ENV}."
@@ -179,10 +195,24 @@ class Registry:
         for k in kinds:
             if name in self._entries[k]:
                 return self._entries[k][name].cls
+        owner = self.disabled_owner(name)
+        if owner is not None:
+            raise DisabledPluginError(
+                f"'{name}' is a class of the plugin '{owner}', which {DISABLE_ENV} disables; remove '{owner}' "
+                f"from {DISABLE_ENV} to use it."
+            )
         what = f"{kind} " if kind else ""
         hint = suggest(name, self.names(kind))
         listing = " Run" if hint else "; run"
         raise ConfigError(f"unknown {what}class '{name}'{hint}{listing} 'mannkit plugins' to list the registered names.")
+
+    def disabled_owner(self, name: str) -> str | None:
+        """The disabled plugin whose source defines a class ``name`` (read, never imported), or None."""
+        pattern = re.compile(rf"^class {re.escape(name)}\b", re.MULTILINE)
+        for info in self.plugins.values():
+            if info.disabled and any(pattern.search(text) for text in _sources(info.module)):
+                return info.name
+        return None
 
     def create(self, name: str, kind: str | None = None, **kwargs: Any) -> Any:
         """Instantiate the class registered as ``name`` with ``kwargs``."""
@@ -205,7 +235,18 @@ class Registry:
 
         if disabled is None:
             disabled = [s.strip() for s in os.environ.get(DISABLE_ENV, "").split(",") if s.strip()]
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        # built-in plugins first, so that a third-party class cannot take a built-in's name
+        eps = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: not _is_builtin(ep))
+        self.unknown_disabled = [name for name in disabled if name not in {ep.name for ep in eps}]
+        for name in self.unknown_disabled:
+            hint = suggest(name, [ep.name for ep in eps])
+            warnings.warn(
+                f"{DISABLE_ENV} names '{name}', which is no installed plugin{hint} (installed: "
+                f"{', '.join(sorted(ep.name for ep in eps)) or 'none'}); correct the name in {DISABLE_ENV}.",
+                PluginWarning,
+                stacklevel=2,
+            )
+        for ep in eps:
             info = PluginInfo(name=ep.name, module=ep.value)
             if ep.dist is not None:
                 info.distribution, info.version = ep.dist.name, ep.dist.version
@@ -213,6 +254,7 @@ class Registry:
             if ep.name in disabled:
                 info.disabled = True
                 continue
+            before = {kind: set(entries) for kind, entries in self._entries.items()}
             try:
                 module = importlib.import_module(ep.value)
                 api = getattr(module, "MANNKIT_API", None)
@@ -222,6 +264,11 @@ class Registry:
                     )
                 self._claim(module.__name__, info)
             except Exception as exc:  # a broken plugin must not break unrelated runs
+                for kind, entries in self._entries.items():  # nothing of a plugin that failed stays registered
+                    for added in set(entries) - before[kind]:
+                        if entries[added].plugin == ep.name:  # core classes it imported stay
+                            del entries[added]
+                info.registered.clear()
                 info.error = f"{type(exc).__name__}: {exc}"
                 warnings.warn(
                     f"mannkit plugin '{ep.name}' from '{info.distribution}' failed to load ({info.error}); "
@@ -242,6 +289,33 @@ class Registry:
                     item = f"{entry.kind}:{entry.name}"
                     if item not in info.registered:
                         info.registered.append(item)
+
+
+def _is_builtin(ep: Any) -> bool:
+    """Whether an entry point comes with mannkit itself (its distribution, or its package's, is mannkit)."""
+    dist = ep.dist.name if ep.dist is not None else distribution_of(ep.value)
+    return dist == "mannkit"
+
+
+def _sources(module: str) -> Iterator[str]:
+    """The text of every .py file of ``module`` (a package or one file), found without importing it."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return
+    if spec is None:
+        return
+    from pathlib import Path
+
+    if spec.submodule_search_locations:
+        files = [f for d in spec.submodule_search_locations for f in sorted(Path(d).rglob("*.py"))]
+    else:
+        files = [Path(spec.origin)] if spec.origin and spec.origin.endswith(".py") else []
+    for path in files:
+        try:
+            yield path.read_text(errors="replace")
+        except OSError:
+            continue
 
 
 registry = Registry()

@@ -94,11 +94,103 @@ def test_wrong_api_version_is_a_failure(monkeypatch):
 
 def test_disabled_plugins_are_not_imported(monkeypatch):
     _fake_entry_points(monkeypatch, [EntryPoint("off", "mk_never_imported", "mannkit.plugins")])
-    monkeypatch.setenv("MANNKIT_DISABLE_PLUGINS", "off, other")
+    monkeypatch.setenv("MANNKIT_DISABLE_PLUGINS", "off")
     reg = Registry()
     reg.load_plugins()
     assert reg.plugins["off"].disabled and reg.plugins["off"].error is None
     assert "mk_never_imported" not in sys.modules
+
+
+# -- issue 10, item 14: built-ins win name clashes; the disable switch is checked and explained ---------
+BUILTIN_SOURCE = """
+MANNKIT_API = 1
+from mannkit.core.registry import register
+from mannkit.core.interfaces import Memory
+
+
+@register
+class TwinMemory(Memory):
+    pass
+"""
+THIRD_SOURCE = """
+MANNKIT_API = 1
+from mannkit.core.registry import register
+from mannkit.core.interfaces import Controller, Memory
+
+
+@register
+class ThirdOnlyController(Controller):
+    pass
+
+
+@register
+class TwinMemory(Memory):
+    pass
+"""
+
+
+def _plugins(monkeypatch, tmp_path, sources, builtin=()):
+    """Fake plugins ``name -> source``, listed in this order; those in ``builtin`` come with mannkit."""
+    real = registry_module.packages_distributions()
+    dists = {f"mk_{name}_plugin": ["mannkit" if name in builtin else f"mk-{name}"] for name in sources}
+    for name, source in sources.items():
+        (tmp_path / f"mk_{name}_plugin.py").write_text(source)
+        monkeypatch.delitem(sys.modules, f"mk_{name}_plugin", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry_module, "packages_distributions", lambda: {**real, **dists})
+    _fake_entry_points(monkeypatch, [EntryPoint(name, f"mk_{name}_plugin", "mannkit.plugins") for name in sources])
+    reg = Registry()
+    monkeypatch.setattr(registry_module, "registry", reg)
+    return reg
+
+
+def test_a_built_in_keeps_its_name_when_a_third_party_plugin_loads_first(monkeypatch, tmp_path):
+    reg = _plugins(monkeypatch, tmp_path, {"third": THIRD_SOURCE, "twin": BUILTIN_SOURCE}, builtin={"twin"})
+    with pytest.warns(
+        registry_module.PluginWarning,
+        match=r"plugin 'third' from '\?' failed to load \(PluginError: its memory mk_third_plugin\.TwinMemory "
+        r"\(plugin 'third', distribution 'mk-third'\) takes the name 'TwinMemory' of the built-in mk_twin_plugin\.TwinMemory "
+        r"\(plugin 'twin', distribution 'mannkit'\), so the built-in is kept and this plugin is not loaded; rename the class "
+        r"\(or register it with name=\.\.\.\), or set MANNKIT_DISABLE_PLUGINS=twin to use it in place of the built-in\.\)",
+    ):
+        reg.load_plugins(disabled=[])
+    assert reg.plugins["twin"].error is None and reg.get("TwinMemory").__module__ == "mk_twin_plugin"
+    assert "ThirdOnlyController" not in reg and reg.plugins["third"].registered == []  # nothing of a failed plugin stays
+
+
+def test_the_disable_switch_lets_the_third_party_class_take_the_name(monkeypatch, tmp_path):
+    reg = _plugins(monkeypatch, tmp_path, {"third": THIRD_SOURCE, "twin": BUILTIN_SOURCE}, builtin={"twin"})
+    reg.load_plugins(disabled=["twin"])
+    assert reg.plugins["third"].error is None and reg.get("TwinMemory").__module__ == "mk_third_plugin"
+
+
+def test_a_misspelt_disabled_plugin_is_reported(monkeypatch, tmp_path, capsys):
+    reg = _plugins(monkeypatch, tmp_path, {"twin": BUILTIN_SOURCE}, builtin={"twin"})
+    monkeypatch.setenv("MANNKIT_DISABLE_PLUGINS", "twni")
+    with pytest.warns(
+        registry_module.PluginWarning,
+        match=r"MANNKIT_DISABLE_PLUGINS names 'twni', which is no installed plugin; did you mean 'twin'\? \(installed: twin\); "
+        r"correct the name in MANNKIT_DISABLE_PLUGINS\.",
+    ):
+        reg.load_plugins()
+    assert reg.plugins["twin"].error is None and reg.unknown_disabled == ["twni"]
+
+
+def test_a_class_of_a_disabled_plugin_is_named_as_such(monkeypatch, tmp_path):
+    from mannkit.core.config import resolve_class
+    from mannkit.core.registry import DisabledPluginError
+
+    reg = _plugins(monkeypatch, tmp_path, {"twin": BUILTIN_SOURCE}, builtin={"twin"})
+    reg.load_plugins(disabled=["twin"])
+    assert "mk_twin_plugin" not in sys.modules  # found by reading its source, not importing it
+    with pytest.raises(
+        DisabledPluginError,
+        match=r"^model\.memory\.class_path: 'TwinMemory' is a class of the plugin 'twin', which MANNKIT_DISABLE_PLUGINS "
+        r"disables; remove 'twin' from MANNKIT_DISABLE_PLUGINS to use it\.$",
+    ):
+        resolve_class("TwinMemory", "model.memory.class_path")
+    with pytest.raises(ConfigError, match=r"unknown class 'TwinMemry'; run 'mannkit plugins'"):  # not a disabled one
+        reg.get("TwinMemry")
 
 
 def test_ntm_plugin_comes_from_its_entry_point():
