@@ -121,6 +121,9 @@ class MetaSystem(CheckedLoading, pl.LightningModule):
         first_order: FOMAML: do not differentiate through the inner gradients (cheaper, no second order).
         learn_inner_lr: Meta-SGD: alpha is a learned tensor per parameter, shaped like it.
         eval_inner_steps: inner steps in validation and testing (null: ``inner_steps``).
+        vectorise: in training, run the tasks of a meta-batch at once under :func:`torch.func.vmap` (inner
+            gradients by :func:`torch.func.grad`) instead of one after another; for models vmap can run
+            (no in-place updates, no data-dependent branches, batch norm without running statistics).
         loss: ``mse`` or ``ce``; null follows the task's ``loss`` at setup.
         input_size: I; null takes it from the task at setup.
         output_size: O (C classes for ``ce``); null takes it from the task at setup.
@@ -136,6 +139,7 @@ class MetaSystem(CheckedLoading, pl.LightningModule):
         first_order: bool = False,
         learn_inner_lr: bool = False,
         eval_inner_steps: int | None = None,
+        vectorise: bool = False,
         loss: str | None = None,
         input_size: int | None = None,
         output_size: int | None = None,
@@ -163,6 +167,7 @@ class MetaSystem(CheckedLoading, pl.LightningModule):
         self.inner_steps, self.inner_lr = inner_steps, float(inner_lr)
         self.first_order, self.learn_inner_lr = bool(first_order), bool(learn_inner_lr)
         self.eval_inner_steps = eval_inner_steps or inner_steps
+        self.vectorise = bool(vectorise)
         self.loss_name = loss or "mse"
         self.loss_setting = loss
         self.input_size, self.output_size = input_size, output_size
@@ -172,7 +177,7 @@ class MetaSystem(CheckedLoading, pl.LightningModule):
         self.save_hyperparameters({
             "_class_path": f"{type(self).__module__}.{type(self).__qualname__}",
             "model": to_config(model), "inner_steps": inner_steps, "inner_lr": inner_lr, "first_order": first_order,
-            "learn_inner_lr": learn_inner_lr, "eval_inner_steps": eval_inner_steps, "loss": loss,
+            "learn_inner_lr": learn_inner_lr, "eval_inner_steps": eval_inner_steps, "vectorise": vectorise, "loss": loss,
             "input_size": input_size, "output_size": output_size, "optimizer": optimizer, "lr_scheduler": lr_scheduler,
         })
         self.curves = nn.ModuleDict()
@@ -263,11 +268,32 @@ class MetaSystem(CheckedLoading, pl.LightningModule):
     def meta_loss(self, batch: Mapping[str, Tensor], theta: Params | None = None) -> Tensor:
         """The outer loss ``1/E sum_tau L_tau^query(f_theta'_tau)`` after ``inner_steps`` adaptation steps
         (from ``theta``, ``{name: tensor}``, instead of the model's parameters when given)."""
+        if self.vectorise:
+            return self._vectorised_meta_loss(batch, dict(self._adapted()) if theta is None else theta)
         losses = []
         for e in range(batch["support_x"].shape[0]):  # tasks of the meta-batch
             final = self.adapt(batch["support_x"][e], batch["support_y"][e], self.inner_steps, True, theta)[-1]
             losses.append(task_loss(self.predict(final, batch["query_x"][e]), batch["query_y"][e], self.loss_name))
         return torch.stack(losses).mean()
+
+    def _vectorised_meta_loss(self, batch: Mapping[str, Tensor], theta: Params) -> Tensor:
+        """:meth:`meta_loss` with the E tasks under one ``vmap`` (the same numbers, one batched graph)."""
+        rates = dict(zip(self._lr_names, self.inner_lrs)) if self.learn_inner_lr else {}
+
+        def support_loss(params: Params, x: Tensor, y: Tensor) -> Tensor:
+            return task_loss(self.predict(params, x), y, self.loss_name)
+
+        def query_loss(params: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> Tensor:
+            for _ in range(self.inner_steps):
+                grads = torch.func.grad(support_loss)(params, sx, sy)  # dL^support/dtheta, one task
+                if self.first_order:
+                    grads = {n: g.detach() for n, g in grads.items()}
+                params = {n: p - rates.get(n, self.inner_lr) * grads[n] for n, p in params.items()}
+            return support_loss(params, qx, qy)
+
+        keys = ("support_x", "support_y", "query_x", "query_y")
+        losses = torch.func.vmap(query_loss, in_dims=(None, 0, 0, 0, 0))(theta, *(batch[k] for k in keys))  # [E]
+        return losses.mean()
 
     def query_curves(self, batch: Mapping[str, Tensor], steps: int) -> dict[str, Tensor]:
         """Per task, the query loss (and accuracy for ``ce``) after 0..steps inner steps: ``{name: [E, steps + 1]}``."""

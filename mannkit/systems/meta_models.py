@@ -6,8 +6,8 @@ Both take flat inputs ``x [S, I]`` (an image is ``I = side * side`` pixels, row-
 :class:`~mannkit.systems.MetaSystem` binds them to the task's sizes. They are plain ``nn.Module``s with a
 recorded config (checkpoints rebuild them), not registry ``model``s: the registry's ``model`` kind is the
 sequence-model contract (``[B, T, I] -> [B, T, O]``, recurrent) that the conformance kit checks, which a
-per-example net does not meet. YAML names them by short name (``class_path: FewShotMLP``), since
-``mannkit.systems`` imports this module. A sequence model (``MemoryCell``) is adapted by MetaSystem as it is.
+per-example net does not meet. YAML names them by dotted path (``class_path: mannkit.systems.FewShotMLP``).
+A sequence model (``MemoryCell``) is adapted by MetaSystem as it is.
 
 >>> import torch
 >>> net = FewShotConvNet(channels=8)

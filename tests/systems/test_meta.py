@@ -169,3 +169,19 @@ def test_checkpoint_rebuilds_the_model_and_meta_sgd_rates(tmp_path):
     batch = task.val_set[0]
     assert torch.equal(loaded.meta_loss(batch), system.meta_loss(batch))
     assert len(loaded.inner_lrs) == len(system.inner_lrs)
+
+
+@pytest.mark.parametrize("first_order, learn_inner_lr", [(False, False), (True, False), (False, True)])
+def test_vectorised_tasks_give_the_task_loop_s_loss_and_gradients(first_order, learn_inner_lr):
+    batch = SinusoidTask(meta_batch=4, shots=3, queries=2).val_set[0]
+    systems = []
+    for vectorise in (False, True):
+        torch.manual_seed(3)
+        system = MetaSystem(FewShotMLP([6]), inner_steps=2, inner_lr=0.05, first_order=first_order, learn_inner_lr=learn_inner_lr,
+                            vectorise=vectorise, input_size=1, output_size=1, loss="mse")
+        system.meta_loss(batch).backward()
+        systems.append(system)
+    loop, vmapped = systems
+    assert torch.allclose(loop.meta_loss(batch), vmapped.meta_loss(batch))
+    for (name, a), b in zip(loop.named_parameters(), vmapped.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), name
