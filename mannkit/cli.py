@@ -329,16 +329,38 @@ def _cli_class() -> type:
 
         def instantiate_trainer(self, **kwargs: Any) -> Any:
             """The trainer with mannkit's reliability defaults (:func:`mannkit.callbacks.reliability.reliable_trainer_parts`)."""
-            from mannkit.callbacks.reliability import reliable_trainer_parts, resume_command
+            from mannkit.callbacks.reliability import claim_run_folders, reliable_trainer_parts, resume_command
 
             config = self._get(self.config_init, "trainer", default={})
             callbacks, plugins = reliable_trainer_parts(
                 kwargs.pop("callbacks", config.get("callbacks")), kwargs.pop("plugins", config.get("plugins")),
                 kwargs.get("enable_checkpointing", config.get("enable_checkpointing")), resume_command(self.argv),
             )
-            return super().instantiate_trainer(callbacks=callbacks, plugins=plugins, **kwargs)
+            trainer = super().instantiate_trainer(callbacks=callbacks, plugins=plugins, **kwargs)
+            self.run_folders = claim_run_folders(trainer.loggers) if _first_process() else []
+            return trainer
+
+        def _run_subcommand(self, subcommand: str) -> None:
+            """Run it; if it fails before its first step, remove the run folder it claimed (nothing is in it)."""
+            from mannkit.callbacks.reliability import remove_unused_run_folders
+
+            try:
+                super()._run_subcommand(subcommand)
+            except BaseException:
+                remove_unused_run_folders(getattr(self, "run_folders", []), self.trainer)
+                raise
 
     return MannkitCLI
+
+
+def _first_process() -> bool:
+    """Global rank 0 (of node 0): the process that names the run folder (Lightning's DDP children do not)."""
+    import os
+
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    node = os.environ.get("NODE_RANK") or os.environ.get("GROUP_RANK") or "0"
+    return getattr(rank_zero_only, "rank", 0) == 0 and node == "0"
 
 
 def MannkitCLI(*args: Any, **kwargs: Any) -> Any:  # noqa: N802  (a factory so that importing mannkit.cli stays cheap)

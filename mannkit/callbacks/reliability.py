@@ -8,13 +8,18 @@
 - :func:`find_last_checkpoint`: what ``--ckpt_path last`` means on the command line, the newest
   ``last.ckpt`` of the earlier runs under the run folder (each run gets a new ``version_N`` folder, so
   Lightning's own look-up, which searches only the new run's folder, never finds one);
-- :func:`resume_command`: the command line that resumes a run.
+- :func:`resume_command`: the command line that resumes a run;
+- :func:`claim_run_folders` and :func:`remove_unused_run_folders`: each run gets its own ``version_N``
+  folder, created atomically (two runs started together never share one), and a run that fails before
+  its first training step leaves no empty folder behind.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +31,13 @@ from mannkit.callbacks.checkpoint import Checkpoint
 from mannkit.callbacks.checkpoint_io import AtomicCheckpointIO
 from mannkit.callbacks.guard import TrainingGuard
 
-__all__ = ["find_last_checkpoint", "reliable_trainer_parts", "resume_command"]
+__all__ = [
+    "claim_run_folders",
+    "find_last_checkpoint",
+    "reliable_trainer_parts",
+    "remove_unused_run_folders",
+    "resume_command",
+]
 
 _LAST = re.compile(r"^last(-v\d+)?\.ckpt$")
 # where Lightning puts checkpoints under a root: no logger, TensorBoardLogger(name) and (name/sub)
@@ -94,3 +105,60 @@ def find_last_checkpoint(roots: Iterable[str | Path], dirpaths: Iterable[str | P
         if folder.is_dir():
             found += [p for p in folder.iterdir() if _LAST.match(p.name) and p.is_file()]
     return max(found, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def claim_run_folders(loggers: Iterable[Any]) -> list[Path]:
+    """Create each logger's ``version_N`` folder now, atomically, and fix the logger's version to it.
+
+    Lightning picks ``max(existing versions) + 1`` when it first logs, so two runs started together pick
+    the same ``version_N`` and mix their event files, ``config.yaml`` and pictures. Here ``os.mkdir``
+    (which fails when the folder exists) claims the number; a run that loses the race takes the next one.
+    Loggers with a version set in the config, and those not on the local disk, are left as they are;
+    loggers sharing a root share the claimed folder. Call on global rank 0 only.
+
+    Returns:
+        The folders created (each version folder, then its parent if this made it), for
+        :func:`remove_unused_run_folders`.
+    """
+    claimed: dict[str, int] = {}
+    created: list[Path] = []
+    for logger in loggers:
+        root = getattr(logger, "root_dir", None)
+        if getattr(logger, "_version", "") is not None or not isinstance(root, str) or "://" in root:
+            continue
+        if root not in claimed:
+            version = logger._get_next_version()
+            new_root = not os.path.isdir(root)
+            os.makedirs(root, exist_ok=True)
+            while True:
+                try:
+                    os.mkdir(os.path.join(root, f"version_{version}"))
+                    break
+                except FileExistsError:  # another run took it since we looked
+                    version += 1
+            claimed[root] = version
+            created += [Path(root) / f"version_{version}", *([Path(root)] if new_root else [])]
+        logger._version = claimed[root]
+    return created
+
+
+def remove_unused_run_folders(folders: Iterable[Path], trainer: Any) -> list[Path]:
+    """After a failed run: remove the folders it claimed if it trained no step and saved no checkpoint there.
+
+    They hold at most its ``config.yaml``, ``hparams.yaml`` and an event file of the sanity check, which
+    only hide the run folders that matter. Returns the folders removed.
+    """
+    removed = []
+    if getattr(trainer, "global_step", 0) != 0:
+        return removed
+    for folder in folders:
+        if not folder.name.startswith("version_"):  # a parent this run made: only if nothing else is in it
+            try:
+                folder.rmdir()
+                removed.append(folder)
+            except OSError:
+                pass
+        elif folder.is_dir() and not any(p.suffix == ".ckpt" for p in folder.rglob("*")):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
