@@ -1,0 +1,131 @@
+"""Learning benchmark of the stack presets (issue 11): coarse and fine accuracy against training sequences.
+
+Builds the core, task and optimizer of a ``configs/stack/*.yaml`` preset (through
+``benchmarks/learn_from_config.build``, the objects ``mannkit fit`` builds), trains with a plain
+loop under the task's own loss (cross-entropy for the transduction tasks, BCE for Dyck), one
+thread, the preset's gradient-norm clip, and every ``--eval-every`` training sequences scores the
+fixed validation set: coarse accuracy (whole target right) and fine accuracy (share right before
+the first error; for BCE tasks a step is right when all its bits are). It stops when the
+validation coarse accuracy reaches ``--threshold``, after ``--max-sequences`` or after
+``--max-minutes``, then scores every test set (the longer lengths). One JSON line per seed.
+
+    OMP_NUM_THREADS=1 python benchmarks/learn_stack.py --config configs/stack/stack_reversal.yaml \\
+        --seeds 0 --max-minutes 60 --eval-every 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import yaml  # noqa: E402
+
+from mannkit.core.config import instantiate, resolve_class  # noqa: E402
+from mannkit.core.registry import load_plugins  # noqa: E402
+from mannkit.metrics import coarse_accuracy, fine_accuracy  # noqa: E402
+from mannkit.systems.losses import masked_bce_loss, masked_cross_entropy_loss  # noqa: E402
+from mannkit.tasks.base import make_generator  # noqa: E402
+
+
+def build(preset: dict, seed: int, overrides: dict, lr: float | None) -> tuple:
+    """The preset's core (bound to the task's input and output sizes), task (seeded), optimizer and gradient-norm clip."""
+    load_plugins()
+    import mannkit.cell  # noqa: F401  (registers the core classes by short name)
+    import mannkit.nn  # noqa: F401
+    import mannkit.tasks  # noqa: F401
+
+    torch.manual_seed(seed)
+    system_args = preset["model"]["init_args"]
+    core = instantiate(system_args["core"], "model.init_args.core")
+    data = dict(preset["data"])
+    data["init_args"] = {**(data.get("init_args") or {}), "seed": seed, **overrides}
+    task = instantiate(data, "data")
+    core.bind(task.input_size, task.output_size)  # O classes for ce, not the target's last axis
+    opt_cfg = system_args.get("optimizer") or {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}}
+    opt_args = {**(opt_cfg.get("init_args") or {}), **({"lr": lr} if lr is not None else {})}
+    optimizer = resolve_class(opt_cfg["class_path"])(core.parameters(), **opt_args)
+    return core, task, optimizer, (preset.get("trainer") or {}).get("gradient_clip_val")
+
+
+def _as_classes(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """BCE bits ``[B, T, O]`` -> one 'class' per step that is right exactly when every bit is: logits ``[B, T, 2]``, target ``[B, T]``."""
+    right = ((logits > 0).float() == target).all(-1)  # [B, T]
+    return torch.stack([(~right).float(), right.float()], -1), torch.ones_like(right, dtype=torch.long)
+
+
+def evaluate(core: torch.nn.Module, batches: list[dict], categorical: bool) -> dict[str, float]:
+    coarse = fine = count = 0.0
+    core.eval()
+    with torch.no_grad():
+        for batch in batches:
+            logits, target = core(batch["input"]).logits, batch["target"]
+            if not categorical:
+                logits, target = _as_classes(logits, target)
+            coarse += coarse_accuracy(logits, target, batch["mask"]).float().sum().item()
+            fine += fine_accuracy(logits, target, batch["mask"]).sum().item()
+            count += target.shape[0]
+    core.train()
+    return {"coarse": round(coarse / count, 4), "fine": round(fine / count, 4)}
+
+
+def run(args: argparse.Namespace, seed: int) -> dict:
+    preset = yaml.safe_load(Path(args.config).read_text())
+    overrides = json.loads(args.data_overrides) if args.data_overrides else {}
+    core, task, optimizer, clip = build(preset, seed, overrides, args.lr)
+    categorical = task.loss == "ce"
+    loss_fn = masked_cross_entropy_loss if categorical else masked_bce_loss
+    generator, val = make_generator(seed, "learn"), task.val_set
+    seen, curve, reached, start = 0, [], None, time.time()
+    params = sum(p.numel() for p in core.parameters())
+    print(f"seed {seed}: {params} parameters", flush=True)
+    while seen < args.max_sequences and time.time() - start < 60 * args.max_minutes:
+        batch = task.make_batch(generator, task.batch_size, **task.train_difficulty())
+        loss = loss_fn(core(batch["input"]).logits, batch["target"], batch["mask"])
+        optimizer.zero_grad()
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(core.parameters(), clip)
+        optimizer.step()
+        seen += batch["input"].shape[0]
+        if seen % args.eval_every < batch["input"].shape[0]:
+            scores = evaluate(core, val, categorical)
+            curve.append((seen, round(loss.item(), 4), scores["coarse"], scores["fine"]))
+            print(f"seed {seed} sequences {seen} loss {loss.item():.4f} val coarse {scores['coarse']:.3f} "
+                  f"fine {scores['fine']:.3f} ({time.time() - start:.0f} s)", flush=True)
+            if reached is None and scores["coarse"] >= args.threshold:
+                reached = seen
+                break
+    tests = {name: evaluate(core, batches, categorical) for name, batches in zip(task.test_set_names, task.test_sets)}
+    return {"config": args.config, "seed": seed, "parameters": params, "sequences": seen,
+            "reached_at_sequences": reached, "threshold": args.threshold, "minutes": round((time.time() - start) / 60, 1),
+            "curve": curve, "test": tests}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--max-sequences", type=int, default=1_000_000)
+    parser.add_argument("--max-minutes", type=float, default=60.0)
+    parser.add_argument("--eval-every", type=int, default=2000)
+    parser.add_argument("--threshold", type=float, default=0.99)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--data-overrides", default="", help='JSON, e.g. \'{"test_batches": 4}\'')
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    out = Path(args.out or Path(__file__).resolve().parent / "out" / f"learn_stack_{Path(args.config).stem}.jsonl")
+    out.parent.mkdir(exist_ok=True)
+    for seed in args.seeds:
+        result = run(args, seed)
+        print(json.dumps({k: v for k, v in result.items() if k != "curve"}), flush=True)
+        with out.open("a") as fh:
+            fh.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
