@@ -55,7 +55,7 @@ from mannkit.core.interfaces import QAModel, RecurrentCell, SequenceOutput, Stat
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
 from mannkit_act.halting import halting_step
-from mannkit_act.tree import accumulate, batch_axes, leaves, rebuild
+from mannkit_act.tree import batch_axes, leaves, mix, rebuild
 
 __all__ = ["ACT"]
 
@@ -152,29 +152,34 @@ class ACT(RecurrentCell):
         later = torch.cat([x, x.new_zeros(B, 1)], dim=-1)  # x_t^n, n > 1
         cumulative = x.new_zeros(B)
         running = torch.ones(B, dtype=torch.bool, device=x.device)
-        steps = torch.zeros(B, dtype=torch.long, device=x.device)  # N(t)
-        remainder = x.new_zeros(B)  # R(t)
-        y: Tensor | None = None
-        mixed: list[Tensor] | None = None
-        ps: list[Tensor] = []
+        ps: list[Tensor] = []  # p_t^n, one [B] per ponder step
+        outs: list[Tensor] = []  # y_t^n
+        states: list[list[Tensor]] = []  # s_t^n, flattened
+        pondering: list[Tensor] = []  # whether each example was still running before step n
         traces: list[dict[str, Tensor]] = []
         O = self.output_size
         for n in range(1, self.max_ponder + 1):
             out, state, trace = self.cell.step(first if n == 1 else later, state, record)  # [B, O + 1]
             h = torch.sigmoid(out[:, O] + self.halting_bias)  # h_t^n = sigmoid(W_h s_t^n + b_h) (eq. 6)
             halt = halting_step(h, cumulative, running, n == self.max_ponder, self.epsilon)
-            weighted = halt.p.unsqueeze(-1) * out[:, :O]  # p_t^n y_t^n
-            y = weighted if y is None else y + weighted  # y_t = sum_n p_t^n y_t^n (eq. 7)
-            mixed = accumulate(mixed, leaves(state), halt.p, axes)  # s_t = sum_n p_t^n s_t^n (eq. 7)
-            steps = torch.where(halt.halted, torch.full_like(steps, n), steps)
-            remainder = remainder + halt.remainder
+            pondering.append(running)
+            ps.append(halt.p)
+            outs.append(out[:, :O])
+            states.append(leaves(state))
             cumulative, running = halt.cumulative, halt.running
             if record:
-                ps.append(halt.p)
                 traces.append(trace)
             if not bool(running.any()):
                 break
-        assert y is not None and mixed is not None  # max_ponder >= 1
+        # the weighted sums once per input step, not once per ponder step (see benchmarks/bench_act_step.py)
+        steps = torch.stack(pondering).sum(dim=0)  # N(t) [B]: the ponder steps each example took
+        remainder = 1.0 - cumulative  # R(t) = 1 - sum_{n < N(t)} h_t^n (eq. 9); cumulative stops at halting
+        if len(states) == 1:  # every example halted at once: p_t^1 = R = 1, a constant
+            y, mixed = outs[0], states[0]
+        else:
+            p_n = torch.stack(ps)  # [n, B]
+            y = (p_n.unsqueeze(-1) * torch.stack(outs)).sum(dim=0)  # y_t = sum_n p_t^n y_t^n (eq. 7)
+            mixed = mix(states, p_n, axes)  # s_t = sum_n p_t^n s_t^n (eq. 7)
         merged: dict[str, Tensor] = {}
         if record:
             p = torch.stack(ps, dim=1)  # [B, n]

@@ -54,10 +54,9 @@ def halting_step(h: Tensor, cumulative: Tensor, running: Tensor, last: bool, eps
         last: n = M: every running example halts here and gets its remainder.
         epsilon: halt once the sum of halting probabilities reaches 1 - epsilon.
     """
-    reached = cumulative + h >= 1.0 - epsilon  # eq. 8
-    halted = running if last else running & reached  # at n = M every running example halts
-    remainder = torch.where(halted, 1.0 - cumulative, torch.zeros_like(h))  # R(t) = 1 - sum_{n<N} h_t^n (eq. 9)
-    go_on = running & ~halted
+    total = cumulative + h
+    go_on = running & (total < 1.0 - epsilon) if not last else torch.zeros_like(running)  # eq. 8; all halt at n = M
+    halted = running & ~go_on
+    remainder = torch.where(halted, 1.0 - cumulative, 0.0)  # R(t) = 1 - sum_{n<N} h_t^n (eq. 9)
     p = torch.where(go_on, h, remainder)  # eq. 10: h before N(t), R at N(t), 0 after
-    cumulative = torch.where(go_on, cumulative + h, cumulative)
-    return HaltingStep(p, cumulative, go_on, halted, remainder)
+    return HaltingStep(p, torch.where(go_on, total, cumulative), go_on, halted, remainder)

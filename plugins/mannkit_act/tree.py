@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["leaves", "rebuild", "batch_axes", "accumulate", "pad_to"]
+__all__ = ["leaves", "rebuild", "batch_axes", "mix", "pad_to"]
 
 
 def leaves(state: Any) -> list[Tensor]:
@@ -83,23 +83,28 @@ def pad_to(t: Tensor, shape: torch.Size) -> Tensor:
     return torch.nn.functional.pad(t, pad)
 
 
-def accumulate(total: list[Tensor] | None, tensors: list[Tensor], p: Tensor, axes: list[int]) -> list[Tensor]:
-    """``total + p * tensors``, tensor by tensor, with ``p [B]`` along each tensor's batch axis.
+def mix(steps: list[list[Tensor]], p: Tensor, axes: list[int]) -> list[Tensor]:
+    """The mean-field state s_t = sum_n p_t^n s_t^n (Graves 2016, eq. 7), tensor by tensor.
 
-    s_t = sum_n p_t^n s_t^n (Graves 2016, eq. 7) is built one ponder step at a time. Floating
-    tensors are mixed; others (a bool slot mask, step counters) are taken from the newest step.
-    A tensor that grew since the last step (a stack's rows) is mixed after zero-padding the total.
+    Args:
+        steps: per ponder step n, the state's tensors (:func:`leaves` order).
+        p: ``[n, B]`` the halting weights p_t^n.
+        axes: the batch axis of each tensor (:func:`batch_axes`).
+
+    One stacked product and sum per tensor (not one per ponder step): the ponder loop stays as cheap
+    as the cell's own steps. Floating tensors are mixed; others (a bool slot mask, counters) are taken
+    from the newest step. A tensor that grew over the ponder steps (a stack's rows) is zero-padded to
+    its newest shape first.
     """
+    n = p.shape[0]
     out = []
-    for i, (t, axis) in enumerate(zip(tensors, axes)):
-        if not t.is_floating_point():
-            out.append(t)
+    for i, axis in enumerate(axes):
+        newest = steps[-1][i]
+        if not newest.is_floating_point():
+            out.append(newest)
             continue
-        shape = [1] * t.dim()
-        shape[axis] = -1
-        weighted = p.to(t.dtype).view(shape) * t  # p_t^n s_t^n, p [B] along the batch axis
-        if total is None:
-            out.append(weighted)
-        else:
-            out.append(pad_to(total[i], t.shape) + weighted)
+        stacked = torch.stack([pad_to(step[i], newest.shape) for step in steps])  # [n, ...]
+        shape = [n] + [1] * newest.dim()
+        shape[axis + 1] = -1
+        out.append((p.to(newest.dtype).view(shape) * stacked).sum(dim=0))  # sum_n p_t^n s_t^n
     return out

@@ -14,7 +14,7 @@ from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import RecurrentCell
 from mannkit.nn import ContentAddressing, LSTMController, MatrixMemory, ReadHead, RNNController, WriteHead
 from mannkit_act import ACT, ControllerCell, halting_step
-from mannkit_act.tree import accumulate, batch_axes, leaves, rebuild
+from mannkit_act.tree import batch_axes, leaves, mix, rebuild
 
 
 class ScriptState(NamedTuple):
@@ -190,9 +190,10 @@ def test_namedtuple_memory_state_is_mixed_like_a_hand_written_ponder_loop():
 def test_tree_helpers_keep_structure_and_find_batch_axes():
     state = {"a": (torch.ones(2, 4), None), "b": torch.ones(3, 4, 5)}
     assert batch_axes(lambda b: {"a": (torch.ones(2, b), None), "b": torch.ones(3, b, 5)}, 4) == [1, 1]
-    mixed = accumulate(None, leaves(state), torch.tensor([0.5, 0.0, 1.0, 2.0]), [1, 1])
-    assert rebuild(state, mixed)["a"][0][0].tolist() == [0.5, 0.0, 1.0, 2.0] and rebuild(state, mixed)["a"][1] is None
-    grown = accumulate([torch.ones(2, 1)], [torch.ones(2, 3)], torch.tensor([1.0, 1.0]), [0])  # a stack grew
+    p = torch.tensor([[0.5, 0.0, 1.0, 0.25], [0.5, 1.0, 0.0, 0.75]])  # [n=2, B=4]
+    mixed = mix([leaves(state), [2 * t for t in leaves(state)]], p, [1, 1])
+    assert rebuild(state, mixed)["a"][0][0].tolist() == [1.5, 2.0, 1.0, 1.75] and rebuild(state, mixed)["a"][1] is None
+    grown = mix([[torch.ones(2, 1)], [torch.ones(2, 3)]], torch.ones(2, 2), [0])  # a stack grew a row per step
     assert grown[0].tolist() == [[2.0, 1.0, 1.0], [2.0, 1.0, 1.0]]
 
 
