@@ -29,19 +29,20 @@ def _omniglot(root: Path, characters: int = 7, images: int = 3) -> Path:
 
 def _overrides(path: Path, tmp_path: Path) -> list[str]:
     data = path.read_text()
-    if "OmniglotTask" in data:
-        return ["--data.init_args.data_dir", str(_omniglot(tmp_path / "omniglot")), "--data.init_args.train_characters", "3",
-                "--data.init_args.val_characters", "2", "--data.init_args.queries", "2", "--data.init_args.meta_batch", "2"]
     if "SequentialOmniglotTask" in data:
         return ["--data.init_args.data_dir", str(_omniglot(tmp_path / "omniglot", images=10)), "--data.init_args.train_characters", "3",
                 "--data.init_args.val_characters", "2", "--data.init_args.batch_size", "2", "--data.init_args.side", "20"]
+    if "OmniglotTask" in data:
+        return ["--data.init_args.data_dir", str(_omniglot(tmp_path / "omniglot")), "--data.init_args.train_characters", "3",
+                "--data.init_args.val_characters", "2", "--data.init_args.queries", "2", "--data.init_args.meta_batch", "2"]
     if "PatternCompletionTask" in data:
         return ["--data.init_args.batch_size", "2"]
     return ["--data.init_args.meta_batch", "2"]
 
 
 def test_the_folder_has_the_presets_and_each_says_what_it_trains():
-    assert {p.stem for p in PRESETS} >= {"maml_sinusoid", "fomaml_sinusoid", "maml_omniglot_5way1shot", "maml_memory_sinusoid"}
+    assert {p.stem for p in PRESETS} >= {"maml_sinusoid", "fomaml_sinusoid", "maml_omniglot_5way1shot", "maml_memory_sinusoid",
+                                         "maml_mann_sinusoid", "mann_sequential_omniglot", "lstm_sequential_omniglot", "plastic_patterns"}
     for path in PRESETS:
         assert path.read_text().startswith("#"), f"{path.name} should open with a comment saying what it trains"
 
