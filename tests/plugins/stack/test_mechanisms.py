@@ -130,3 +130,17 @@ def test_push_pop_noop_gradchecks_in_float64():
     a = torch.softmax(torch.randn(2, 3, 3, dtype=torch.float64, generator=gen), -1).requires_grad_()
     v = torch.randn(2, 3, 2, dtype=torch.float64, generator=gen, requires_grad=True)
     assert torch.autograd.gradcheck(m.act, (S, a, v))
+
+
+@pytest.mark.parametrize("memory", [NeuralStack(W), NeuralQueue(W), NeuralDeque(W)], ids=lambda x: type(x).__name__)
+def test_a_step_keeps_no_tensor_quadratic_in_the_stored_values(memory):
+    """The update and the read are cumulative sums: nothing saved for backward has two axes of t = 53 or more."""
+    from mannkit_stack.memory import StackState
+
+    E, t = len(memory.ends), 53
+    state = StackState(torch.randn(B, t, W), torch.rand(B, t).requires_grad_())
+    shapes = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda x: shapes.append(tuple(x.shape)) or x, lambda x: x):
+        state = memory.push(memory.pop(state, torch.rand(B, E, requires_grad=True)), torch.randn(B, E, W), torch.rand(B, E))
+        memory.peek(state)[0].sum().backward()
+    assert shapes and all(sum(n >= t for n in shape) <= 1 for shape in shapes), shapes
