@@ -36,11 +36,19 @@ def require(owner: str, memory: Memory, needs: tuple[str, ...], made_for: str) -
     """Raise a one-sentence :class:`ConfigError` unless ``memory`` has every operation in ``needs``."""
     if not all(callable(getattr(memory, op, None)) for op in needs):
         name = type(memory).__name__
+        fitting = next((heads for ops, heads in _HEADS_FOR if all(callable(getattr(memory, op, None)) for op in ops)), "")
         raise ConfigError(
             f"{owner} needs a memory with {', '.join(needs[:-1])} and {needs[-1]} ({made_for}), but the memory is "
-            f"{name}; use {made_for.removeprefix('such as ')} as its memory, or heads made for {name} "
-            f"(ReadHead and WriteHead for a matrix memory)."
+            f"{name}; use {made_for.removeprefix('such as ')} as its memory, or heads made for {name}{fitting}."
         )
+
+
+#: Which heads fit a memory offering these operations (named in the refusal's fix).
+_HEADS_FOR = (
+    (("read", "write"), " such as ReadHead and WriteHead"),
+    (("pop", "push", "peek"), " such as NeuralStackHead"),
+    (("act", "top"), " such as PushPopStackHead"),
+)
 
 
 @register

@@ -51,7 +51,7 @@ def test_a_stack_head_on_a_matrix_memory_is_refused_in_one_sentence():
         ConfigError,
         match=r"^NeuralStackHead needs a memory with pop, push and peek \(such as NeuralStack, NeuralQueue or NeuralDeque\), "
         r"but the memory is MatrixMemory; use NeuralStack, NeuralQueue or NeuralDeque as its memory, or heads made for "
-        r"MatrixMemory \(ReadHead and WriteHead for a matrix memory\)\.$",
+        r"MatrixMemory such as ReadHead and WriteHead\.$",
     ):
         cell.bind(4, 3)
 
@@ -65,7 +65,8 @@ def test_an_ntm_head_on_a_stack_is_refused_in_one_sentence(head):
 
 def test_a_push_pop_head_on_a_neural_stack_is_refused():
     cell = MemoryCell(LSTMController(8), NeuralStack(5), [PushPopStackHead()])
-    with pytest.raises(ConfigError, match=r"^PushPopStackHead needs a memory with act and top \(such as PushPopStack\), but the memory is NeuralStack; "):
+    with pytest.raises(ConfigError, match=r"^PushPopStackHead needs a memory with act and top \(such as PushPopStack\), but the memory is NeuralStack; "
+                       r"use PushPopStack as its memory, or heads made for NeuralStack such as NeuralStackHead\.$"):
         cell.bind(4, 3)
 
 
