@@ -135,3 +135,19 @@ def test_the_model_refuses_another_controller_as_its_core():
 
     with pytest.raises(ConfigError, match=r"^RelationalMemoryModel: core is a LSTMController, not a RelationalMemoryCore;"):
         RelationalMemoryModel(LSTMController(8))
+
+
+def test_a_core_given_as_the_memory_in_yaml_is_refused_naming_the_field(tmp_path, capsys):
+    from pathlib import Path
+
+    from mannkit.cli import main
+
+    preset = Path(__file__).parents[3] / "configs" / "relational" / "nth_farthest_dnc.yaml"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(preset.read_text().replace("class_path: DNCMemory, init_args: {slots: 16, word_size: 16}",
+                                              "class_path: RelationalMemoryCore"))
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(bad), "--trainer.max_steps", "1"])
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("mannkit: error: model.init_args.core.init_args.memory: MemoryCell expects a Memory here, "
+                              "but RelationalMemoryCore is a Controller; give one of ")
