@@ -338,7 +338,9 @@ def _cli_class() -> type:
                     f"--ckpt_path: the file '{ckpt_path}' does not exist; give the path of a .ckpt file "
                     "(checkpoints are under the run's checkpoints/ folder)."
                 )
-            hparams = dict(read_checkpoint(ckpt_path).get("hyper_parameters", {}))
+            checkpoint = read_checkpoint(ckpt_path)
+            self.start_step = int(checkpoint.get("global_step") or 0)  # what a failed resumed run had not trained
+            hparams = dict(checkpoint.get("hyper_parameters", {}))
             class_path = hparams.pop("_class_path", None)
             hparams.pop("_instantiator", None)
             if class_path is None:
@@ -405,7 +407,7 @@ def _cli_class() -> type:
             try:
                 super()._run_subcommand(subcommand)
             except BaseException:
-                remove_unused_run_folders(getattr(self, "run_folders", []), self.trainer)
+                remove_unused_run_folders(getattr(self, "run_folders", []), self.trainer, getattr(self, "start_step", 0))
                 raise
 
     return MannkitCLI
@@ -454,7 +456,10 @@ def main(argv: list[str] | None = None) -> None:
             cause = _summarise_parser_error(str(exc), argv[0] if argv else "fit")
         if cause is None:
             raise
-        print(f"mannkit: error: {cause}", file=sys.stderr)
+        from mannkit.core.errors import TrainingError
+
+        if not isinstance(cause, TrainingError) or _first_process():  # every DDP rank stops together: one says why
+            print(f"mannkit: error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -88,8 +88,17 @@ def stop_message(trainer: pl.Trainer | None, what: str, step: int, fix: str = _F
 def stop_if_not_finite(module: pl.LightningModule, loss: Tensor) -> None:
     """The NaN stop: raise :class:`TrainingError` when ``loss`` is NaN or inf on any rank (call before backward)."""
     trainer = module._trainer
-    if not agree(trainer, bool(torch.isfinite(loss))):
-        raise TrainingError(stop_message(trainer, f"the training loss became {loss.item()}", module.global_step))
+    if agree(trainer, bool(torch.isfinite(loss))):
+        return
+    what = f"the training loss became {loss.item()}"
+    gather = getattr(getattr(trainer, "strategy", None), "all_gather", None)
+    if trainer is not None and trainer.world_size > 1 and gather is not None:
+        # every rank is here together (the decision above is shared), so one more collective is safe:
+        # the message names the rank whose loss went bad, not this rank's finite one
+        losses = gather(loss.detach().reshape(())).reshape(-1)
+        bad = [f"{value.item()} on rank {rank}" for rank, value in enumerate(losses) if not torch.isfinite(value)]
+        what = f"the training loss became {' and '.join(bad)}"
+    raise TrainingError(stop_message(trainer, what, module.global_step))
 
 
 @register

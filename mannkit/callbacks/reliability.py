@@ -142,14 +142,16 @@ def claim_run_folders(loggers: Iterable[Any]) -> list[Path]:
     return created
 
 
-def remove_unused_run_folders(folders: Iterable[Path], trainer: Any) -> list[Path]:
+def remove_unused_run_folders(folders: Iterable[Path], trainer: Any, start_step: int = 0) -> list[Path]:
     """After a failed run: remove the folders it claimed if it trained no step and saved no checkpoint there.
+
+    ``start_step`` is the step the run began at (that of the checkpoint it resumed).
 
     They hold at most its ``config.yaml``, ``hparams.yaml`` and an event file of the sanity check, which
     only hide the run folders that matter. Returns the folders removed.
     """
     removed = []
-    if getattr(trainer, "global_step", 0) != 0:
+    if getattr(trainer, "global_step", 0) > start_step:
         return removed
     for folder in folders:
         if not folder.name.startswith("version_"):  # a parent this run made: only if nothing else is in it

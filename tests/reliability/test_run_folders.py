@@ -60,3 +60,5 @@ def test_only_folders_without_training_or_checkpoints_are_removed(tmp_path):
     assert kept.is_dir() and not empty.exists()
     empty.mkdir()
     assert remove_unused_run_folders([empty], SimpleNamespace(global_step=3)) == [] and empty.is_dir()
+    # a resumed run that failed before training past its checkpoint's step
+    assert remove_unused_run_folders([empty], SimpleNamespace(global_step=4), start_step=4) == [empty]
