@@ -17,16 +17,22 @@ import torch
 
 from mannkit.tasks import (
     AssociativeRecallTask,
+    BigramFlipTask,
     CopyTask,
+    CopyTransduction,
+    DyckTask,
     DynamicNGramsTask,
     FamilyTreeTask,
+    GenderConjugationTask,
     GraphTraversalTask,
     MultiTask,
     PrioritySortTask,
     RepeatCopyTask,
+    ReversalTask,
     SequenceTask,
     ShortestPathTask,
     SortTask,
+    SVOtoSOVTask,
 )
 
 SIZES = {"batch_size": 3, "train_batches": 2, "val_batches": 1, "test_batches": 1, "seed": 7}
@@ -41,6 +47,12 @@ TASKS: dict[str, Callable[[], SequenceTask]] = {
     "graph_traversal": lambda: GraphTraversalTask(**SIZES),
     "shortest_path": lambda: ShortestPathTask(**SIZES),
     "family_tree": lambda: FamilyTreeTask(**SIZES),
+    "copy_transduction": lambda: CopyTransduction(**SIZES),
+    "reversal": lambda: ReversalTask(**SIZES),
+    "bigram_flip": lambda: BigramFlipTask(**SIZES),
+    "svo_to_sov": lambda: SVOtoSOVTask(**SIZES),
+    "gender_conjugation": lambda: GenderConjugationTask(**SIZES),
+    "dyck": lambda: DyckTask(**SIZES),
 }
 
 PINNED = {'copy': {'names': ['len20', 'len40', 'len80', 'len120'],
@@ -91,6 +103,40 @@ PINNED = {'copy': {'names': ['len20', 'len40', 'len80', 'len120'],
                  'val': 'fd4b7cfbbe7a83c8d7838b9a',
                  'example': '4282884c59e892c758b278f6',
                  'test': ['e6c6bdb65a5940d51b8d9939', '3465908efd218d341e8ce5ee', 'e05a2437ba6366da6ecb6ea2']}}
+
+# the transduction and Dyck tasks of issue 11, pinned when they were written
+PINNED.update({
+    'copy_transduction': {'names': ['len65', 'len96', 'len128'],
+                          'train': ['aefaf9a0b78f904a1cd93e46', '6942cddf46157ab8d3b1b21e'],
+                          'val': 'd6a267a09292f9945008540d',
+                          'example': '8ab68ed3f4ee5d362f6e697a',
+                          'test': ['339243fad3eb200121a07d8d', '783db80d7a56d7485de71681', 'e9aece12b43a8c60117443a4']},
+    'reversal': {'names': ['len65', 'len96', 'len128'],
+                 'train': ['2956596398cc04b835981c3a', '8fe8b8f73bfd50c3bab6cdaa'],
+                 'val': '45418e3122d65ca3bea15dea',
+                 'example': '0a69a07fa2d39e88757a006f',
+                 'test': ['9cfb5480a9c62c4a885407ac', 'e73fa684f42f97f50f14dffe', '053eaf58badb9842dc2951b1']},
+    'bigram_flip': {'names': ['len65', 'len96', 'len128'],
+                    'train': ['a0d5a7a1bce0b046b544d9c4', '533d08518a30f87c0e39d16e'],
+                    'val': 'ebb1cc637615e935f3ac083b',
+                    'example': 'b5e5750060439b15a18e088a',
+                    'test': ['1304aaec3d09aebee50fb65f', '0a10ce361f26de9255a3071b', 'f9aaa47c5e13988352f6d2e1']},
+    'svo_to_sov': {'names': ['len65', 'len96', 'len128'],
+                   'train': ['ea9102ff5ed60706764bd8d2', 'd72e297c8e6d3680e80fecfc'],
+                   'val': '45af38204130b95019258c91',
+                   'example': '79914bd88e8c253913a80f61',
+                   'test': ['6043ccdcdcbc8a9524326a9d', 'f5c3887e7ba99aaa843691f0', '30a3b935c485dab5297b6c89']},
+    'gender_conjugation': {'names': ['len65', 'len96', 'len128'],
+                           'train': ['44adb56664ba94477fc84cbf', 'a4408c2870b34d37be684345'],
+                           'val': 'e5666dd06706d7693da123a8',
+                           'example': '4b20e5db991514d0708795ed',
+                           'test': ['c1e3cb36fb72d2a1092830f2', '37298cbf2a1979cecd6e6109', '9e16f9d5aa8c485e95a0de36']},
+    'dyck': {'names': ['len50_depth10', 'len76_depth15', 'len100_depth20'],
+             'train': ['7bc7df83f7ab04aa066b10b7', '9b5ed75262dfdc731945b722'],
+             'val': 'c3c073628f8a8ac896afa86e',
+             'example': 'ff862e5a870935baa6a7bde8',
+             'test': ['3c2fcbd2d06c60e0d5e875b6', '4d03ebe5c7e1ecd317a6284d', '26f21cb7efe11304b211845a']},
+})
 
 MULTI = ['3c3f7d775e3438dc715b54cc', 'ae5e63fd296133f106929be5']
 
