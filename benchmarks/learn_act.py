@@ -87,11 +87,21 @@ def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         step += 1
         if step % args.eval_every == 0:
             point = {"step": step, "sequences": step * task.batch_size, "seconds": round(time.time() - start, 1),
-                     "loss": float(loss), **evaluate(core, val, task.loss)}
+                     "loss": loss.item(), **evaluate(core, val, task.loss)}
             curve.append(point)
             if args.verbose:
                 print(json.dumps(point), flush=True)
     tests = {name: evaluate(core, batches, task.loss) for name, batches in zip(task.test_set_names, task.test_sets)}
+    if args.pictures:  # MemoryPictures' drawings of the trained core on the first example of the last test set
+        from matplotlib.image import imsave
+
+        from mannkit.callbacks.memory_pictures import example_figures
+        from mannkit.viz import safe_name, to_rgb
+
+        folder = Path(args.pictures)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, figure in example_figures(core, task.test_sets[-1][0]).items():
+            imsave(folder / f"{Path(args.config).stem}_seed{seed}_{safe_name(name)}.png", to_rgb(figure))
     final = evaluate(core, val, task.loss)
     return {"config": args.config, "seed": seed, "tau": args.tau, "override": dict(args.override), "steps": step,
             "sequences": step * task.batch_size, "seconds": round(time.time() - start, 1), "final": final,
@@ -110,6 +120,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--pictures", default=None, help="a folder for PNGs of the trained core (MemoryPictures' drawings)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
