@@ -149,7 +149,7 @@ class ACT(RecurrentCell):
         """Ponder on ``x [B, I]``: ``(y [B, O], s_t, trace, N(t) [B] int64, R(t) [B])``."""
         B = x.shape[0]
         first = torch.cat([x, x.new_ones(B, 1)], dim=-1)  # x_t^1: the flag set (eq. 3)
-        later = torch.cat([x, x.new_zeros(B, 1)], dim=-1)  # x_t^n, n > 1
+        later = first  # x_t^n for n > 1, made at n = 2
         cumulative = x.new_zeros(B)
         running = torch.ones(B, dtype=torch.bool, device=x.device)
         ps: list[Tensor] = []  # p_t^n, one [B] per ponder step
@@ -159,6 +159,8 @@ class ACT(RecurrentCell):
         traces: list[dict[str, Tensor]] = []
         O = self.output_size
         for n in range(1, self.max_ponder + 1):
+            if n == 2:
+                later = torch.cat([x, x.new_zeros(B, 1)], dim=-1)  # the flag cleared
             out, state, trace = self.cell.step(first if n == 1 else later, state, record)  # [B, O + 1]
             h = torch.sigmoid(out[:, O] + self.halting_bias)  # h_t^n = sigmoid(W_h s_t^n + b_h) (eq. 6)
             halt = halting_step(h, cumulative, running, n == self.max_ponder, self.epsilon)
