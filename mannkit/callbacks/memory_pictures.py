@@ -56,8 +56,15 @@ def example_figures(pl_module: Any, batch: dict[str, torch.Tensor], example_inde
         return t[example_index, steps].detach().float().cpu().numpy()
 
     mask = one(batch["mask"]) if "mask" in batch else None
+    target, prediction = batch["target"], torch.sigmoid(logits)
+    if target.dim() == 2 and not target.dtype.is_floating_point:  # ce: class ids [B, T] -> one-hot [B, T, C]; softmax
+        C = logits.shape[-1]
+        target = torch.nn.functional.one_hot(target.clamp(0, C - 1), C).float() * (target >= 0).unsqueeze(-1)
+        if "mask" in batch:
+            target = target * (batch["mask"] > 0).unsqueeze(-1)  # no class drawn at unscored steps
+        prediction = torch.softmax(logits, dim=-1)
     return {
-        "example": viz.draw_example(one(x), one(batch["target"]), one(torch.sigmoid(logits)), mask),
+        "example": viz.draw_example(one(x), one(target), one(prediction), mask),
         **viz.draw_trace({name: one(value) for name, value in (trace or {}).items()}),
     }
 

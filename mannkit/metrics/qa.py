@@ -35,11 +35,14 @@ __all__ = [
     "FAILURE_THRESHOLD",
     "answer_correct",
     "task_counts",
+    "correct_counts",
+    "question_correct",
     "task_errors",
     "mean_task_error",
     "failed_tasks",
     "QAAccuracy",
     "PerTaskError",
+    "JudgedTaskError",
     "MeanTaskError",
     "FailedTasks",
 ]
@@ -77,16 +80,65 @@ def task_counts(logits: Tensor, answer: Tensor, task: Tensor, num_tasks: int = 2
     """
     correct = answer_correct(logits, answer)  # [B]
     check_shape(task, (logits.shape[0],), "task_counts: task", fix="task must be [B], one task number per question")
+    return correct_counts(correct, task, num_tasks)
+
+
+def correct_counts(correct: Tensor, task: Tensor, num_tasks: int = 20) -> Tensor:
+    """Correct answers and questions per task, from whether each question was answered right.
+
+    Args:
+        correct: ``[E]`` bool, one entry per question.
+        task: ``[E]`` task numbers, 1 to ``num_tasks``.
+        num_tasks: T, the highest task number.
+
+    Returns:
+        ``[T, 2]`` int64: row ``t - 1`` holds (correct, questions) of task t.
+    """
+    check_shape(task, (correct.shape[0],), "correct_counts: task", fix="task must hold one task number per question")
     if task.numel() and (int(task.min()) < 1 or int(task.max()) > num_tasks):
         raise ShapeError(
             f"task_counts: task numbers must lie in 1..{num_tasks}, got {int(task.min())}..{int(task.max())}; "
             "raise num_tasks or check the batch's task field."
         )
-    counts = torch.zeros(num_tasks, 2, dtype=torch.long, device=logits.device)
+    counts = torch.zeros(num_tasks, 2, dtype=torch.long, device=correct.device)
     index = task.long() - 1  # task t -> row t - 1
     counts[:, 0].index_add_(0, index, correct.long())
     counts[:, 1].index_add_(0, index, torch.ones_like(index))
     return counts
+
+
+def question_correct(logits: Tensor, target: Tensor, question: Tensor) -> tuple[Tensor, Tensor]:
+    """Whether each question of a batch of sequences was answered right: every one of its answer steps is.
+
+    A sequence model answers at scored steps (one per answer word, :class:`~mannkit.tasks.BabiSequenceTask`);
+    the steps of one question share its number in ``question``.
+
+    Args:
+        logits: ``[B, T, C]``.
+        target: ``[B, T]`` class ids (-1: a word outside the classes, always wrong).
+        question: ``[B, T]`` int, the question's number (1, 2, ...) within its row at answer steps, 0 elsewhere.
+
+    Returns:
+        ``correct [E]`` bool and ``row [E]`` (the batch row of each question), E the questions of the batch,
+        ordered by row, then number.
+
+    >>> logits = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])   # predicts 0, 0, 1, 1
+    >>> question = torch.tensor([[0, 1, 2, 2]])       # question 1 at step 1, question 2 (two words) at steps 2, 3
+    >>> question_correct(logits, torch.tensor([[5, 0, 1, 0]]), question)
+    (tensor([ True, False]), tensor([0, 0]))
+    """
+    check_shape(logits, ("B", "T", "C"), "question_correct: logits")
+    B, T, _ = logits.shape
+    check_shape(target, (B, T), "question_correct: target", fix="target must be [B, T], one class id per step")
+    check_shape(question, (B, T), "question_correct: question", fix="question must be [B, T], a question number per step")
+    Q = int(question.max()) + 1 if question.numel() else 1  # numbers 0..Q-1 per row
+    group = (torch.arange(B, device=logits.device).unsqueeze(1) * Q + question.long()).flatten()  # [B*T], row-major
+    answered = (question > 0).flatten()
+    wrong = (logits.argmax(-1) != target).flatten() & answered
+    wrong_steps = torch.zeros(B * Q, dtype=torch.long, device=logits.device).index_add_(0, group, wrong.long())
+    steps = torch.zeros(B * Q, dtype=torch.long, device=logits.device).index_add_(0, group, answered.long())
+    asked = steps > 0  # [B*Q]: the (row, number) pairs that are questions
+    return (wrong_steps == 0)[asked], torch.div(torch.arange(B * Q, device=logits.device), Q, rounding_mode="floor")[asked]
 
 
 def task_errors(counts: Tensor) -> Tensor:
@@ -169,6 +221,26 @@ class PerTaskError(Metric):
 
     def compute(self) -> Tensor:
         return task_errors(torch.stack([self.correct, self.total], dim=1))
+
+
+@register(kind="metric")
+class JudgedTaskError(PerTaskError):
+    """:class:`PerTaskError` of questions already judged right or wrong (a sequence model's, see :func:`question_correct`).
+
+    Args:
+        num_tasks: T, the highest task number (20 for bAbI).
+
+    >>> metric = JudgedTaskError(num_tasks=2)
+    >>> metric.update(torch.tensor([True, False, True]), torch.tensor([2, 2, 1]))
+    >>> metric.compute().tolist()
+    [0.0, 0.5]
+    """
+
+    def update(self, correct: Tensor, task: Tensor) -> None:  # type: ignore[override]
+        """Add questions: ``correct [E]`` bool, ``task [E]`` (1-based task numbers)."""
+        counts = correct_counts(correct, task, self.num_tasks)  # [T, 2]
+        self.correct += counts[:, 0]
+        self.total += counts[:, 1]
 
 
 @register(kind="metric")

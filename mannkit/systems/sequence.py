@@ -20,6 +20,10 @@ Training may add, each logged as its own term (the terms sum to ``train/loss``):
 
 A model's ``SequenceOutput.stats`` (scalars such as ACT's ``ponder_mean``) are logged as
 ``train/<name>`` and ``val/<name>``, never added to the loss.
+
+A ``ce`` batch that says which question and task each scored step answers (``question [B, T]``, ``task [B]``,
+as :class:`~mannkit.tasks.BabiSequenceTask` gives) also gets the bAbI per-task error, mean error and failed
+tasks, logged and tabulated (``qa_results.md``) by the QA system's code (:mod:`mannkit.systems.task_errors`).
 """
 
 from __future__ import annotations
@@ -38,9 +42,11 @@ from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import SequenceModel
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
+from mannkit.metrics.qa import JudgedTaskError
 from mannkit.systems.losses import Objective, masked_bce_loss, objective
 from mannkit.systems.optim import DEFAULT_OPTIMIZER, build_optimization, torch_class
 from mannkit.systems.regularisers import access_consistency, access_sparsity, weighting_keys
+from mannkit.systems.task_errors import NUM_TASKS, carries_questions, log_task_errors, update_task_errors, write_task_results
 
 __all__ = ["SequenceSystem", "masked_bce_loss"]
 
@@ -122,6 +128,7 @@ class SequenceSystem(CheckedLoading, pl.LightningModule):
         self.val_metrics = nn.ModuleDict(self.objective.metrics())
         self.test_metrics = nn.ModuleDict()
         self.test_set_names: list[str] = ["test"]
+        self.task_errors = nn.ModuleDict({"val": JudgedTaskError(NUM_TASKS), "test": JudgedTaskError(NUM_TASKS)})  # QA streams
 
     def _bind(self, input_size: int | None, output_size: int | None) -> None:
         for name, value in (("input_size", input_size), ("output_size", output_size)):
@@ -268,6 +275,11 @@ class SequenceSystem(CheckedLoading, pl.LightningModule):
             self.log(f"val/{name}", metric, prog_bar=name == "bits_per_seq", batch_size=B)
         if "reference_bits" in batch:
             self.log("val/reference_bits_per_seq", batch["reference_bits"].mean(), batch_size=B, sync_dist=True)
+        if self.objective.categorical and carries_questions(batch):
+            update_task_errors(self.task_errors["val"], logits, batch)
+
+    def on_validation_epoch_end(self) -> None:
+        log_task_errors(self, "val", self.task_errors["val"])  # logs nothing unless the batches carried questions
 
     def setup(self, stage: str) -> None:
         self._bind_from_task()
@@ -294,6 +306,12 @@ class SequenceSystem(CheckedLoading, pl.LightningModule):
                 f"test/{name}/reference_bits_per_seq", batch["reference_bits"].mean(),
                 batch_size=B, add_dataloader_idx=False, sync_dist=True,
             )
+        if self.objective.categorical and carries_questions(batch):
+            update_task_errors(self.task_errors["test"], logits, batch)
+
+    def on_test_epoch_end(self) -> None:
+        """Per-task errors of question streams: logged as ``test/mean_error`` ..., and the ``qa_results`` table."""
+        self.results_paths = write_task_results(self, log_task_errors(self, "test", self.task_errors["test"]))
 
     def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
         """What fits the loss: for ``bce`` ``probabilities [B, T, O]``, ``prediction [B, T, O]`` (0/1) and

@@ -11,6 +11,7 @@ from mannkit.tasks.algorithmic import (
 )
 from mannkit.tasks.act_tasks import AdditionTask, LogicTask, ParityTask
 from mannkit.tasks.babi import BabiDataModule
+from mannkit.tasks.babi_stream import BabiSequenceTask
 from mannkit.tasks.base import LOSSES, Batch, SequenceTask
 from mannkit.tasks.difficulty import Difficulty
 from mannkit.tasks.episodic import EpisodicTask, SinusoidTask
@@ -57,6 +58,7 @@ __all__ = [
     "GenderConjugationTask",
     "DyckTask",
     "BabiDataModule",
+    "BabiSequenceTask",
     "ngram_bayes_optimal_bits",
     "EpisodicTask",
     "SinusoidTask",

@@ -10,7 +10,8 @@ import mannkit.systems  # noqa: F401
 from mannkit.cli import check_config, main
 
 ROOT = Path(__file__).parents[3]
-PRESETS = sorted((ROOT / "configs" / "dnc").glob("*.yaml"))
+# the bAbI presets read the bAbI files: tests/systems/test_babi_sequence.py fits them on tests/fixtures/babi
+PRESETS = sorted(p for p in (ROOT / "configs" / "dnc").glob("*.yaml") if not p.name.startswith("babi_"))
 ISSUE_PRESETS = {
     f"{task}{variant}.yaml"
     for task in ("copy", "repeat_copy", "associative_recall", "traversal", "shortest_path", "sorting")
