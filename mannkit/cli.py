@@ -345,6 +345,11 @@ def _cli_class() -> type:
             hparams.pop("_instantiator", None)
             if class_path is None:
                 return
+            for key in ("optimizer", "lr_scheduler"):  # short names (a model built in Python) spelt out for jsonargparse
+                if isinstance(hparams.get(key), Mapping):
+                    from mannkit.systems.optim import check_optimizer
+
+                    hparams[key] = check_optimizer(hparams[key], f"the checkpoint's {key}", scheduler=key == "lr_scheduler")
             model = {"class_path": class_path, "init_args": hparams}
             if subcommand == "fit":
                 _check_resume(str(ckpt_path), self.config[subcommand].get("model"), model)

@@ -90,7 +90,7 @@ def check_optimizer(config: Mapping[str, Any], where: str = "model.optimizer", s
                 f"{where}.init_args.{key}: {cls.__name__} has no option '{key}'{suggest(key, accepted)} "
                 f"(its options: {', '.join(accepted)})."
             )
-        if param is not None and _is_number(param.default) and not _is_number(value):
+        if param is not None and _is_number(param.default) and isinstance(value, str):  # lists (min_lr per group) pass
             hint = _OPTION_HINTS.get(key, f"write a number like its default {param.default}")
             raise ConfigError(f"{where}.init_args.{key}: expected a number, got {value!r}; {hint}.")
     if not scheduler:

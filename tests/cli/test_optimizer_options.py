@@ -96,3 +96,23 @@ def test_a_system_built_in_python_names_a_refused_rate():
 
     with pytest.raises(ConfigError, match=r"^model\.optimizer\.init_args\.lr: SGD refuses -1 \(Invalid learning rate: -1"):
         build_optimization([torch.nn.Parameter(torch.zeros(2))], {"class_path": "SGD", "init_args": {"lr": -1}}, None)
+
+
+def test_a_checkpoint_of_a_model_built_in_python_with_a_short_optimizer_name(tmp_path, capsys):
+    import lightning as L
+
+    from mannkit.cell import MemoryCell
+    from mannkit.nn import LSTMController, MatrixMemory, ReadHead, WriteHead
+    from mannkit.systems import SequenceSystem
+    from mannkit.tasks import CopyTask
+    from mannkit_ntm import NTMAddressing
+
+    cell = MemoryCell(LSTMController(8), MatrixMemory(6, 4), [WriteHead(NTMAddressing()), ReadHead(NTMAddressing())], clip=20.0)
+    model = SequenceSystem(cell, optimizer={"class_path": "SGD", "init_args": {"lr": 0.1}})
+    task = CopyTask(bits=3, min_length=1, max_length=3, test_lengths=[3, 5], batch_size=4, train_batches=2, val_batches=1, test_batches=1)
+    trainer = L.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, default_root_dir=tmp_path, num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(model, datamodule=task)
+    trainer.save_checkpoint(tmp_path / "python.ckpt")
+    main(["test", "--config", str(FIXTURE), "--ckpt_path", str(tmp_path / "python.ckpt"), "--trainer.default_root_dir", str(tmp_path)])
+    assert "test/len3/bits_per_seq" in capsys.readouterr().out
