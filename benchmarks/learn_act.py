@@ -102,6 +102,12 @@ def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
         for name, figure in example_figures(core, task.test_sets[-1][0]).items():
             imsave(folder / f"{Path(args.config).stem}_seed{seed}_{safe_name(name)}.png", to_rgb(figure))
+        from mannkit.viz import draw_curve
+
+        for axis, values in task.test_axes():  # ponder time against the difficulty of each test set
+            ponder = [tests[name]["ponder_mean"] for name in task.test_set_names]
+            figure = draw_curve(values, ponder, axis, "mean ponder steps", title=f"ponder time by {axis} (test sets)")
+            imsave(folder / f"{Path(args.config).stem}_seed{seed}_ponder_by_{safe_name(axis)}.png", to_rgb(figure))
     final = evaluate(core, val, task.loss)
     return {"config": args.config, "seed": seed, "tau": args.tau, "override": dict(args.override), "steps": step,
             "sequences": step * task.batch_size, "seconds": round(time.time() - start, 1), "final": final,
