@@ -292,7 +292,12 @@ class MetaSystem(CheckedLoading, pl.LightningModule):
             return support_loss(params, qx, qy)
 
         keys = ("support_x", "support_y", "query_x", "query_y")
-        losses = torch.func.vmap(query_loss, in_dims=(None, 0, 0, 0, 0))(theta, *(batch[k] for k in keys))  # [E]
+        try:
+            losses = torch.func.vmap(query_loss, in_dims=(None, 0, 0, 0, 0))(theta, *(batch[k] for k in keys))  # [E]
+        except (RuntimeError, NotImplementedError) as exc:  # e.g. a MemoryCell's in-place or custom-autograd steps
+            reason = str(exc).strip().splitlines()[0][:160]
+            raise ConfigError(f"model.vectorise is true but vmap cannot run {type(self.model).__name__} ({reason}); "
+                              "set model.vectorise to false to adapt the tasks one after another.") from None
         return losses.mean()
 
     def query_curves(self, batch: Mapping[str, Tensor], steps: int) -> dict[str, Tensor]:

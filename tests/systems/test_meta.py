@@ -89,6 +89,14 @@ def test_adapts_a_memory_cell_on_sinusoid_sequences():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
 
 
+def test_vectorise_over_a_model_vmap_cannot_run_is_one_sentence():
+    task = SinusoidTask(shots=3, queries=2, sequence_length=5, meta_batch=2)
+    cell = MemoryCell(LSTMController(7), MatrixMemory(5, 3), [WriteHead(ContentAddressing()), ReadHead(ContentAddressing())])
+    system = MetaSystem(cell, vectorise=True, input_size=task.input_size, output_size=1, loss="mse")
+    with pytest.raises(ConfigError, match=r"model.vectorise is true but vmap cannot run MemoryCell \(.*\); set model.vectorise to false"):
+        system.meta_loss(task.val_set[0])
+
+
 def test_conv_net_adapts_on_five_way_images():
     torch.manual_seed(2)
     system = MetaSystem(FewShotConvNet(channels=4, blocks=2), inner_steps=1, inner_lr=0.4, input_size=64, output_size=5, loss="ce")
