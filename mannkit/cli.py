@@ -195,62 +195,6 @@ def _check_optimizers(cfg: Any) -> None:
             init_args[key] = check_optimizer(value, f"model.init_args.{key}", scheduler=scheduler)
 
 
-def _model_differences(config: Any, saved: Any, where: str = "model") -> list[tuple[str, Any, Any]]:
-    """``(field, saved value, config value)`` where the config's model differs from a checkpoint's.
-
-    Class paths compare by the class they name (``mannkit.nn.LSTMController`` is
-    ``mannkit.nn.controllers.LSTMController``); a config value of None (a size to infer, a default
-    optimizer) and a field only one side has are no difference.
-    """
-    from mannkit.core.config import resolve_class
-
-    if hasattr(config, "as_dict"):
-        config = config.as_dict()
-    if config is None or saved is None:
-        return []
-    if isinstance(config, Mapping) and isinstance(saved, Mapping):
-        found = []
-        for key in config.keys() & saved.keys():
-            if key == "class_path":
-                try:
-                    same = resolve_class(str(config[key])) is resolve_class(str(saved[key]))
-                except MannkitError:
-                    same = config[key] == saved[key]
-                found += [] if same else [(f"{where}.class_path", saved[key], config[key])]
-            elif key != "__path__":
-                found += _model_differences(config[key], saved[key], f"{where}.{key}")
-        return sorted(found)
-    if isinstance(config, (list, tuple)) and isinstance(saved, (list, tuple)) and len(config) == len(saved):
-        return [d for i, (c, s) in enumerate(zip(config, saved)) for d in _model_differences(c, s, f"{where}[{i}]")]
-    return [] if config == saved else [(where, saved, config)]
-
-
-def _check_resume(ckpt_path: str, config_model: Any, saved_model: Mapping[str, Any]) -> None:
-    """``fit --ckpt_path``: refuse a checkpoint of another model; say which optimizer settings are not the config's.
-
-    Resuming builds the checkpoint's model, so a config that describes another one (another class, sizes,
-    memory ...) would be silently replaced: that is refused. The optimizer and scheduler state, learning
-    rate included, come back from the checkpoint, so config changes there are named as ignored.
-    """
-    differences = _model_differences(config_model, saved_model)
-    optimizer = tuple(f"model.init_args.{key}" for key in ("optimizer", "lr_scheduler"))
-    other = [d for d in differences if not d[0].startswith(optimizer)]
-    if other:
-        field, saved, given = other[0]
-        more = f" (and {len(other) - 1} more)" if len(other) > 1 else ""
-        raise ConfigError(
-            f"--ckpt_path {ckpt_path}: the checkpoint holds another model than the config: {field} is {saved!r} "
-            f"in the checkpoint and {given!r} in the config{more}; resume with the config the checkpoint was trained "
-            "with, or start a new run without --ckpt_path."
-        )
-    if differences:
-        ignored = ", ".join(f"{field} ({given!r}; the checkpoint's {saved!r} is kept)" for field, saved, given in differences)
-        _log.warning(
-            f"mannkit fit: resuming {saved_model['class_path'].rpartition('.')[2]} from {ckpt_path}, whose optimizer "
-            f"state comes back with it, so these settings of the config are ignored: {ignored}"
-        )
-
-
 def _config_paths(argv: list[str]) -> list[str]:
     paths = []
     for i, arg in enumerate(argv):
@@ -352,7 +296,9 @@ def _cli_class() -> type:
                     hparams[key] = check_optimizer(hparams[key], f"the checkpoint's {key}", scheduler=key == "lr_scheduler")
             model = {"class_path": class_path, "init_args": hparams}
             if subcommand == "fit":
-                _check_resume(str(ckpt_path), self.config[subcommand].get("model"), model)
+                from mannkit.callbacks.reliability import check_resume
+
+                check_resume(str(ckpt_path), self.config[subcommand].get("model"), model)
             try:
                 self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
             except Exception as exc:  # jsonargparse's ArgumentError: a saved argument this version does not take

@@ -9,6 +9,8 @@
   ``last.ckpt`` of the earlier runs under the run folder (each run gets a new ``version_N`` folder, so
   Lightning's own look-up, which searches only the new run's folder, never finds one);
 - :func:`resume_command`: the command line that resumes a run;
+- :func:`check_resume`: ``fit --ckpt_path`` with a checkpoint of another model than the config's is
+  refused, and config settings the checkpoint's optimizer state overrides are named;
 - :func:`claim_run_folders` and :func:`remove_unused_run_folders`: each run gets its own ``version_N``
   folder, created atomically (two runs started together never share one), and a run that fails before
   its first training step leaves no empty folder behind.
@@ -16,11 +18,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +35,16 @@ from mannkit.callbacks.checkpoint_io import AtomicCheckpointIO
 from mannkit.callbacks.guard import TrainingGuard
 
 __all__ = [
+    "check_resume",
     "claim_run_folders",
     "find_last_checkpoint",
+    "model_differences",
     "reliable_trainer_parts",
     "remove_unused_run_folders",
     "resume_command",
 ]
 
+_log = logging.getLogger("mannkit")
 _LAST = re.compile(r"^last(-v\d+)?\.ckpt$")
 # where Lightning puts checkpoints under a root: no logger, TensorBoardLogger(name) and (name/sub)
 _LAYOUTS = ("checkpoints", "*/version_*/checkpoints", "*/*/version_*/checkpoints")
@@ -164,3 +170,62 @@ def remove_unused_run_folders(folders: Iterable[Path], trainer: Any, start_step:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
+
+
+def model_differences(config: Any, saved: Any, where: str = "model") -> list[tuple[str, Any, Any]]:
+    """``(field, saved value, config value)`` where the config's model differs from a checkpoint's.
+
+    Class paths compare by the class they name (``mannkit.nn.LSTMController`` is
+    ``mannkit.nn.controllers.LSTMController``); a config value of None (a size to infer, a default
+    optimizer) and a field only one side has are no difference.
+    """
+    from mannkit.core.config import resolve_class
+    from mannkit.core.errors import MannkitError
+
+    if hasattr(config, "as_dict"):
+        config = config.as_dict()
+    if config is None or saved is None:
+        return []
+    if isinstance(config, Mapping) and isinstance(saved, Mapping):
+        found = []
+        for key in config.keys() & saved.keys():
+            if key == "class_path":
+                try:
+                    same = resolve_class(str(config[key])) is resolve_class(str(saved[key]))
+                except MannkitError:
+                    same = config[key] == saved[key]
+                found += [] if same else [(f"{where}.class_path", saved[key], config[key])]
+            elif key != "__path__":
+                found += model_differences(config[key], saved[key], f"{where}.{key}")
+        return sorted(found)
+    if isinstance(config, (list, tuple)) and isinstance(saved, (list, tuple)) and len(config) == len(saved):
+        return [d for i, (c, s) in enumerate(zip(config, saved)) for d in model_differences(c, s, f"{where}[{i}]")]
+    return [] if config == saved else [(where, saved, config)]
+
+
+def check_resume(ckpt_path: str, config_model: Any, saved_model: Mapping[str, Any]) -> None:
+    """``fit --ckpt_path``: refuse a checkpoint of another model; say which optimizer settings are not the config's.
+
+    Resuming builds the checkpoint's model, so a config that describes another one (another class, sizes,
+    memory ...) would be silently replaced: that is refused. The optimizer and scheduler state, learning
+    rate included, come back from the checkpoint, so config changes there are named as ignored.
+    """
+    differences = model_differences(config_model, saved_model)
+    optimizer = tuple(f"model.init_args.{key}" for key in ("optimizer", "lr_scheduler"))
+    other = [d for d in differences if not d[0].startswith(optimizer)]
+    if other:
+        field, saved, given = other[0]
+        more = f" (and {len(other) - 1} more)" if len(other) > 1 else ""
+        from mannkit.core.errors import ConfigError
+
+        raise ConfigError(
+            f"--ckpt_path {ckpt_path}: the checkpoint holds another model than the config: {field} is {saved!r} "
+            f"in the checkpoint and {given!r} in the config{more}; resume with the config the checkpoint was trained "
+            "with, or start a new run without --ckpt_path."
+        )
+    if differences:
+        ignored = ", ".join(f"{field} ({given!r}; the checkpoint's {saved!r} is kept)" for field, saved, given in differences)
+        _log.warning(
+            f"mannkit fit: resuming {saved_model['class_path'].rpartition('.')[2]} from {ckpt_path}, whose optimizer "
+            f"state comes back with it, so these settings of the config are ignored: {ignored}"
+        )

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mannkit.cli import _model_differences, main
+from mannkit.callbacks.reliability import model_differences
+from mannkit.cli import main
 
 FIXTURE = Path(__file__).parents[2] / "tests" / "fixtures" / "tiny_copy.yaml"
 
@@ -49,7 +50,7 @@ def test_ignored_optimizer_settings_are_named(checkpoint, tmp_path, caplog):
 def test_differences_compare_classes_not_their_spelling():
     saved = {"class_path": "mannkit.nn.controllers.LSTMController", "init_args": {"hidden_size": 8, "layers": [1, 2]}}
     same = {"class_path": "mannkit.nn.LSTMController", "init_args": {"hidden_size": 8, "layers": (1, 2), "new": 1}}
-    assert _model_differences(same, saved) == []
-    assert _model_differences({"class_path": "mannkit.nn.GRUController", "init_args": {"hidden_size": None}}, saved) == [
+    assert model_differences(same, saved) == []
+    assert model_differences({"class_path": "mannkit.nn.GRUController", "init_args": {"hidden_size": None}}, saved) == [
         ("model.class_path", "mannkit.nn.controllers.LSTMController", "mannkit.nn.GRUController")
     ]
