@@ -22,14 +22,22 @@ from torch import Tensor, nn
 
 from mannkit.core.errors import ConfigError
 
-__all__ = ["RelationNetwork", "mlp"]
+__all__ = ["RelationNetwork", "mlp", "check_widths", "check_dropout"]
 
 
-def _widths(owner: str, name: str, widths: list[int]) -> None:
-    if not isinstance(widths, (list, tuple)) or not widths or any(
+def check_widths(owner: str, name: str, widths: list[int], allow_empty: bool = False) -> None:
+    """Raise a one-sentence :class:`ConfigError` unless ``widths`` is a list of positive integers (non-empty unless allowed)."""
+    if not isinstance(widths, (list, tuple)) or (not widths and not allow_empty) or any(
         isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths
     ):
-        raise ConfigError(f"{owner}: {name} must be a non-empty list of positive integers, got {widths!r}; e.g. [256, 256].")
+        kind = "a list" if allow_empty else "a non-empty list"
+        raise ConfigError(f"{owner}: {name} must be {kind} of positive integers, got {widths!r}; e.g. [256, 256].")
+
+
+def check_dropout(owner: str, dropout: float) -> None:
+    """Raise a one-sentence :class:`ConfigError` unless ``0 <= dropout < 1``."""
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"{owner}: dropout must be in [0, 1), got {dropout!r}; use e.g. 0.5, or 0 for none.")
 
 
 def mlp(sizes: list[int], final_activation: bool) -> nn.Sequential:
@@ -65,9 +73,9 @@ class RelationNetwork(nn.Module):
     def __init__(self, object_size: int, query_size: int, output_size: int, g_layers: list[int], f_layers: list[int],
                  dropout: float = 0.0) -> None:
         super().__init__()
-        _widths("RelationNetwork", "g_layers", g_layers)
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"RelationNetwork: dropout must be in [0, 1), got {dropout!r}; use e.g. 0.5, or 0 for none.")
+        check_widths("RelationNetwork", "g_layers", g_layers)
+        check_widths("RelationNetwork", "f_layers", f_layers, allow_empty=True)
+        check_dropout("RelationNetwork", dropout)
         G = g_layers[0]
         self.first_i = nn.Linear(object_size, G)  # U x_i (+ the first layer's bias)
         self.first_j = nn.Linear(object_size, G, bias=False)  # V x_j

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import QAModel, QAOutput
 from mannkit.core.registry import register
-from mannkit_relational.relation_network import RelationNetwork
+from mannkit_relational.relation_network import RelationNetwork, check_dropout, check_widths
 
 __all__ = ["RelationNetworkQA", "recent_sentences", "encode_words"]
 
@@ -89,7 +89,9 @@ class RelationNetworkQA(QAModel):
                 raise ConfigError(f"RelationNetworkQA: {name} must be a positive integer, got {value!r}; set {name} to 1 or more.")
         self.embedding_dim, self.lstm_size, self.memory_size = embedding_dim, lstm_size, memory_size
         self.g_layers, self.f_layers, self.dropout = list(g_layers), list(f_layers), dropout
-        RelationNetwork(1, 1, 1, self.g_layers, self.f_layers, dropout)  # validates the layers now, in one sentence
+        check_widths("RelationNetworkQA", "g_layers", g_layers)
+        check_widths("RelationNetworkQA", "f_layers", f_layers, allow_empty=True)
+        check_dropout("RelationNetworkQA", dropout)
 
     def bind(self, vocab_size: int, answer_size: int, max_sentences: int, sentence_length: int, question_length: int) -> None:
         """Create the embedding, the two LSTMs and the RN for V words and A answers."""

@@ -62,9 +62,10 @@ def test_dropout_is_off_in_eval():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"g_layers": []}, r"^RelationNetwork: g_layers must be a non-empty list of positive integers, got \[\]; e\.g\. \[256, 256\]\.$"),
+    ({"g_layers": []}, r"^RelationNetworkQA: g_layers must be a non-empty list of positive integers, got \[\]; e\.g\. \[256, 256\]\.$"),
     ({"memory_size": 0}, r"^RelationNetworkQA: memory_size must be a positive integer, got 0; set memory_size to 1 or more\.$"),
-    ({"dropout": 1.0}, r"^RelationNetwork: dropout must be in \[0, 1\), got 1\.0;"),
+    ({"dropout": 1.0}, r"^RelationNetworkQA: dropout must be in \[0, 1\), got 1\.0;"),
+    ({"f_layers": [0]}, r"^RelationNetworkQA: f_layers must be a list of positive integers, got \[0\]; e\.g\. \[256, 256\]\.$"),
 ])
 def test_bad_arguments_are_refused_in_one_sentence(kwargs, match):
     with pytest.raises(ConfigError, match=match):
