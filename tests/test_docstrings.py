@@ -13,7 +13,7 @@ import pytest
 
 import mannkit
 
-PACKAGES = ["mannkit", "mannkit_ntm", "mannkit_dnc", "mannkit_attention", "mannkit_memn2n", "mannkit_dmn", "mannkit_stack"]
+PACKAGES = ["mannkit", "mannkit_ntm", "mannkit_dnc", "mannkit_attention", "mannkit_memn2n", "mannkit_dmn", "mannkit_stack", "mannkit_relational"]
 
 
 def _modules() -> list[str]:
