@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from mannkit.tasks import (
+    AdditionTask,
     AssociativeRecallTask,
     BigramFlipTask,
     CopyTask,
@@ -25,7 +26,10 @@ from mannkit.tasks import (
     FamilyTreeTask,
     GenderConjugationTask,
     GraphTraversalTask,
+    LogicTask,
     MultiTask,
+    NthFarthestTask,
+    ParityTask,
     PrioritySortTask,
     RepeatCopyTask,
     ReversalTask,
@@ -53,6 +57,10 @@ TASKS: dict[str, Callable[[], SequenceTask]] = {
     "svo_to_sov": lambda: SVOtoSOVTask(**SIZES),
     "gender_conjugation": lambda: GenderConjugationTask(**SIZES),
     "dyck": lambda: DyckTask(**SIZES),
+    "parity": lambda: ParityTask(**SIZES),
+    "logic": lambda: LogicTask(**SIZES),
+    "addition": lambda: AdditionTask(**SIZES),
+    "nth_farthest": lambda: NthFarthestTask(**SIZES),
 }
 
 PINNED = {'copy': {'names': ['len20', 'len40', 'len80', 'len120'],
@@ -136,6 +144,27 @@ PINNED.update({
              'val': 'c3c073628f8a8ac896afa86e',
              'example': 'ff862e5a870935baa6a7bde8',
              'test': ['3c2fcbd2d06c60e0d5e875b6', '4d03ebe5c7e1ecd317a6284d', '26f21cb7efe11304b211845a']},
+    # issue 12 (ACT) and issue 13 (N-th farthest) tasks, pinned when they were added
+    'parity': {'names': ['n16', 'n32', 'n64'],
+               'train': ['720b2eb1fae3fdd9c012ca59', '17c175d38d94467b42e1254b'],
+               'val': '348226f5bbd6e9e1f96418ed',
+               'example': '4e8f66dfc0adb0760a453711',
+               'test': ['22bcba735cf2b1c76c96182f', '38751cd59c84516c4f9a2a2c', '8954e89eaf9ee6fba17adda9']},
+    'logic': {'names': ['len10'],
+              'train': ['94e7d3494f4d1b0e7f461e47', '8b846ffc7542ca21dbcccebb'],
+              'val': 'df87dd9e96acc4cc3adfc5b7',
+              'example': '1431c96d760b2b06354a4e06',
+              'test': ['9e8e1887e77a833fbebb4e4c']},
+    'addition': {'names': ['len5'],
+                 'train': ['f94b723581bdc42037976b40', '29fce337d4705328c55a5884'],
+                 'val': 'd2d0e81e1fd2a61b5e9008ec',
+                 'example': '6342b5096f9f9fa5bc85bd57',
+                 'test': ['c4b753d3b91abbc5c56c5af2']},
+    'nth_farthest': {'names': ['obj8'],
+                     'train': ['a2c8fe9f9a898dcff29d8a4e', 'b0c88181ae626b569c9d38ee'],
+                     'val': '910a9d58342b6d18187f53d3',
+                     'example': '6f96cf189446eca6d551b3e5',
+                     'test': ['735f6ba69f944bc18c93e29f']},
 })
 
 MULTI = ['3c3f7d775e3438dc715b54cc', 'ae5e63fd296133f106929be5']
