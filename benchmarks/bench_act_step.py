@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from mannkit.cell import MemoryCell
 from mannkit.nn import ContentAddressing, LSTMController, MatrixMemory, ReadHead, RNNController, WriteHead
-from mannkit_act import ACT, ControllerCell
+from mannkit.nn import ControllerCell
+from mannkit_act import ACT
 
 CELLS = {
     # name: (build, B, T, I, O)

@@ -38,7 +38,7 @@ from mannkit.tasks.base import make_generator
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = {
     "RMC (RelationalMemoryModel)": "nth_farthest_rmc.yaml",
-    "LSTM 68 (ControllerOnly)": "nth_farthest_lstm.yaml",
+    "LSTM 68 (ControllerCell)": "nth_farthest_lstm.yaml",
     "DNC (LSTM 48, 16 x 16, R = 2)": "nth_farthest_dnc.yaml",
     "RMC controller + DNC memory": "nth_farthest_rmc_dnc.yaml",
 }

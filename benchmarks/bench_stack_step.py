@@ -29,7 +29,8 @@ from mannkit.cell import MemoryCell
 from mannkit.nn import LSTMController
 from mannkit.systems.losses import masked_cross_entropy_loss
 from mannkit.tasks import ReversalTask
-from mannkit_stack import ControllerOnly, NeuralDeque, NeuralQueue, NeuralStack, NeuralStackHead
+from mannkit.nn import ControllerCell
+from mannkit_stack import NeuralDeque, NeuralQueue, NeuralStack, NeuralStackHead
 
 OUT = Path(__file__).resolve().parent / "out"
 MEMORIES = {"stack": NeuralStack, "queue": NeuralQueue, "deque": NeuralDeque}
@@ -38,7 +39,7 @@ MEMORIES = {"stack": NeuralStack, "queue": NeuralQueue, "deque": NeuralDeque}
 def build(kind: str) -> torch.nn.Module:
     """The model: an LSTM 256 with a NeuralStack/Queue/Deque of W = 64 and its head, or the LSTM alone."""
     if kind == "lstm":
-        model = ControllerOnly(LSTMController(256))
+        model = ControllerCell(LSTMController(256))
     else:
         model = MemoryCell(LSTMController(256), MEMORIES[kind](word_size=64), [NeuralStackHead()], clip=20.0)
     model.bind(129, 128)

@@ -6,10 +6,11 @@ from mannkit.nn.addressing import ContentAddressing, DotProductAddressing, conte
 from mannkit.nn.controllers import GRUController, LSTMController, LSTMState, MLPController, RNNController
 from mannkit.nn.heads import ReadHead, WriteHead
 from mannkit.nn.memory import MatrixMemory, MatrixState, erase_add, read
-from mannkit.nn.cells import CellController, OnMemory, StackedCells
+from mannkit.nn.cells import CellController, ControllerCell, OnMemory, StackedCells
 
 __all__ = [
     "CellController",
+    "ControllerCell",
     "OnMemory",
     "StackedCells",
     "ContentAddressing",

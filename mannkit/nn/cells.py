@@ -10,6 +10,8 @@ Shape letters: B batch, T time, I input width, O output width, H controller outp
   cell's per-step output ``y_t [B, H]`` and the controller state is the inner cell's state.
 - :class:`StackedCells` runs recurrent cells as layers in one step: layer k's output ``[B, H]``
   is layer k+1's input, the last layer gives ``[B, O]``.
+- :class:`ControllerCell` is a controller alone with an output layer: the memory-less baseline
+  (an LSTM, GRU or tanh RNN) that every memory model is compared with.
 
 >>> import torch
 >>> from mannkit.cell import MemoryCell
@@ -36,7 +38,7 @@ from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
 from mannkit.testing.defaults import SIZES, register_example
 
-__all__ = ["OnMemory", "CellController", "StackedCells"]
+__all__ = ["OnMemory", "CellController", "ControllerCell", "StackedCells"]
 
 
 @register
@@ -187,6 +189,68 @@ class StackedCells(RecurrentCell):
         return super().forward(x, record)
 
 
+@register
+class ControllerCell(RecurrentCell):
+    """Any controller as a recurrent cell without memory: ``h_t, c_t = controller(x_t, c_{t-1})``, ``y_t = W h_t + b``.
+
+    The memory-less baseline beside every memory model: with an ``RNNController`` the simple RNN of
+    the ACT paper's parity and logic tasks, with an ``LSTMController`` (``layers: 2``) the deep LSTM
+    that Grefenstette et al. 2015 set against their stack, queue and deque. The state is the controller's.
+
+    Args:
+        controller: the controller (its input size is derived).
+
+    >>> from mannkit.nn import RNNController
+    >>> cell = ControllerCell(RNNController(8))
+    >>> cell.bind(input_size=3, output_size=2)
+    >>> cell(torch.zeros(4, 5, 3)).logits.shape
+    torch.Size([4, 5, 2])
+    """
+
+    def __init__(self, controller: Controller) -> None:
+        super().__init__()
+        if not isinstance(controller, Controller):
+            raise ConfigError(
+                f"ControllerCell: controller is a {type(controller).__name__}, not a Controller; "
+                "give a controller class_path such as RNNController."
+            )
+        self.controller = controller
+        self.output: nn.Linear | None = None
+
+    def bind(self, input_size: int, output_size: int) -> None:
+        """Bind the controller to I inputs and create the output layer ``H -> O``."""
+        if not self._bind_once(input_size=input_size, output_size=output_size):
+            return
+        if input_size < 1 or output_size < 1:
+            raise ConfigError(
+                f"ControllerCell: input_size ({input_size}) and output_size ({output_size}) must be positive; "
+                "they come from the task, so check the data settings."
+            )
+        self.input_size, self.output_size = input_size, output_size
+        self.controller.bind(input_size)
+        self.output = nn.Linear(self.controller.output_size, output_size)
+
+    def _require_bound(self) -> None:
+        if self.output is None:
+            raise ConfigError("ControllerCell is not built yet; call cell.bind(input_size, output_size) or let a system build it.")
+
+    def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> State:
+        self._require_bound()
+        return self.controller.initial_state(batch_size, device, dtype)
+
+    def step(self, x: Tensor, state: State, record: bool = False) -> tuple[Tensor, State, dict[str, Tensor]]:
+        """``x [B, I]`` -> ``(y [B, O], state, {})``."""
+        h, state = self.controller(x, state)  # h_t [B, H]
+        return self.output(h), state, {}
+
+    def forward(self, x: Tensor, record: bool = False) -> SequenceOutput:
+        """``x [B, T, I]`` -> logits ``[B, T, O]``."""
+        self._require_bound()
+        check_shape(x, ("B", "T", self.input_size), "ControllerCell input", "the task's input width must match the model's")
+        return super().forward(x, record)
+
+
+
 # -- how the conformance kit builds these (they need partners the kit cannot guess) ------------------
 def _kit_cell() -> RecurrentCell:
     from mannkit.cell import MemoryCell
@@ -224,3 +288,12 @@ def _kit_on_memory() -> OnMemory:
 register_example(OnMemory, _kit_on_memory, harness=_on_memory_harness)
 register_example(CellController, lambda: CellController(_kit_cell(), hidden_size=SIZES.H))
 register_example(StackedCells, lambda: StackedCells([_kit_cell(), _kit_cell()], hidden_size=SIZES.H))
+
+
+def _kit_controller_cell() -> ControllerCell:
+    from mannkit.nn.controllers import RNNController
+
+    return ControllerCell(RNNController(SIZES.H))
+
+
+register_example(ControllerCell, _kit_controller_cell)

@@ -2,21 +2,20 @@
 
 Loaded through the entry point ``act = "mannkit_act"``; importing it registers its classes.
 Wrap any recurrent cell in :class:`ACT` (``class_path: ACT`` with ``init_args: {cell: ...}``);
-:class:`ControllerCell` makes a controller alone (the paper's RNN or LSTM) a cell. The halting
+``mannkit.nn.ControllerCell`` makes a controller alone (the paper's RNN or LSTM) a cell. The halting
 rule is the pure function :func:`mannkit_act.halting.halting_step`; the mean-field mix of nested
 states is in :mod:`mannkit_act.tree`.
 """
 
-from mannkit.nn.controllers import RNNController
+from mannkit.nn import ControllerCell, RNNController
 from mannkit.testing.defaults import SIZES, register_example
 from mannkit_act.act import ACT
-from mannkit_act.cells import ControllerCell
 from mannkit_act.halting import HaltingStep, halting_step
 
 #: The mannkit interface version this plugin is written for.
 MANNKIT_API = 1
 
-__all__ = ["MANNKIT_API", "ACT", "ControllerCell", "HaltingStep", "halting_step"]
+__all__ = ["MANNKIT_API", "ACT", "HaltingStep", "halting_step"]
 
 
 def _kit_act() -> ACT:
@@ -24,5 +23,4 @@ def _kit_act() -> ACT:
     return ACT(ControllerCell(RNNController(SIZES.H)), max_ponder=5)
 
 
-register_example(ControllerCell, lambda: ControllerCell(RNNController(SIZES.H)))
 register_example(ACT, _kit_act)

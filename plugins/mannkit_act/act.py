@@ -35,7 +35,7 @@ by ``forward``.
 
 >>> import torch
 >>> from mannkit.nn import RNNController
->>> from mannkit_act.cells import ControllerCell
+>>> from mannkit.nn import ControllerCell
 >>> act = ACT(ControllerCell(RNNController(8)), max_ponder=5)
 >>> act.bind(input_size=3, output_size=2)
 >>> out = act(torch.zeros(4, 6, 3), record=True)

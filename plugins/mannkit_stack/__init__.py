@@ -5,14 +5,13 @@ Loaded through the entry point ``stack = "mannkit_stack"``; importing it registe
 - memories whose state grows one value per push (``Memory.growing``): :class:`NeuralStack`,
   :class:`NeuralQueue`, :class:`NeuralDeque`, driven by :class:`NeuralStackHead`;
 - a fixed-depth memory of K stacks: :class:`PushPopStack`, driven by :class:`PushPopStackHead`;
-- the memory-less baseline :class:`ControllerOnly` (an LSTM alone, for the comparisons).
+The memory-less LSTM baseline of the comparisons is ``mannkit.nn.ControllerCell``.
 
 The equations are pure functions in :mod:`mannkit_stack.mechanisms`. Any registered controller
 drives the heads; ``OnMemory`` puts a stack beside a matrix memory in one cell.
 """
 
 from mannkit_stack import mechanisms
-from mannkit_stack.baseline import ControllerOnly
 from mannkit_stack.heads import NeuralStackHead
 from mannkit_stack.memory import NeuralDeque, NeuralQueue, NeuralStack, StackState
 from mannkit_stack.pushpop import PushPopStack, PushPopStackHead, PushPopState
@@ -22,7 +21,6 @@ MANNKIT_API = 1
 
 __all__ = [
     "MANNKIT_API",
-    "ControllerOnly",
     "NeuralDeque",
     "NeuralQueue",
     "NeuralStack",

@@ -11,7 +11,7 @@ from mannkit.cli import check_config, main
 from mannkit.metrics.qa import JudgedTaskError, question_correct
 from mannkit.systems import SequenceSystem
 from mannkit.tasks import BabiSequenceTask, CopyTask
-from mannkit_stack import ControllerOnly
+from mannkit.nn import ControllerCell
 from mannkit.nn import LSTMController
 
 ROOT = Path(__file__).parents[2]
@@ -55,7 +55,7 @@ def test_the_system_logs_and_tabulates_the_per_task_error_of_streams(tmp_path):
         (tmp_path / f"{name}_test.txt").write_text(text)
     torch.manual_seed(0)
     task = BabiSequenceTask(str(tmp_path), tasks=[1, 8], batch_size=3, val_fraction=0.25)
-    trainer = _fit(ControllerOnly(LSTMController(16)), task, 30, tmp_path)
+    trainer = _fit(ControllerCell(LSTMController(16)), task, 30, tmp_path)
     assert "val/mean_error" in trainer.callback_metrics and "val/error/task8" in trainer.callback_metrics
     model = trainer.lightning_module
     (metrics,) = trainer.test(model, datamodule=task, verbose=False)
@@ -76,7 +76,7 @@ def test_the_system_logs_and_tabulates_the_per_task_error_of_streams(tmp_path):
 
 
 def test_tasks_without_questions_log_no_task_error(tmp_path):
-    trainer = _fit(ControllerOnly(LSTMController(6)), CopyTask(bits=3, max_length=3, train_batches=1, val_batches=1), 1, tmp_path)
+    trainer = _fit(ControllerCell(LSTMController(6)), CopyTask(bits=3, max_length=3, train_batches=1, val_batches=1), 1, tmp_path)
     assert "val/bits_per_seq" in trainer.callback_metrics and "val/mean_error" not in trainer.callback_metrics
 
 
@@ -84,7 +84,7 @@ def test_a_small_seeded_lstm_learns_the_fixture_streams():
     """Loss falls on the answer slots: 80 Adam steps (lr 0.01, clip 1) on the 8 training stories of the fixtures, seed 0."""
     torch.manual_seed(0)
     task = BabiSequenceTask(str(FIXTURES), tasks=[1, 8], batch_size=8, val_fraction=0.0, seed=0)
-    model = SequenceSystem(ControllerOnly(LSTMController(24)), loss="ce", optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}})
+    model = SequenceSystem(ControllerCell(LSTMController(24)), loss="ce", optimizer={"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}})
     model.core.bind(task.input_size, task.output_size)
     optimizer = model.configure_optimizers()
     batch = task.example_batch(8, split="train")

@@ -13,7 +13,8 @@ from mannkit.cell import MemoryCell
 from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import RecurrentCell
 from mannkit.nn import ContentAddressing, LSTMController, MatrixMemory, ReadHead, RNNController, WriteHead
-from mannkit_act import ACT, ControllerCell, halting_step
+from mannkit.nn import ControllerCell
+from mannkit_act import ACT, halting_step
 from mannkit_act.tree import batch_axes, leaves, mix, rebuild
 
 

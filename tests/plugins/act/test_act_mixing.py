@@ -14,7 +14,8 @@ from mannkit.core.registry import registry
 from mannkit.nn import GRUController, LSTMController, RNNController
 from mannkit.tasks import CopyTask
 from mannkit.testing import check_sequence_model, default_factory, registered_components
-from mannkit_act import ACT, ControllerCell
+from mannkit.nn import ControllerCell
+from mannkit_act import ACT
 
 RECURRENT = [n for n in registered_components("model") if n != "ACT" and issubclass(registry.get(n, "model"), RecurrentCell)]
 

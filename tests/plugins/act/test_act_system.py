@@ -9,7 +9,8 @@ from mannkit.core.interfaces import SequenceModel, SequenceOutput
 from mannkit.nn import RNNController
 from mannkit.systems import SequenceSystem
 from mannkit.tasks import CopyTask
-from mannkit_act import ACT, ControllerCell
+from mannkit.nn import ControllerCell
+from mannkit_act import ACT
 
 
 def _task() -> CopyTask:

@@ -8,7 +8,8 @@ from mannkit.nn import LSTMController, RNNController
 from mannkit.systems import SequenceSystem
 from mannkit.tasks import AdditionTask, LogicTask
 from mannkit.testing import default_factory
-from mannkit_act import ACT, ControllerCell
+from mannkit.nn import ControllerCell
+from mannkit_act import ACT
 
 
 def test_ponder_and_halting_pictures_for_a_categorical_task():

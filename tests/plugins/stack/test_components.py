@@ -5,11 +5,10 @@ import torch
 
 from mannkit.cell import MemoryCell
 from mannkit.core.errors import ConfigError
-from mannkit.nn import ContentAddressing, LSTMController, MatrixMemory, ReadHead, WriteHead
+from mannkit.nn import ContentAddressing, ControllerCell, LSTMController, MatrixMemory, ReadHead, WriteHead
 from mannkit.testing import check_head, check_memory, check_sequence_model, head_sets
 from mannkit_ntm import NTMAddressing
 from mannkit_stack import (
-    ControllerOnly,
     NeuralDeque,
     NeuralQueue,
     NeuralStack,
@@ -35,7 +34,7 @@ def test_the_heads_conform():
 
 
 def test_the_lstm_baseline_conforms():
-    check_sequence_model(lambda: ControllerOnly(LSTMController(13)))
+    check_sequence_model(lambda: ControllerCell(LSTMController(13)))
 
 
 def test_the_heads_are_paired_with_their_memories_by_needs():
@@ -76,7 +75,7 @@ def test_a_push_pop_head_on_a_neural_stack_is_refused():
         (lambda: NeuralStack(word_size=0), r"^NeuralStack: word_size must be a positive integer, got 0; set word_size to 1 or more\.$"),
         (lambda: PushPopStack(depth=0), r"^PushPopStack: depth must be a positive integer, got 0; set depth to 1 or more\.$"),
         (lambda: PushPopStack(depth=3, read_depth=4), r"^PushPopStack: read_depth \(4\) is more than depth \(3\); set read_depth to 3 or less\.$"),
-        (lambda: ControllerOnly(MatrixMemory(3, 2)), r"^ControllerOnly: controller is a MatrixMemory, not a Controller; "),
+        (lambda: ControllerCell(MatrixMemory(3, 2)), r"^ControllerCell: controller is a MatrixMemory, not a Controller; "),
     ],
 )
 def test_bad_settings_are_refused_in_one_sentence(build, message):

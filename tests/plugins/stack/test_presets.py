@@ -10,7 +10,8 @@ import mannkit.systems  # noqa: F401
 from mannkit.cli import check_config, main
 from mannkit.nn import LSTMController
 from mannkit.viz import draw_trace
-from mannkit_stack import ControllerOnly, NeuralStack, NeuralStackHead, PushPopStack, PushPopStackHead
+from mannkit.nn import ControllerCell
+from mannkit_stack import NeuralStack, NeuralStackHead, PushPopStack, PushPopStackHead
 
 ROOT = Path(__file__).parents[3]
 PRESETS = sorted((ROOT / "configs" / "stack").glob("*.yaml"))
@@ -50,7 +51,7 @@ def test_the_lstm_baselines_have_about_the_stack_models_parameter_count():
     from mannkit.cell import MemoryCell
 
     stack = MemoryCell(LSTMController(256), NeuralStack(64), [NeuralStackHead()], clip=20.0)
-    lstm = ControllerOnly(LSTMController(192, layers=2))
+    lstm = ControllerCell(LSTMController(192, layers=2))
     for model in (stack, lstm):
         model.bind(129, 128)
     counts = [sum(p.numel() for p in m.parameters()) for m in (stack, lstm)]
