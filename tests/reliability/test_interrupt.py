@@ -85,7 +85,11 @@ def test_a_real_sigint_to_a_running_fit(tmp_path):
     config["trainer"]["max_steps"] = 100_000
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-c", "from mannkit.cli import main; main()", "fit", "--config", str(path),
+    # A shell that starts a job in the background without job control (CI runners, ``cmd &`` in a script)
+    # hands it SIGINT ignored, and Python keeps it ignored; a terminal's foreground job gets Ctrl-C, so the
+    # child restores Python's own handler first, as it would have in a terminal.
+    start = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); from mannkit.cli import main; main()"
+    command = [sys.executable, "-c", start, "fit", "--config", str(path),
                "--trainer.default_root_dir", str(tmp_path)]
     child = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
