@@ -78,21 +78,24 @@ class LSTMController(Controller):
         return x, LSTMState(torch.stack(hs), torch.stack(cs))
 
 
-@register
-class GRUController(Controller):
-    """A stack of GRU layers; output is the top layer's hidden state.
+class _OneTensorStack(Controller):
+    """Stacked layers of one torch cell whose state is a single ``h`` per layer (GRU, tanh RNN).
 
-    Args:
-        hidden_size: H, units per layer.
-        layers: number of stacked GRU layers.
+    The state holds every layer's ``h``: ``[L, B, H]`` when ``layer_axis`` is 0, ``[B, L, H]`` when it is 1.
+    A subclass names its cell in :meth:`_cell`.
     """
+
+    layer_axis = 0
 
     def __init__(self, hidden_size: int = 100, layers: int = 1) -> None:
         super().__init__()
-        _positive("GRUController", "hidden_size", hidden_size)
-        _positive("GRUController", "layers", layers)
+        _positive(type(self).__name__, "hidden_size", hidden_size)
+        _positive(type(self).__name__, "layers", layers)
         self.hidden_size, self.layers = hidden_size, layers
         self.cells = nn.ModuleList()
+
+    def _cell(self, input_size: int) -> nn.Module:
+        raise NotImplementedError
 
     @property
     def output_size(self) -> int:
@@ -101,25 +104,42 @@ class GRUController(Controller):
     def bind(self, input_size: int) -> None:
         if self._bind_once(input_size=input_size):
             sizes = [input_size] + [self.hidden_size] * (self.layers - 1)
-            self.cells.extend(nn.GRUCell(i, self.hidden_size) for i in sizes)
+            self.cells.extend(self._cell(i) for i in sizes)
 
     def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-        return torch.zeros(self.layers, batch_size, self.hidden_size, device=device, dtype=dtype)  # [L, B, H]
+        shape = [batch_size, self.hidden_size]
+        shape.insert(self.layer_axis, self.layers)  # [L, B, H] or [B, L, H]
+        return torch.zeros(shape, device=device, dtype=dtype)
 
     def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        if len(self.cells) == 1:  # one layer: [B, H] -> [1, B, H] view instead of a stacking copy
-            x = self.cells[0](x, state[0])
-            return x, x.unsqueeze(0)
+        axis = self.layer_axis
+        if len(self.cells) == 1:  # one layer: [B, H] -> a view with the layer axis, instead of a stacking copy
+            x = self.cells[0](x, state.select(axis, 0))
+            return x, x.unsqueeze(axis)
         hs = []
-        for layer, cell in enumerate(self.cells):
-            x = cell(x, state[layer])
+        for layer, cell in enumerate(self.cells):  # layers, not batch
+            x = cell(x, state.select(axis, layer))
             hs.append(x)
-        return x, torch.stack(hs)
+        return x, torch.stack(hs, dim=axis)
 
 
 @register
-class RNNController(Controller):
-    """A stack of plain tanh RNN layers, ``h_t = tanh(W x_t + U h_{t-1} + b)``; output is the top layer's ``h_t``.
+class GRUController(_OneTensorStack):
+    """A stack of GRU layers; output is the top layer's hidden state; state ``[L, B, H]``.
+
+    Args:
+        hidden_size: H, units per layer.
+        layers: number of stacked GRU layers.
+    """
+
+    def _cell(self, input_size: int) -> nn.Module:
+        return nn.GRUCell(input_size, self.hidden_size)
+
+
+@register
+class RNNController(_OneTensorStack):
+    """A stack of plain tanh RNN layers, ``h_t = tanh(W x_t + U h_{t-1} + b)``; output is the top layer's ``h_t``;
+    state ``[B, L, H]``.
 
     The simple recurrent network of the ACT paper's parity and logic experiments (Graves 2016).
 
@@ -128,34 +148,10 @@ class RNNController(Controller):
         layers: number of stacked RNN layers.
     """
 
-    def __init__(self, hidden_size: int = 100, layers: int = 1) -> None:
-        super().__init__()
-        _positive("RNNController", "hidden_size", hidden_size)
-        _positive("RNNController", "layers", layers)
-        self.hidden_size, self.layers = hidden_size, layers
-        self.cells = nn.ModuleList()
+    layer_axis = 1
 
-    @property
-    def output_size(self) -> int:
-        return self.hidden_size
-
-    def bind(self, input_size: int) -> None:
-        if self._bind_once(input_size=input_size):
-            sizes = [input_size] + [self.hidden_size] * (self.layers - 1)
-            self.cells.extend(nn.RNNCell(i, self.hidden_size, nonlinearity="tanh") for i in sizes)
-
-    def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-        return torch.zeros(batch_size, self.layers, self.hidden_size, device=device, dtype=dtype)  # [B, L, H]
-
-    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        if len(self.cells) == 1:  # one layer: [B, H] -> [B, 1, H] view instead of a stacking copy
-            x = self.cells[0](x, state[:, 0])
-            return x, x.unsqueeze(1)
-        hs = []
-        for layer, cell in enumerate(self.cells):  # layers, not batch
-            x = cell(x, state[:, layer])
-            hs.append(x)
-        return x, torch.stack(hs, dim=1)  # L x [B, H] -> [B, L, H]
+    def _cell(self, input_size: int) -> nn.Module:
+        return nn.RNNCell(input_size, self.hidden_size, nonlinearity="tanh")
 
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
