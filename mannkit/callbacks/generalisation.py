@@ -37,7 +37,7 @@ __all__ = [
 #: The columns of the table and the CSV file of a bit task, with their headings.
 COLUMNS = {"bits_per_seq": "bits/seq", "bit_errors_per_seq": "bit errors/seq", "seq_accuracy": "seq accuracy"}
 #: Headings of the other losses' metrics (see :mod:`mannkit.systems.losses`).
-HEADINGS = {**COLUMNS, "step_accuracy": "step accuracy", "mse": "MSE"}
+HEADINGS = {**COLUMNS, "step_accuracy": "step accuracy", "fine_accuracy": "fine accuracy", "mse": "MSE"}
 
 
 def _is_int(value: Any) -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from mannkit.core.registry import register
-from mannkit.metrics.categorical import categorical_sequence_accuracy, check_categorical
+from mannkit.metrics.categorical import categorical_sequence_accuracy, check_categorical, digits_as_steps
 from mannkit.metrics.sequence import _MeanPerSequence
 
 __all__ = ["fine_accuracy", "coarse_accuracy", "FineAccuracy"]
@@ -32,7 +32,11 @@ coarse_accuracy = categorical_sequence_accuracy
 
 
 def fine_accuracy(logits: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Per sequence, right scored steps before the first wrong one over all its scored steps: ``[B]`` float (1 when none is scored)."""
+    """Per sequence, right scored steps before the first wrong one over all its scored steps: ``[B]`` float (1 when none is scored).
+
+    A target of D class ids per step (``[B, T, D]``, logits ``[B, T, D * C]``) is scored digit by digit, in order.
+    """
+    logits, target, mask = digits_as_steps(logits, target, mask)
     check_categorical(logits, target, mask, "fine_accuracy")
     scored = mask > 0  # [B, T]
     wrong = (logits.argmax(dim=2) != target) & scored

@@ -12,8 +12,8 @@ loss    target                       logged metrics (``val/``, ``test/<set>/``) 
 ======  ===========================  ===========================================  =============================
 bce     float 0/1 ``[B, T, O]``      bits_per_seq, bit_errors_per_seq,            probabilities, prediction
                                      seq_accuracy                                 (0/1), bit_errors
-ce      int64 class ids ``[B, T]``   step_accuracy, seq_accuracy                  probabilities (softmax),
-                                                                                  prediction (ids), step_errors
+ce      int64 class ids ``[B, T]``   seq_accuracy, step_accuracy,                 probabilities (softmax),
+                                     fine_accuracy                                prediction (ids), step_errors
 mse     float ``[B, T, O]``          mse                                          prediction, squared_error
 ======  ===========================  ===========================================  =============================
 
@@ -43,6 +43,7 @@ from mannkit.metrics import (
     BitErrorsPerSequence,
     BitsPerSequence,
     CategoricalSequenceAccuracy,
+    FineAccuracy,
     MaskedMSE,
     SequenceAccuracy,
     StepAccuracy,
@@ -139,7 +140,7 @@ def _bce_predict(logits: Tensor, target: Tensor, mask: Tensor) -> dict[str, Tens
 
 
 def _ce_metrics() -> dict[str, Metric]:
-    return {"seq_accuracy": CategoricalSequenceAccuracy(), "step_accuracy": StepAccuracy()}
+    return {"seq_accuracy": CategoricalSequenceAccuracy(), "step_accuracy": StepAccuracy(), "fine_accuracy": FineAccuracy()}
 
 
 def _ce_train(logits: Tensor, target: Tensor, mask: Tensor) -> dict[str, Tensor]:
@@ -185,7 +186,7 @@ def objective(name: str, field: str = "model.loss") -> Objective:
     """The :class:`Objective` of a loss name; an unknown name is a :class:`ConfigError` naming ``field``.
 
     >>> objective("ce").metric_names
-    ['seq_accuracy', 'step_accuracy']
+    ['seq_accuracy', 'step_accuracy', 'fine_accuracy']
     """
     if name not in OBJECTIVES:
         raise ConfigError(f"{field} is {name!r}, not a known loss; use one of {list(OBJECTIVES)} (or null to follow the task).")

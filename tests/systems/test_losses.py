@@ -83,7 +83,7 @@ def test_a_float_target_is_refused_by_cross_entropy():
 def test_every_objective_has_its_headline_metric_first():
     assert {name: objective(name).metric_names for name in OBJECTIVES} == {
         "bce": ["bits_per_seq", "bit_errors_per_seq", "seq_accuracy"],
-        "ce": ["seq_accuracy", "step_accuracy"],
+        "ce": ["seq_accuracy", "step_accuracy", "fine_accuracy"],
         "mse": ["mse"],
     }
 
