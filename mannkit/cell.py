@@ -23,6 +23,11 @@ torch.Size([4, 7, 2])
 
 from __future__ import annotations
 
+import math
+import os
+import time
+import warnings
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -41,6 +46,70 @@ __all__ = ["MemoryCell", "CellState"]
 #: alignment of every buffer on each call, about a tenth of a small step's time; these checks
 #: only guard the compiler's own bookkeeping.
 _COMPILE_OPTIONS = {"size_asserts": False, "alignment_asserts": False, "scalar_asserts": False}
+
+#: ``compile: auto`` runs the training steps eagerly until their forward passes have taken this
+#: many seconds in all (a test, a quick try or a short run never pays for a compile), then compiles.
+AUTO_COMPILE_AFTER_S = 10.0
+
+#: ``checkpoint_every: auto`` checkpoints over time once the tensors a sequence's steps save for the
+#: backward pass (as the memories estimate them, :func:`saved_bytes_per_step`) would exceed this.
+AUTO_CHECKPOINT_BYTES = 512 * 2**20
+
+
+def compile_cache_dir() -> Path | None:
+    """Where torch's compile caches (Inductor's FX graph cache, the AOTAutograd cache) live across runs.
+
+    ``$TORCHINDUCTOR_CACHE_DIR`` if set; else ``$MANNKIT_CACHE_DIR/torchinductor``, else
+    ``$XDG_CACHE_HOME/mannkit/torchinductor`` or ``~/.cache/mannkit/torchinductor`` (a per-user cache
+    that survives reboots, unlike torch's default under /tmp). ``MANNKIT_CACHE_DIR=none`` leaves
+    torch's default alone and returns None.
+    """
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    root = os.environ.get("MANNKIT_CACHE_DIR", "")
+    if root.lower() == "none":
+        return None
+    if root:
+        base = Path(root).expanduser()
+        if base.exists() and not base.is_dir():
+            raise ConfigError(
+                f"MANNKIT_CACHE_DIR is {root!r}, which is a file, not a folder; point it at a folder, "
+                "or set it to none to keep torch's own compile cache."
+            )
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mannkit"
+    return base / "torchinductor"
+
+
+def _use_compile_cache() -> None:
+    """Point torch's compile caches at :func:`compile_cache_dir` before the first compile (if it can be made)."""
+    path = compile_cache_dir()
+    if path is None or os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a read-only home: torch's default (/tmp) still caches within this boot
+        warnings.warn(f"mannkit: cannot create the compile cache {path} ({error}); torch's default cache is used.", stacklevel=3)
+        return
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
+
+
+def saved_bytes_per_step(memory: Memory, batch_size: int, dtype: torch.dtype) -> int:
+    """What one step of ``memory`` saves for the backward pass, by its own estimate (0 if it has none)."""
+    estimate = getattr(memory, "saved_bytes_per_step", None)
+    return int(estimate(batch_size, dtype)) if callable(estimate) else 0
+
+
+def auto_checkpoint_every(step_bytes: int, steps: int, budget: int | None = None) -> int | None:
+    """``checkpoint_every: auto``: None while ``steps * step_bytes <= budget``, else about ``sqrt(steps)``.
+
+    Checkpointing every k steps keeps about ``T / k + k`` steps' tensors (fewest at ``k = sqrt(T)``)
+    and runs each forward step twice; below the budget the memory saved is not worth that time.
+    """
+    budget = AUTO_CHECKPOINT_BYTES if budget is None else budget
+    if step_bytes <= 0 or steps * step_bytes <= budget:
+        return None
+    return max(1, math.ceil(math.sqrt(steps)))
 
 
 #: The name of the cell's ``memory`` among several (``memories`` adds others).
@@ -64,17 +133,27 @@ class MemoryCell(RecurrentCell):
         heads: head banks (e.g. one WriteHead and one ReadHead, each with its ``count``).
         clip: clip every raw head parameter to ``[-clip, clip]`` (Collier & Beel 2018 clip the
             controller's outputs to +-20); ``null`` for no clipping.
-        compile: run each step under ``torch.compile`` (a cold compile takes tens of seconds to a few
-            minutes on CPU). Two graphs are compiled, one for the first step (fresh state) and one for
-            the rest; a new batch size, dtype or grad mode compiles again.
+        compile: run each step under ``torch.compile``. ``true``: always (a cold compile takes tens of
+            seconds to two minutes on CPU; a warm one, from the cache of :func:`compile_cache_dir`,
+            about ten seconds). ``auto`` (default): only where it pays, i.e. training steps (with
+            gradients, not recording) of a cell whose memories all say compiling pays
+            (``compile_pays``, e.g. the dense DNC), once its eager training forward passes have taken
+            :data:`AUTO_COMPILE_AFTER_S` seconds in all; if the compile fails, the cell warns once and
+            stays eager. ``false``: never. Two graphs are compiled, one for the first step (fresh
+            state) and one for the rest, whatever the sequence length; a new batch size, dtype or
+            grad mode compiles again.
         dropout: dropout probability on the controller output ``h_t`` before the head projection and
             the output layer, in training only (a regulariser); 0 for none.
         checkpoint_every: trade time for memory: in training, keep only the state at every k-th step
             and recompute the steps in between during the backward pass (gradient checkpointing over
             time). Memory for T steps falls from T states' worth of saved tensors to about ``T / k + k``;
             the forward pass runs twice. Useful for the dense DNC's ``[B, N, N]`` link matrix at large N.
-            ``null`` (default) saves every step. Memories that update a buffer in place (the sparse DNC)
-            cannot be recomputed and refuse this option.
+            ``null`` saves every step. ``auto`` (default): chosen per sequence from the memories' own
+            estimate of what a step saves (``saved_bytes_per_step``): every step is saved while a
+            sequence's total stays under :data:`AUTO_CHECKPOINT_BYTES`, else ``k = ceil(sqrt(T))`` (the
+            dense DNC's link matrices: from about N = 512 at batch 16 and 41 steps). Memories that update
+            a buffer in place (the sparse DNC) cannot be recomputed: they refuse an integer, and ``auto``
+            never checkpoints them.
         memories: more memories beside ``memory``, by name (e.g. ``{tape: ..., dnc: ...}``); a head acts
             on one of them when wrapped in ``OnMemory`` with its name. ``null``: ``memory`` only.
 
@@ -88,9 +167,9 @@ class MemoryCell(RecurrentCell):
         memory: Memory,
         heads: list[Head],
         clip: float | None = None,
-        compile: bool = False,
+        compile: bool | str = "auto",
         dropout: float = 0.0,
-        checkpoint_every: int | None = None,
+        checkpoint_every: int | str | None = "auto",
         memories: dict[str, Memory] | None = None,
     ) -> None:
         super().__init__()
@@ -104,13 +183,20 @@ class MemoryCell(RecurrentCell):
             raise ConfigError(f"MemoryCell: clip must be positive or null, got {clip!r}; use e.g. 20 or null.")
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"MemoryCell: dropout must be in [0, 1), got {dropout!r}; use e.g. 0.1, or 0 for none.")
-        if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+        if checkpoint_every not in (None, "auto") and (
+            isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1
+        ):
             raise ConfigError(
                 f"MemoryCell: checkpoint_every must be a positive integer or null, got {checkpoint_every!r}; "
-                "use e.g. 8, or null to save every step."
+                "use e.g. 8, auto (the default: chosen from the memory's size) or null to save every step."
+            )
+        if compile not in (True, False, "auto"):
+            raise ConfigError(
+                f"MemoryCell: compile must be true, false or auto, got {compile!r}; use auto (the default: "
+                "compile the training step where it pays), true or false."
             )
         for mem in named.values():
-            if checkpoint_every is not None and not getattr(mem, "recomputable", True):
+            if isinstance(checkpoint_every, int) and not getattr(mem, "recomputable", True):
                 raise ConfigError(
                     f"MemoryCell: checkpoint_every={checkpoint_every} cannot be used with {type(mem).__name__}, which "
                     "updates its memory in place and cannot recompute a step; set checkpoint_every to null."
@@ -134,7 +220,11 @@ class MemoryCell(RecurrentCell):
         self._prefix = [("" if self._where[i] == 0 else names[self._where[i]] + "/") for i in range(len(heads))]
         self._growing = [f"{k} ({type(v).__name__})" for k, v in named.items() if v.growing]
         self.heads = nn.ModuleList(heads)
-        self.clip, self.compile = clip, compile
+        self.clip, self.compile = clip, (compile if compile == "auto" else bool(compile))
+        self._recomputable = all(getattr(mem, "recomputable", True) for mem in named.values())
+        self._compile_pays = all(getattr(mem, "compile_pays", False) for mem in named.values())
+        self._eager_seconds = 0.0  # compile: auto: eager training forward time so far
+        self._compile_failed = False
         # heads run by stage (writes first); reads are concatenated in the order of ``heads``
         self._order = sorted(range(len(heads)), key=lambda i: heads[i].stage)
         self.project: nn.Linear | None = None
@@ -185,14 +275,43 @@ class MemoryCell(RecurrentCell):
 
     def step(self, x: Tensor, state: CellState, record: bool = False) -> tuple[Tensor, CellState, dict[str, Tensor]]:
         """``x [B, I]`` -> ``(y [B, O], state, trace)``; ``trace`` holds weights ``[B, heads, N]`` when recording."""
-        if self.compile and not record:
-            fn = self.__dict__.get("_compiled_step")
-            if fn is None:
-                # a growing memory changes its state's shape every step: dynamic shapes keep it to a few graphs
-                fn = torch.compile(self._step, dynamic=bool(self._growing), options=_COMPILE_OPTIONS)
-                self.__dict__["_compiled_step"] = fn
+        if record or not self._compiling():
+            return self._step(x, state, record)
+        fn = self.__dict__.get("_compiled_step")
+        if fn is None:
+            _use_compile_cache()
+            # a growing memory changes its state's shape every step: dynamic shapes keep it to a few graphs
+            fn = torch.compile(self._step, dynamic=bool(self._growing), options=_COMPILE_OPTIONS)
+            self.__dict__["_compiled_step"] = fn
+        x = x.contiguous()  # x[:, t] of a [B, T, I] input has a stride that depends on T: one graph for every T
+        if self.compile is True:
             return fn(x, state, False)
-        return self._step(x, state, record)
+        try:
+            return fn(x, state, False)
+        except Exception as error:  # noqa: BLE001  (compile: auto never fails a run: eager computes the same)
+            if self._compile_failed:
+                raise
+            self._compile_failed = True
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            warnings.warn(
+                f"mannkit: compiling the MemoryCell step failed ({type(error).__name__}: {first[:200]}); "
+                "running eagerly (set compile: false to silence this).",
+                stacklevel=2,
+            )
+            return self._step(x, state, False)
+
+    def _compiling(self) -> bool:
+        """Whether this (non-recording) step runs compiled: always for ``true``, see ``compile`` for ``auto``."""
+        if self.compile is True:
+            return True
+        if self.compile is False or self._compile_failed:
+            return False
+        return (
+            self._compile_pays
+            and self.training
+            and torch.is_grad_enabled()
+            and self._eager_seconds >= AUTO_COMPILE_AFTER_S
+        )
 
     def _step(self, x: Tensor, state: CellState, record: bool) -> tuple[Tensor, CellState, dict[str, Tensor]]:
         B = x.shape[0]
@@ -238,17 +357,33 @@ class MemoryCell(RecurrentCell):
         """``x [B, T, I]`` -> logits ``[B, T, O]`` (and a trace ``[B, T, ...]`` when ``record``)."""
         self._require_bound()
         check_shape(x, ("B", "T", self.input_size), "MemoryCell input", "the task's input width must match the model's")
-        k = self.checkpoint_every
+        timed = self.compile == "auto" and not record and not self._compiling() and self._compile_pays
+        started = time.perf_counter() if timed else 0.0
+        k = self.checkpoint_interval(x.shape[0], x.shape[1], x.dtype)
         if k is None or record or not torch.is_grad_enabled():
-            return super().forward(x, record)
-        B, T, _ = x.shape
-        state = self.initial_state(B, x.device, x.dtype)
-        outputs: list[Tensor] = []
-        for start in range(0, T, k):
-            # only the state at the segment's end is kept; the steps inside are recomputed in backward
-            ys, state = checkpoint(self._segment, x[:, start : start + k], state, use_reentrant=False)
-            outputs.append(ys)  # [B, <=k, O]
-        return SequenceOutput(torch.cat(outputs, dim=1), None)
+            out = super().forward(x, record)
+        else:
+            B, T, _ = x.shape
+            state = self.initial_state(B, x.device, x.dtype)
+            outputs: list[Tensor] = []
+            for start in range(0, T, k):
+                # only the state at the segment's end is kept; the steps inside are recomputed in backward
+                ys, state = checkpoint(self._segment, x[:, start : start + k], state, use_reentrant=False)
+                outputs.append(ys)  # [B, <=k, O]
+            out = SequenceOutput(torch.cat(outputs, dim=1), None)
+        if timed and self.training and torch.is_grad_enabled():
+            self._eager_seconds += time.perf_counter() - started
+        return out
+
+    def checkpoint_interval(self, batch_size: int, steps: int, dtype: torch.dtype) -> int | None:
+        """The k of ``checkpoint_every`` for a ``[batch_size, steps]`` training sequence (None: save every step)."""
+        k = self.checkpoint_every
+        if k != "auto":
+            return k
+        if not self._recomputable:
+            return None
+        step_bytes = sum(saved_bytes_per_step(mem, batch_size, dtype) for mem in self._all)
+        return auto_checkpoint_every(step_bytes, steps)
 
     def _segment(self, x: Tensor, state: CellState) -> tuple[Tensor, CellState]:
         """Run ``x [B, k, I]`` from ``state``: ``(logits [B, k, O], state)``."""

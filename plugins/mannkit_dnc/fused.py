@@ -247,7 +247,9 @@ class _TemporalStep(torch.autograd.Function):
     """``(L_{t-1}, w^w_t, p_{t-1}, w^r_{t-1}) -> (L_t, p_t, f_t, b_t)`` with a hand-written backward.
 
     Forward: two passes over ``[B, N, N]`` make L_t (a lerp and an addcmul, the diagonal zeroed in
-    place), two ``bmm`` read it for f and b. Saved: the inputs and L_t; L_t is also the next step's
+    place), two ``bmm`` read it for f and b; at large N this runs through the batch in chunks of
+    :data:`_CHUNK_ENTRIES` link entries, so that the chunk of L_t just written is still in cache
+    for the passes that read it (main memory sees about one read of L_{t-1} and one write of L_t). Saved: the inputs and L_t; L_t is also the next step's
     L_{t-1}, so a sequence keeps one ``[B, N, N]`` per step (plus the last).
 
     Backward, with ``G = dL_t + df^T w^r + (w^r)^T db`` (its diagonal dropped, as L_t's is fixed at 0):
@@ -262,11 +264,19 @@ class _TemporalStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, link: Tensor, write: Tensor, precedence: Tensor, read: Tensor):  # noqa: ANN001, ANN205
         B, N = write.shape
-        new_link = torch.lerp(link, precedence.unsqueeze(1), write.unsqueeze(2), out=_empty_link(write, (B, N, N)))  # L + w[i] (p[j] - L[i, j])
-        new_link.addcmul_(link, write.unsqueeze(1), value=-1)  # - w[j] L[i, j]: now (1 - w_i - w_j) L + w_i p_j
-        new_link.diagonal(dim1=1, dim2=2).zero_()  # L_t[i, i] = 0
-        forward = torch.bmm(new_link, read.mT).mT  # f = L w^r: ([B, N, N] @ [B, N, R])^T -> [B, R, N]
-        backward = torch.bmm(read, new_link)  # b = L^T w^r: [B, R, N] @ [B, N, N]
+        new_link = _empty_link(write, (B, N, N))
+        R = read.shape[1]
+        forward, backward = read.new_empty(B, N, R).mT, read.new_empty(B, R, N)  # f as [B, N, R] transposed
+        step = max(1, _CHUNK_ENTRIES // (N * N))  # batch elements per chunk: a chunk's L_t stays in cache for its reads
+        for start in range(0, B, step):
+            s = slice(start, start + step)
+            new, old, w = new_link[s], link[s], write[s]
+            torch.lerp(old, precedence[s].unsqueeze(1), w.unsqueeze(2), out=new)  # L + w[i] (p[j] - L[i, j])
+            new.addcmul_(old, w.unsqueeze(1), value=-1)  # - w[j] L[i, j]: now (1 - w_i - w_j) L + w_i p_j
+            new.diagonal(dim1=1, dim2=2).zero_()  # L_t[i, i] = 0
+            if R:
+                torch.bmm(new, read[s].mT, out=forward[s].mT)  # f = L w^r: [b, N, N] @ [b, N, R] -> [b, N, R]
+                torch.bmm(read[s], new, out=backward[s])  # b = L^T w^r: [b, R, N] @ [b, N, N]
         new_precedence = update_precedence(precedence, write)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(link, write, precedence, read, new_link)

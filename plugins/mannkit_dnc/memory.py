@@ -77,7 +77,15 @@ class DNCMemory(Memory):
         word_size: W, the width of each word (and of each read vector).
         allocation_eps: usage is floored at this before the allocation's cumulative product
             (DeepMind's safeguard for its gradient); 0 for the paper's formula exactly.
+
+    For :class:`~mannkit.cell.MemoryCell`'s ``auto`` settings it says that compiling its step pays
+    (``compile_pays``: the step is dozens of small operations) and what a step saves for the
+    backward pass (:meth:`saved_bytes_per_step`, mostly the ``[B, N, N]`` link matrix), from which
+    ``checkpoint_every: auto`` turns on checkpointing over time at large N.
     """
+
+    #: compiling the step pays (MemoryCell ``compile: auto``): many small operations per step
+    compile_pays = True
 
     def __init__(self, slots: int = 16, word_size: int = 16, allocation_eps: float = ALLOCATION_EPS) -> None:
         super().__init__()
@@ -93,6 +101,12 @@ class DNCMemory(Memory):
     @property
     def word_size(self) -> int:
         return self._word_size
+
+    def saved_bytes_per_step(self, batch_size: int, dtype: torch.dtype) -> int:
+        """About what one training step saves for the backward pass: one ``[B, N, N]`` link matrix plus ``O(B N (W + R))``."""
+        N, W, R = self.slots, self._word_size, max(self.read_heads, 1)
+        size = torch.empty((), dtype=dtype).element_size()
+        return batch_size * (N * N + N * (4 * W + 12 * R + 16)) * size
 
     def attach_read_heads(self, count: int) -> None:
         """Record R, the number of DNC read heads (a DNCReadHead calls this when it is bound)."""
