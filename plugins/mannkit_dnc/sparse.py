@@ -7,7 +7,7 @@ L = K_L link entries per row, S = K + 1 slots one write touches.
 It speaks the dense DNC's head protocol (``DNCWriteHead`` / ``DNCReadHead`` call
 :meth:`SparseDNCMemory.dnc_write` and :meth:`SparseDNCMemory.dnc_read`), so a YAML file switches
 between the two by the memory's ``class_path`` alone. Per step, each head costs one search pass
-over the rows written so far plus ``O(K W + K K_L)`` work, and usage costs one in-place pass
+over the rows written so far (or an index look-up, ``search="ann"``) plus ``O(K W + K K_L)`` work, and usage costs one in-place pass
 over ``[B, N]``; autograd keeps ``O(B (R + 1) K W)`` numbers per step instead of the ``[B, N, W]``
 memory (see :mod:`mannkit_dnc.sparse_ops`), and the backward pass holds one ``[B, N, W]``
 gradient. The selections (searches, top-K cuts, the allocated slot) are not differentiable; the
@@ -28,6 +28,12 @@ Design (what differs from the dense DNC is marked *approximation*):
   A sequence that writes T steps thus scans about ``T (K + 1)`` rows per step, at most N; the
   weighting is ``softmax(beta cos(k, M[i]))`` over those K rows only, differentiable in
   the key, the strength and the K gathered rows. With K = N this is the dense content weighting.
+- **Approximate candidates (``search="ann"``, or ``"auto"`` past ``ann_min_rows`` written rows).**
+  *Approximation*: instead of the scan, a faiss IVF index per batch row (kept current at every
+  write) proposes the candidates among the written rows, ``O(sqrt(f) W)`` per key instead of
+  ``O(f W)``; they and the K + 1 unwritten rows at the frontier are re-scored exactly and the top
+  K kept, so a row the index does not propose is missed (see :mod:`mannkit_dnc.ann`). The weights
+  and gradients over the chosen rows are the exact mode's. faiss is optional (``mannkit[ann]``).
 - **Writes.** The write weighting ``w = g_w (g_a a + (1 - g_a) c)`` lives on S = K + 1 slots: the
   least-used slot (``a``, one-hot: SAM's least-recently-used allocation instead of the DNC's
   sorted allocation weighting) and the content top-K of the write key among the other slots
@@ -71,6 +77,7 @@ torch.Size([3, 1, 5])
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -81,6 +88,7 @@ from mannkit.core.interfaces import Memory
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
 from mannkit.nn.addressing import EPS, cosine_similarity
+from mannkit_dnc.ann import FAISS_HINT, RowIndex, load_faiss, rescore_top_k
 from mannkit_dnc.sparse_ops import (
     gather_rows,
     link_weightings,
@@ -92,7 +100,10 @@ from mannkit_dnc.sparse_ops import (
     update_precedence,
 )
 
+SEARCHES = ("exact", "ann", "auto")
+
 __all__ = [
+    "SEARCHES",
     "SparseDNCMemory",
     "SparseDNCState",
     "top_k_search",
@@ -121,6 +132,7 @@ class SparseDNCState(NamedTuple):
     frontier: Tensor  # int64 [B]: 1 + the highest slot ever written; the rows from it on hold init_value
     step: Tensor  # int64 [B]: how many updates of the buffers this state has seen
     clock: Tensor  # int64 [B], shared: how many updates the buffers have had
+    search_index: RowIndex | None = None  # the approximate search's index of the buffer (search "ann"/"auto"), shared
 
 
 # -- mechanisms ---------------------------------------------------------------------------------
@@ -259,6 +271,14 @@ class SparseDNCMemory(Memory):
         usage_decay: lambda in (0, 1], the discount of SAM's usage per step (1: no decay, then
             only the free gates make a used slot free again).
         init_value: every memory entry starts at this constant (0, as in the DNC paper).
+        search: how the content top-K is found (see :mod:`mannkit_dnc.ann`): ``"exact"`` scans the
+            rows below the frontier, ``[B, h, W] @ [B, W, f] -> [B, h, f]`` per search; ``"ann"``
+            takes candidates from a faiss IVF index of the written rows (*approximation*: a row in an
+            unprobed list is missed) and re-scores them exactly; ``"auto"`` is exact until
+            ``ann_min_rows`` rows are written (``max_b f_b + K + 1 >= ann_min_rows``), then ANN (exact
+            throughout, with a warning, when faiss is not installed: ``pip install mannkit[ann]``).
+        ann_min_rows: where ``"auto"`` switches to the index (the index is built at that step).
+        ann_probes: the inverted lists (of about ``sqrt(f)``) each key visits; more is slower and nearer exact.
     """
 
     recomputable = False  # MemoryCell(checkpoint_every=...) cannot replay a step of an in-place memory
@@ -271,6 +291,9 @@ class SparseDNCMemory(Memory):
         link_k: int = 4,
         usage_decay: float = 0.99,
         init_value: float = 0.0,
+        search: str = "auto",
+        ann_min_rows: int = 8192,
+        ann_probes: int = 8,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -283,8 +306,16 @@ class SparseDNCMemory(Memory):
             raise ConfigError(f"{name}: usage_decay must be in (0, 1], got {usage_decay!r}; use e.g. 0.99.")
         if isinstance(init_value, bool) or not isinstance(init_value, (int, float)):
             raise ConfigError(f"{name}: init_value must be a number, got {init_value!r}; use e.g. 0.")
+        if search not in SEARCHES:
+            raise ConfigError(f"{name}: search must be one of {', '.join(SEARCHES)}, got {search!r}; use e.g. 'auto'.")
+        _positive_int(name, "ann_min_rows", ann_min_rows)
+        _positive_int(name, "ann_probes", ann_probes)
+        if search == "ann" and load_faiss() is None:
+            raise ConfigError(f"{name}: search is 'ann' but the faiss library is not installed; {FAISS_HINT} or set search to 'exact'.")
         self.slots, self._word_size, self.k, self.link_k = slots, word_size, k, link_k
         self.usage_decay, self.init_value = float(usage_decay), float(init_value)
+        self.search, self.ann_min_rows, self.ann_probes = search, ann_min_rows, ann_probes
+        self._warned = False
         self._read_heads = 0
 
     @property
@@ -329,6 +360,7 @@ class SparseDNCMemory(Memory):
             frontier=int_zeros(B),
             step=clock.clone(),
             clock=clock,
+            search_index=RowIndex(self.ann_probes) if self.search != "exact" and load_faiss() is not None else None,
         )
 
     def describe(self, state: SparseDNCState) -> dict[str, Tensor]:
@@ -354,6 +386,24 @@ class SparseDNCMemory(Memory):
     def _span(self, state: SparseDNCState, low: int = 0) -> int:
         """How many leading rows a search scans: past the frontier (and ``low``) by K + 1 rows, at most N."""
         return min(self.slots, max(int(state.frontier.max()), low) + self.k + 1)
+
+    def _search(self, state: SparseDNCState, keys: Tensor, exclude: Tensor | None = None) -> Tensor:
+        """The content top-K slots of ``keys [B, h, W]`` (int64 ``[B, h, K]``): exact, or ANN candidates re-scored."""
+        span = self._span(state, 0 if exclude is None else int(exclude.max()) + 1)
+        if self.search == "ann" or (self.search == "auto" and span >= self.ann_min_rows):
+            index = state.search_index
+            if index is None:
+                if not self._warned:
+                    self._warned = True
+                    warnings.warn(f"{type(self).__name__}: search 'auto' scans all {span} written rows exactly because "
+                                  f"the faiss library is not installed; {FAISS_HINT} for the approximate search.", stacklevel=3)
+            else:
+                count = self.k + (0 if exclude is None else exclude.shape[1])
+                candidates = index.candidates(state.memory, state.frontier, keys, count)  # [B, h, C]
+                found = rescore_top_k(state.memory, state.norms, keys, self.k, candidates, state.frontier, exclude)
+                if found is not None:
+                    return found
+        return top_k_search(state.memory[:, :span], state.norms[:, :span], keys, self.k, exclude=exclude)
 
     def _check(self, what: str, tensor: Tensor, shape: tuple) -> None:
         check_shape(tensor, shape, f"{type(self).__name__}.{what}", "the head's parameter layout must match this memory")
@@ -387,9 +437,7 @@ class SparseDNCMemory(Memory):
                 usage.scatter_reduce_(1, state.read_index.view(B, R * K), retention.reshape(B, R * K), "prod")  # [B, R, K] -> [B, R K]
             usage.mul_(self.usage_decay)  # u <- lambda u (SAM's discounted usage)
             free_slot = least_used(usage)  # [B, 1]
-            span = self._span(state, int(free_slot.max()) + 1)
-            memory, norms = state.memory[:, :span], state.norms[:, :span]  # the rows that can differ, and K + 1 more
-            content_index = top_k_search(memory, norms, key, K, exclude=free_slot).view(B, K)  # [B, 1, K] -> [B, K]
+            content_index = self._search(state, key, exclude=free_slot).view(B, K)  # [B, 1, K] -> [B, K]
             index = torch.cat([content_index, free_slot], dim=1)  # [B, K + 1], distinct
             torch.maximum(state.frontier, index.max(1).values + 1, out=state.frontier)
         rows, token = gather_rows(state.token, state.memory, index)  # M_{t-1}[i_s], [B, K + 1, W]
@@ -399,6 +447,8 @@ class SparseDNCMemory(Memory):
         token = scatter_rows(token, state.memory, index, new_rows)
         with torch.no_grad():
             state.norms.scatter_(1, index, new_rows.square().sum(-1).add_(EPS).sqrt_())
+            if state.search_index is not None:
+                state.search_index.update(state.memory, index, state.frontier)  # the rewritten rows, into the index
             write = (index, weights.detach())
             update_links(state.link_index, state.links, write, (state.precedence_index, state.precedence))
             precedence_index, precedence = update_precedence(state.precedence_index, state.precedence, *write)
@@ -429,8 +479,8 @@ class SparseDNCMemory(Memory):
         for what, tensor, shape in (("keys", keys, (B, R, W)), ("strengths", strengths, (B, R)), ("modes", modes, (B, R, 3))):
             self._check(f"dnc_read {what}", tensor, shape)
         step = self._advance(state)
-        span = self._span(state)
-        content_index = top_k_search(state.memory[:, :span], state.norms[:, :span], keys, K)  # [B, R, K]
+        with torch.no_grad():
+            content_index = self._search(state, keys)  # [B, R, K]
         rows, token = gather_rows(state.token, state.memory, content_index.view(B, R * K))  # [B, R K, W]
         content = sparse_content_weights(keys, rows.view(B, R, K, W), strengths)  # c, [B, R, K]
         previous = (state.read_index, state.read_weights)  # w^r_{t-1}
