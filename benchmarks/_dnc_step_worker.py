@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository root
-IMPLS = ("ours-dense", "ours-dense-compiled", "ours-sparse", "baseline")
+IMPLS = ("ours-dense", "ours-dense-compiled", "ours-default", "ours-sparse", "baseline", "reference-lstm")
 
 # the workload
 BATCH, LENGTH, BITS = 16, 20, 8
@@ -71,7 +71,11 @@ def _ours_step_fn(args: argparse.Namespace):  # noqa: ANN202
     else:
         memory = mannkit_dnc.DNCMemory(slots=args.slots, word_size=WORD, **memory_options)
     heads = [mannkit_dnc.DNCWriteHead(), mannkit_dnc.DNCReadHead(count=READ_HEADS)]
-    cell_options: dict = {"clip": args.clip, "compile": args.impl.endswith("-compiled")}
+    cell_options: dict = {"clip": args.clip}
+    if args.impl != "ours-default":  # ours-default: MemoryCell's own defaults (compile and checkpoint_every auto)
+        cell_options["compile"] = args.impl.endswith("-compiled")
+        if "checkpoint_every" in inspect.signature(MemoryCell).parameters:
+            cell_options["checkpoint_every"] = None
     if args.checkpoint_every:
         if "checkpoint_every" not in inspect.signature(MemoryCell).parameters:
             raise SystemExit("--checkpoint-every: this MemoryCell has no checkpoint_every argument yet; leave it out.")
@@ -88,7 +92,41 @@ def _ours_step_fn(args: argparse.Namespace):  # noqa: ANN202
         optimizer.step()
         return loss.item()
 
-    return step, {"cell_options": cell_options, "memory_options": memory_options}
+    extra = {"cell_options": cell_options, "memory_options": memory_options}
+    if hasattr(cell, "checkpoint_interval"):
+        extra["checkpoint_interval"] = cell.checkpoint_interval(BATCH, STEPS_IN + STEPS_OUT, torch.float32)
+    step.cell = cell  # for the warm-up of ours-default (see measure)
+    return step, extra
+
+
+def _reference_step_fn(args: argparse.Namespace):  # noqa: ANN202, ARG001
+    """A fixed plain-LSTM step on the same batches (torch only, no mannkit): the yardstick of a speed check.
+
+    ``nn.LSTMCell(9, 64)`` unrolled over the 41 steps, a linear read-out, BCE on the 20 output
+    steps, one Adam step. Its cost depends only on torch and the machine, so ``ours / reference``
+    from the same run moves only when mannkit's own step does.
+    """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    lstm, out = nn.LSTMCell(BITS + 1, HIDDEN), nn.Linear(HIDDEN, BITS)
+    optimizer = torch.optim.Adam([*lstm.parameters(), *out.parameters()])
+
+    def step(x, target):  # noqa: ANN001, ANN202
+        optimizer.zero_grad()
+        h = c = x.new_zeros(BATCH, HIDDEN)
+        outputs = []
+        for t in range(x.shape[1]):
+            h, c = lstm(x[:, t], (h, c))
+            outputs.append(out(h))
+        logits = torch.stack(outputs, 1)[:, STEPS_IN:]
+        loss = F.binary_cross_entropy_with_logits(logits, target)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step, {}
 
 
 def _baseline_step_fn(args: argparse.Namespace):  # noqa: ANN202
@@ -151,13 +189,33 @@ def measure(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(1)
     rss_start = rss_mib()
-    build, extra = (_baseline_step_fn if args.impl == "baseline" else _ours_step_fn)(args)
+    make = {"baseline": _baseline_step_fn, "reference-lstm": _reference_step_fn}.get(args.impl, _ours_step_fn)
+    build, extra = make(args)
     rss_before = rss_mib()
     wall, cpu, faults, losses = [], [], [], []
     graphs_after_warmup = None
+    warmup = args.warmup
+    cell = getattr(build, "cell", None)
+    if args.impl == "ours-default" and cell is not None and getattr(cell, "_compile_pays", False):
+        # compile: auto compiles once the eager training forwards have taken AUTO_COMPILE_AFTER_S:
+        # warm up through the eager steps, the compiling step and args.warmup steps after it
+        from mannkit import cell as cell_module
+
+        x, target = copy_batch(generator)
+        eager_steps, w0 = 0, time.perf_counter()
+        while cell._eager_seconds < cell_module.AUTO_COMPILE_AFTER_S and eager_steps < 10_000:
+            build(x, target)
+            eager_steps += 1
+        extra["auto_compile_eager_steps"] = eager_steps
+        extra["auto_compile_eager_s"] = time.perf_counter() - w0
+        c0, w0 = time.process_time(), time.perf_counter()
+        build(x, target)  # the step that compiles
+        extra["auto_compile_step_ms"] = 1000 * (time.perf_counter() - w0)
+        extra["auto_compile_step_cpu_ms"] = 1000 * (time.process_time() - c0)
+        extra["auto_compiled"] = "_compiled_step" in cell.__dict__ and not cell._compile_failed
     started = time.perf_counter()
-    for i in range(args.warmup + args.steps):
-        if i == args.warmup:
+    for i in range(warmup + args.steps):
+        if i == warmup:
             graphs_after_warmup = _graphs_compiled()
         x, target = copy_batch(generator)
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -166,7 +224,7 @@ def measure(args: argparse.Namespace) -> dict:
         wall.append(1000 * (time.perf_counter() - w0))
         cpu.append(1000 * (time.process_time() - c0))
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)  # pages first touched (fresh buffers)
-        measured = i + 1 - args.warmup
+        measured = i + 1 - warmup
         if args.budget_s and measured >= 1 and time.perf_counter() - started > args.budget_s:
             break  # a slow configuration: stop after at least one measured step
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
@@ -176,11 +234,12 @@ def measure(args: argparse.Namespace) -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": sys.version.split()[0],
-        "warmup": args.warmup,
+        "warmup": warmup,
         "first_step_ms": wall[0],
-        "wall_ms": wall[args.warmup :],
-        "cpu_ms": cpu[args.warmup :],
-        "minor_faults": faults[args.warmup :],
+        "first_step_cpu_ms": cpu[0],
+        "wall_ms": wall[warmup:],
+        "cpu_ms": cpu[warmup:],
+        "minor_faults": faults[warmup:],
         "peak_rss_mib": peak,
         "rss_at_start_mib": rss_start,
         "rss_before_steps_mib": rss_before,

@@ -203,3 +203,7 @@ def test_auto_never_checkpoints_a_memory_that_cannot_recompute():
     cell = MemoryCell(LSTMController(3), InPlaceMemory(3, 2), [ReadHead(ContentAddressing())])
     cell.bind(I, O)
     assert cell.checkpoint_interval(B, T, torch.float32) is None
+
+
+def test_the_dense_dnc_asks_for_a_compile_only_where_it_paid():
+    assert DNCMemory(slots=64).compile_pays and not DNCMemory(slots=256).compile_pays and not DNCMemory(slots=1024).compile_pays

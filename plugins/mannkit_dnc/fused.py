@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import threading
 from collections.abc import Callable
 
 import torch
@@ -80,6 +81,27 @@ def _empty_link(like: Tensor, shape: tuple[int, ...]) -> Tensor:
     start = (buffer.data_ptr() + _HUGE_PAGE - 1) & ~(_HUGE_PAGE - 1)  # whole huge pages inside the buffer
     end = (buffer.data_ptr() + size) & ~(_HUGE_PAGE - 1)
     _madvise(start, end - start, _MADV_HUGEPAGE)
+    return buffer
+
+
+_scratch_buffers = threading.local()
+
+
+def _scratch(like: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """A temporary ``shape`` buffer kept for the next call (this thread's; contents undefined).
+
+    The backward's chunk-sized temporary would otherwise be fresh memory on every call, and the
+    kernel's first touch of fresh pages (zero-filling, huge-page compaction) costs as much as the
+    arithmetic done in it. One buffer per (shape, dtype, device) is kept, per thread.
+    """
+    cache = getattr(_scratch_buffers, "cache", None)
+    if cache is None:
+        cache = _scratch_buffers.cache = {}
+    key = (shape, like.dtype, like.device)
+    buffer = cache.get(key)
+    if buffer is None:
+        cache.clear()  # keep one shape only: a new size replaces the old buffer
+        buffer = cache[key] = _empty_link(like, shape)
     return buffer
 
 
@@ -311,7 +333,7 @@ class _TemporalStep(torch.autograd.Function):
         if grad is not None:
             d_write, d_precedence = torch.empty_like(write), torch.empty_like(precedence)
             step = max(1, _CHUNK_ENTRIES // (N * N))  # batch elements per chunk
-            buffer = _empty_link(write, (min(step, B), N, N))
+            buffer = _scratch(write, (min(step, B), N, N))
             keep = torch.rsub(write, 1).unsqueeze(2)  # 1 - w_i, [B, N, 1]
             for start in range(0, B, step):
                 s = slice(start, start + step)
@@ -322,7 +344,7 @@ class _TemporalStep(torch.autograd.Function):
                     g.baddbmm_(left[s], right[s])  # G = dL_t + [df^T | w^r^T] [w^r ; db]
                 g.diagonal(dim1=1, dim2=2).zero_()  # L_t[i, i] is fixed at 0
                 torch.mul(g, link[s], out=product)  # G * L_{t-1}
-                # dw[k] = (G p)[k] - sum_j (G * L)[k, j] - sum_i (G * L)[i, k], G p as (p^T G^T)
+                # dw[k] = (G p)[k] - sum_j (G * L)[k, j] - sum_i (G * L)[i, k], G p as (p^T G^T) (BLAS's fast layout)
                 d_write[s] = torch.bmm(precedence[s].unsqueeze(1), g.mT).squeeze(1).sub_(product.sum(-1)).sub_(product.sum(-2))
                 d_precedence[s] = torch.bmm(w, g).squeeze(1)  # dp[j] = sum_i w[i] G[i, j]
                 if need_link:  # dL_{t-1} = G * (1 - w_i - w_j), in place in G

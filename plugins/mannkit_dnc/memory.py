@@ -78,14 +78,22 @@ class DNCMemory(Memory):
         allocation_eps: usage is floored at this before the allocation's cumulative product
             (DeepMind's safeguard for its gradient); 0 for the paper's formula exactly.
 
-    For :class:`~mannkit.cell.MemoryCell`'s ``auto`` settings it says that compiling its step pays
-    (``compile_pays``: the step is dozens of small operations) and what a step saves for the
+    For :class:`~mannkit.cell.MemoryCell`'s ``auto`` settings it says whether compiling its step pays
+    (``compile_pays``: up to :attr:`COMPILE_UP_TO_SLOTS` slots) and what a step saves for the
     backward pass (:meth:`saved_bytes_per_step`, mostly the ``[B, N, N]`` link matrix), from which
     ``checkpoint_every: auto`` turns on checkpointing over time at large N.
     """
 
-    #: compiling the step pays (MemoryCell ``compile: auto``): many small operations per step
-    compile_pays = True
+    #: ``compile: auto`` compiles the step up to this many slots. Measured (issue 16, batch 16, one
+    #: thread): at N = 64 the compiled step took about a third of the eager one's time (the step is
+    #: dozens of small operations); at N = 256 it was no faster, and at N = 1024 over four times slower
+    #: (the ``[B, N, N]`` passes are already hand-fused, and Inductor's code for them is slower).
+    COMPILE_UP_TO_SLOTS = 128
+
+    @property
+    def compile_pays(self) -> bool:
+        """Whether compiling the step pays (MemoryCell ``compile: auto``): small memories only."""
+        return self.slots <= self.COMPILE_UP_TO_SLOTS
 
     def __init__(self, slots: int = 16, word_size: int = 16, allocation_eps: float = ALLOCATION_EPS) -> None:
         super().__init__()
