@@ -20,7 +20,13 @@ joint (``--tasks all``) d = 50, 60 epochs halved every 15, at most 30 linear epo
 
 Writes ``benchmarks/out/memn2n_babi_{tasks}_seed{S}.json`` (settings, per-epoch history, seconds per
 epoch, per-task test and training errors in percent, mean error, failed tasks) and prints a summary.
-The paper reports, per setting, the run of 10 with the lowest training error: run seeds and pick.
+The paper reports, per setting, the run of 10 with the lowest training error: run seeds and pick
+(``benchmarks/memn2n_seeds.py`` does it through ``mannkit fit`` / ``mannkit test``).
+
+The same seed trains the same weights as ``mannkit fit --config configs/memn2n/babi_1k_joint.yaml
+--seed_everything S`` (issue 15; tests/plugins/memn2n/test_memn2n_preset_matches_benchmark.py): the batches
+come from the data module's shuffled loader, as in Lightning. Since then the batch order differs from the
+runs of 2026-11-26 in benchmarks/RESULTS.md (they drew it with ``torch.randperm``); the initial weights do not.
 """
 
 from __future__ import annotations
@@ -138,11 +144,14 @@ def evaluate(model: torch.nn.Module, split, batch_size: int = 256) -> dict:  # n
             "per_task": per_task}
 
 
-def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, split, args: argparse.Namespace) -> tuple[float, int]:  # noqa: ANN001
-    """One pass over the shuffled training questions: SGD on the summed cost, gradient norm clipped."""
+def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader, args: argparse.Namespace) -> tuple[float, int]:  # noqa: ANN001
+    """One pass over the shuffled training questions: SGD on the summed cost, gradient norm clipped.
+
+    ``loader`` is ``data.train_dataloader()``, made once, as ``mannkit fit`` makes it, so that the same seed
+    gives the same batch order (the loader shuffles with a generator of its own, seeded when it is made).
+    """
     cost, nonfinite = 0.0, 0
-    order = torch.randperm(len(split))
-    for batch in batches(split, args.batch_size, order):
+    for batch in loader:
         loss = F.cross_entropy(model(batch["story"], batch["question"]).logits, batch["answer"], reduction="sum")
         if not torch.isfinite(loss):
             nonfinite += 1
@@ -152,24 +161,29 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, split,
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
         optimizer.step()
         cost += loss.item()
-    return cost / len(split), nonfinite
+    return cost / len(loader.dataset), nonfinite
 
 
-def run(args: argparse.Namespace) -> dict:
+def train(args: argparse.Namespace) -> tuple[torch.nn.Module, BabiDataModule, list[dict], int]:
+    """Build the data and the model from ``args.seed`` and train them; returns (model, data, history, linear epochs).
+
+    The seed is set before the data module and the model are made, as ``mannkit fit --seed_everything S``
+    does, so the preset with ``LinearStartSchedule`` and ``loss_reduction: sum`` trains the same weights.
+    """
     torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
     data = BabiDataModule(args.data_dir, tasks=args.tasks, memory_size=args.memory_size, batch_size=args.batch_size,
                           val_fraction=0.1, seed=args.split_seed)
-    data.setup("test")
-    train, val, test = data.split("train"), data.split("val"), data.split("test")
-    torch.manual_seed(args.seed)
+    data.setup("fit")
+    val = data.split("val")
     model = build_model(args, data)
+    loader = data.train_dataloader()  # after the weights, as in Lightning (it takes one seed from the global generator)
     history: list[dict] = []
-    started = time.perf_counter()
 
     def epoch(phase: str, optimizer: torch.optim.Optimizer) -> dict:
         t0 = time.perf_counter()
         model.train()
-        cost, nonfinite = train_epoch(model, optimizer, train, args)
+        cost, nonfinite = train_epoch(model, optimizer, loader, args)
         train_seconds = time.perf_counter() - t0
         checked = evaluate(model, val)
         row = {"epoch": len(history) + 1, "phase": phase, "lr": optimizer.param_groups[0]["lr"], "train_cost": cost,
@@ -198,7 +212,14 @@ def run(args: argparse.Namespace) -> dict:
     for _ in range(args.epochs):
         epoch("softmax", optimizer)
         scheduler.step()
-    tested, trained = evaluate(model, test), evaluate(model, train)
+    return model, data, history, ls_epochs_run
+
+
+def run(args: argparse.Namespace) -> dict:
+    started = time.perf_counter()
+    model, data, history, ls_epochs_run = train(args)
+    trainset, val, test = data.split("train"), data.split("val"), data.split("test")
+    tested, trained = evaluate(model, test), evaluate(model, trainset)
     errors = tested["per_task"]
     epochs = len(history)
     return {
@@ -208,7 +229,7 @@ def run(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "sizes": {"V": data.vocab_size, "A": data.answer_size, "N": data.max_sentences, "L": data.sentence_length,
-                  "Q": data.question_length, "train": len(train), "val": len(val), "test": len(test)},
+                  "Q": data.question_length, "train": len(trainset), "val": len(val), "test": len(test)},
         "parameters": sum(p.numel() for p in model.parameters()),
         "epochs": epochs,
         "linear_epochs": ls_epochs_run,

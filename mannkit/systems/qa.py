@@ -112,6 +112,9 @@ class QASystem(CheckedLoading, pl.LightningModule):
         lr_scheduler: optional ``{class_path, init_args}`` of a ``torch.optim.lr_scheduler``, stepped per epoch
             (``ReduceLROnPlateau`` watches ``val/loss``).
         failure_threshold: a task whose error is above this fails (0.05, the papers' 5%).
+        loss_reduction: ``mean`` (the cross-entropy averaged over the batch) or ``sum`` (summed over the batch's
+            questions, as MemN2N's SGD: the learning rate and gradient clip then act on the summed cost, and a
+            short last batch takes a proportionally shorter step). ``train/loss`` is logged as the mean either way.
         vocab_size: V; left null, taken from the data (``data.vocab_size``) at setup, like the four sizes below.
         answer_size: A, the number of answer classes.
         max_sentences: N, sentences per story.
@@ -128,6 +131,7 @@ class QASystem(CheckedLoading, pl.LightningModule):
         optimizer: dict | None = None,
         lr_scheduler: dict | None = None,
         failure_threshold: float = FAILURE_THRESHOLD,
+        loss_reduction: str = "mean",
         vocab_size: int | None = None,
         answer_size: int | None = None,
         max_sentences: int | None = None,
@@ -146,6 +150,8 @@ class QASystem(CheckedLoading, pl.LightningModule):
             )
         if not 0.0 <= failure_threshold < 1.0:
             raise ConfigError(f"model.failure_threshold must be at least 0 and below 1, got {failure_threshold!r}; the papers use 0.05.")
+        if loss_reduction not in ("mean", "sum"):
+            raise ConfigError(f"model.loss_reduction must be mean or sum, got {loss_reduction!r}; mean averages the cost over a batch.")
         optimizer = dict(optimizer or DEFAULT_OPTIMIZER)
         torch_class(str(optimizer.get("class_path", "")), torch.optim, "model.optimizer.class_path")
         if lr_scheduler is not None:
@@ -153,6 +159,7 @@ class QASystem(CheckedLoading, pl.LightningModule):
         self.model = model
         self.optimizer_config, self.scheduler_config = optimizer, lr_scheduler
         self.failure_threshold = float(failure_threshold)
+        self.loss_reduction = loss_reduction
         sizes = dict(zip(SIZE_NAMES, (vocab_size, answer_size, max_sentences, sentence_length, question_length)))
         self.sizes: dict[str, int] | None = None
         self.vocab, self.answers = (list(vocab) if vocab is not None else None), (list(answers) if answers is not None else None)
@@ -164,6 +171,7 @@ class QASystem(CheckedLoading, pl.LightningModule):
                 "optimizer": optimizer,
                 "lr_scheduler": lr_scheduler,
                 "failure_threshold": failure_threshold,
+                "loss_reduction": loss_reduction,
                 **sizes,
                 "vocab": self.vocab,
                 "answers": self.answers,
@@ -255,6 +263,8 @@ class QASystem(CheckedLoading, pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=B)
         accuracy = (logits.detach().argmax(-1) == batch["answer"]).float().mean()
         self.log("train/accuracy", accuracy, prog_bar=True, batch_size=B)
+        if self.loss_reduction == "sum":
+            return loss * (batch["answer"] >= 0).sum()  # the mean times the scorable questions
         return loss
 
     def _evaluate(self, stage: str, metrics: nn.ModuleDict, batch: Mapping[str, Tensor]) -> Tensor:

@@ -372,13 +372,20 @@ class BabiDataModule(pl.LightningDataModule):
             self._build_test()
 
     def _loader(self, data: _Split, shuffle: bool) -> DataLoader:
+        # Every loader has a generator of its own, so that iterating one draws nothing from torch's global
+        # generator: the training order and the model's random draws (dropout, MemN2N's random noise) do not
+        # depend on how often validation runs (a sanity check included). The training loader's is seeded from
+        # the global generator when the loader is made, so the order follows the run's seed.
+        generator = torch.Generator()
+        if shuffle:
+            generator.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
         return DataLoader(
             data, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers, collate_fn=_collate,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.num_workers > 0, generator=generator,
         )
 
     def train_dataloader(self) -> DataLoader:
-        """The training questions, shuffled each epoch."""
+        """The training questions, shuffled each epoch (by the loader's own generator, seeded from torch's global one)."""
         return self._loader(self.split("train"), shuffle=True)
 
     def val_dataloader(self) -> DataLoader:

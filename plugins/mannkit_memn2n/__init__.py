@@ -6,7 +6,8 @@ Loaded through the entry point ``memn2n = "mannkit_memn2n"``; importing it regis
 - :class:`StoryMemory` — a memory holding a story as keys ``m_i`` and values ``c_i``;
 - :class:`DotProductAddressing` — ``softmax(u^T m_i)`` with padded slots at 0, raw scores for linear start;
 - :class:`HopReadHead` — ``o = sum_i p_i c_i`` through any addressing, over any memory with ``read``;
-- :class:`HopController` — ``u^{k+1} = H u^k + o^k`` between hops.
+- :class:`HopController` — ``u^{k+1} = H u^k + o^k`` between hops;
+- :class:`LinearStartSchedule` — a callback: linear start as a phase of its own, then the full learning-rate schedule.
 
 It also tells the conformance kit how to check :class:`StoryMemory` (inside a :class:`StoryProbe`).
 """
@@ -24,6 +25,7 @@ from mannkit_memn2n.memory import (
 )
 from mannkit_memn2n.model import MemN2N, answer_matrix, tied_answer_ids
 from mannkit_memn2n.probe import StoryProbe
+from mannkit_memn2n.schedule import LinearStartSchedule, restart_schedules
 
 #: The mannkit interface version this plugin is written for.
 MANNKIT_API = 1
@@ -35,6 +37,7 @@ __all__ = [
     "DotProductAddressing",
     "HopController",
     "HopReadHead",
+    "LinearStartSchedule",
     "MemN2N",
     "SentenceEncoder",
     "StoryMemory",
@@ -48,5 +51,6 @@ __all__ = [
     "most_recent",
     "recency_index",
     "recent_slots",
+    "restart_schedules",
     "story_mask",
 ]
