@@ -20,10 +20,12 @@ divided by ``--steps``), with the ratio to N = 1,024 of the same mode from the s
 (mode, N) runs in a fresh subprocess (its peak RSS is its own; ``ru_maxrss``), configurations
 interleaved over ``--repeats``. Also reported: the recall of the search's top-K against an exact
 search for the same keys on the same memory (outside the timing), for random keys and for keys
-near stored rows (what a trained read key looks like); 1 for the exact mode by construction.
+near stored rows (what a trained read key looks like), and how often such a key's own row is
+among the K found; recall is 1 for the exact mode by construction.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_sparse_fill.py                       # the curve, ~5 min
     OMP_NUM_THREADS=1 python benchmarks/bench_sparse_fill.py --slots 1024,65536 --segments 3 --tag short
+    OMP_NUM_THREADS=1 python benchmarks/bench_sparse_fill.py --libraries 2       # hnswlib against faiss, ~1 min
 
 Writes ``benchmarks/out/sparse_fill_<tag>.json`` and ``.md``.
 """
@@ -89,26 +91,29 @@ def _fill(memory_state, fill: str, generator) -> None:  # noqa: ANN001
     memory_state.frontier.fill_(N)
 
 
-def _recall(memory, memory_state, generator, near: bool, trials: int = 8) -> float:  # noqa: ANN001
+def _recall(memory, memory_state, generator, near: bool, trials: int = 8) -> tuple[float, float]:  # noqa: ANN001
     """Fraction of the exact top-K rows the memory's search finds (outside the timing), for random keys or,
-    with ``near``, for keys near stored rows (a stored row plus noise of a tenth of its norm)."""
+    with ``near``, for keys near stored rows (a stored row plus noise of a tenth of its norm); and, for
+    those, the fraction of keys whose own row is among the K found."""
     import torch
 
     from mannkit_dnc.sparse import top_k_search
 
-    found = total = 0
+    found = total = own = 0
     B, N, W = memory_state.memory.shape
     with torch.no_grad():
         for _ in range(trials):
             keys = torch.randn(BATCH, READ_HEADS, WORD, generator=generator)
+            source = torch.randint(0, N, (B, READ_HEADS, 1), generator=generator)
             if near:
-                rows = memory_state.memory.gather(1, torch.randint(0, N, (B, READ_HEADS, 1), generator=generator).expand(-1, -1, W))
+                rows = memory_state.memory.gather(1, source.expand(-1, -1, W))
                 keys = rows + 0.1 * rows.norm(dim=-1, keepdim=True) / W**0.5 * keys
             ours = memory._search(memory_state, keys)
             exact = top_k_search(memory_state.memory, memory_state.norms, keys, K)
             found += int((ours.unsqueeze(-1) == exact.unsqueeze(-2)).any(-1).sum())
+            own += int((ours == source).any(-1).sum())
             total += exact.numel()
-    return found / total
+    return found / total, own / (total / K)
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -159,13 +164,102 @@ def worker(args: argparse.Namespace) -> dict:
         "mode": args.mode, "slots": args.slots, "fill": args.fill, "probes": args.probes, "steps": args.steps,
         "cpu_ms": cpu, "wall_ms": wall, "first_segment_ms": build_ms,
         "index_builds": None if index is None else index.builds,
-        "recall": _recall(memory, state.memory, generator, near=False),
-        "recall_near": _recall(memory, state.memory, generator, near=True),
+        "recall": _recall(memory, state.memory, generator, near=False)[0],
+        **dict(zip(("recall_near", "own_row_found"), _recall(memory, state.memory, generator, near=True))),
         "frontier_min": int(state.memory.frontier.min()),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_after_fill_mib": rss_filled,
         "losses_finite": all(l == l and abs(l) != float("inf") for l in losses),  # noqa: PLR0124
         "torch": torch.__version__,
     }
+
+
+# -- the libraries on their own ------------------------------------------------------------------
+def _version(distribution: str) -> str:
+    from importlib.metadata import version
+
+    return version(distribution)
+
+
+def compare_libraries(slots: int, batch_rows: int, steps: int = 50) -> list[dict]:
+    """hnswlib HNSW against faiss IVF (and the exact torch scan) on this memory's access pattern.
+
+    Per batch row, an index over ``slots`` unit rows of width 32 (Gaussian, the hardest case);
+    one step = for each of ``batch_rows`` rows: replace K + 1 = 9 rows (hnswlib: ``add_items``
+    with existing labels; faiss: ``remove_ids`` + ``add_with_ids``), then one search of 1 key for
+    9 and one of 4 keys for 8. Reported: build seconds per index, CPU ms per step scaled to
+    B = 16, and recall@8 of random keys after the updates.
+    """
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(0)
+    unit = lambda a: (a / np.linalg.norm(a, axis=-1, keepdims=True)).astype(np.float32)  # noqa: E731
+    data = [unit(rng.standard_normal((slots, WORD))) for _ in range(batch_rows)]
+
+    def run(name: str, build, upsert, search) -> dict:  # noqa: ANN001
+        t0 = time.process_time()
+        indexes = [build(d) for d in data]
+        built = (time.process_time() - t0) / batch_rows
+        t0 = time.process_time()
+        for _ in range(steps):
+            for b, index in enumerate(indexes):
+                ids = rng.choice(slots, K + 1, replace=False).astype(np.int64)
+                rows = unit(rng.standard_normal((K + 1, WORD)))
+                data[b][ids] = rows
+                upsert(index, ids, rows)
+                search(index, unit(rng.standard_normal((1, WORD))), K + 1)
+                search(index, unit(rng.standard_normal((READ_HEADS, WORD))), K)
+        step_ms = 1000 * (time.process_time() - t0) / steps * BATCH / batch_rows
+        hits = 0
+        for _ in range(50):
+            key = unit(rng.standard_normal((1, WORD)))
+            exact = set(np.argsort(-(data[0] @ key[0]))[:K].tolist())
+            hits += len(exact & set(search(indexes[0], key, K)[0].tolist()))
+        return {"library": name, "build_s_per_index": built, "ms_per_step_b16": step_ms, "recall": hits / (50 * K)}
+
+    results = []
+    try:
+        import hnswlib
+    except ImportError:
+        hnswlib = None
+    for m, ef_construction, ef in ((8, 40, 32), (16, 64, 48)) if hnswlib else ():
+        def build(d, m=m, efc=ef_construction, ef=ef):  # noqa: ANN001, ANN202
+            index = hnswlib.Index(space="ip", dim=WORD)
+            index.init_index(max_elements=slots, M=m, ef_construction=efc)
+            index.set_num_threads(1)
+            index.add_items(d, np.arange(slots))
+            index.set_ef(ef)
+            return index
+        results.append(run(f"hnswlib {_version('hnswlib')} M={m} ef_construction={ef_construction} ef={ef}",
+                           build, lambda i, ids, rows: i.add_items(rows, ids), lambda i, q, k: i.knn_query(q, k)[0]))
+    import faiss
+
+    for probes in (4, 8, 16):
+        def build(d, probes=probes):  # noqa: ANN001, ANN202
+            lists = int(slots**0.5)
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(WORD), WORD, lists, faiss.METRIC_INNER_PRODUCT)
+            index.cp.max_points_per_centroid, index.cp.niter = 64, 10
+            index.train(d)
+            index.set_direct_map_type(faiss.DirectMap.Hashtable)
+            index.add_with_ids(d, np.arange(slots, dtype=np.int64))
+            index.nprobe = probes
+            return index
+
+        def upsert(index, ids, rows):  # noqa: ANN001, ANN202
+            index.remove_ids(ids)
+            index.add_with_ids(rows, ids)
+        results.append(run(f"faiss {faiss.__version__} IVF-flat {int(slots**0.5)} lists, {probes} probed", build, upsert,
+                           lambda i, q, k: i.search(q, k)[1]))
+    torch.set_num_threads(1)
+    memory = torch.randn(BATCH, slots, WORD)
+    norms = memory.norm(dim=-1)
+    t0 = time.process_time()
+    for _ in range(steps // 5):
+        for h in (1, READ_HEADS):
+            (torch.randn(BATCH, h, WORD) @ memory.mT).div_(norms.unsqueeze(1)).topk(K, dim=-1, sorted=False)
+    results.append({"library": "torch exact scan (bmm + topk)", "build_s_per_index": 0.0,
+                    "ms_per_step_b16": 1000 * (time.process_time() - t0) / (steps // 5), "recall": 1.0})
+    return results
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -182,8 +276,8 @@ def _run(args: argparse.Namespace, mode: str, slots: int) -> dict:
 
 
 def _table(summary: dict, modes: list[str], slots: list[int]) -> str:
-    lines = ["| mode | N | CPU ms/step | wall ms/step | CPU ratio to N=1024 | wall ratio | peak RSS MiB | recall (random keys / near rows) | index builds | first segment ms | load |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| mode | N | CPU ms/step | wall ms/step | CPU ratio to N=1024 | wall ratio | peak RSS MiB | recall (random keys / near rows) | own row found | index builds | first segment ms | load |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for mode in modes:
         base = summary.get(f"{mode}@1024")
         for n in slots:
@@ -192,7 +286,7 @@ def _table(summary: dict, modes: list[str], slots: list[int]) -> str:
                 continue
             ratio = lambda key: f"{s[key] / base[key]:.2f}" if base else "-"  # noqa: E731
             lines.append(f"| {mode} | {n:,} | {s['cpu_ms']:.1f} | {s['wall_ms']:.1f} | {ratio('cpu_ms')} | {ratio('wall_ms')} | "
-                         f"{s['peak_rss_mib']:.0f} | {s['recall']:.2f} / {s['recall_near']:.2f} | {s['index_builds']} | {s['first_segment_ms']:.0f} | "
+                         f"{s['peak_rss_mib']:.0f} | {s['recall']:.2f} / {s['recall_near']:.2f} | {s['own_row_found']:.2f} | {s['index_builds']} | {s['first_segment_ms']:.0f} | "
                          f"{s['load'][0]:.1f}-{s['load'][1]:.1f} |")
     return "\n".join(lines)
 
@@ -209,7 +303,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fill", choices=("gaussian", "clusters"), default="gaussian")
     p.add_argument("--probes", type=int, default=8, help="SparseDNCMemory ann_probes")
     p.add_argument("--tag", default="default")
+    p.add_argument("--libraries", type=int, default=0, metavar="ROWS",
+                   help="instead: compare hnswlib and faiss on this access pattern at the largest N over ROWS batch rows")
     args = p.parse_args(argv)
+    if args.libraries:
+        slots = max(int(n) for n in args.slots.split(","))
+        print(f"N={slots}, W={WORD}, {args.libraries} batch rows (scaled to B={BATCH}), load {_load()}")
+        print("| library | build s / index | CPU ms / step (B=16) | recall@8, random keys |\n|---|---:|---:|---:|")
+        for r in compare_libraries(slots, args.libraries):
+            print(f"| {r['library']} | {r['build_s_per_index']:.2f} | {r['ms_per_step_b16']:.1f} | {r['recall']:.2f} |", flush=True)
+        return
     if args.worker:
         args.slots = int(args.slots)
         print(json.dumps(worker(args)))
@@ -233,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
             "peak_rss_mib": max(r["peak_rss_mib"] for r in results),
             "recall": statistics.mean(r["recall"] for r in results),
             "recall_near": statistics.mean(r["recall_near"] for r in results),
+            "own_row_found": statistics.mean(r["own_row_found"] for r in results),
             "index_builds": results[0]["index_builds"],
             "first_segment_ms": statistics.median(r["first_segment_ms"] for r in results),
             "load": [min(r["load_1min"][0] for r in results), max(r["load_1min"][1] for r in results)],
