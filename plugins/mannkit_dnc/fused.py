@@ -18,6 +18,7 @@ tests); a double backward differentiates that composition instead of the hand-wr
 from __future__ import annotations
 
 import ctypes
+import math
 import sys
 import threading
 from collections.abc import Callable
@@ -58,19 +59,50 @@ _MADV_HUGEPAGE = 14
 _madvise: Callable[..., int] | None = None
 
 
-def _empty_link(like: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """An uninitialised ``[B, N, N]`` buffer; on Linux, backed by transparent huge pages where the system allows.
+#: at most this many ``[B, N, N]`` buffers of one shape are kept for reuse (see :func:`_empty_link`),
+#: or as many as fit in :data:`_POOL_BYTES` if that is more
+_POOL_SIZE = 16
+_POOL_BYTES = 1 << 30
+_pool: dict[tuple, list[Tensor]] = {}
 
-    A new link matrix is fresh memory every step (each one is kept for the backward pass), and
-    the kernel's first-touch page faults on 4 KiB pages cost about as much as the arithmetic
-    that fills it; ``madvise(MADV_HUGEPAGE)`` on the untouched buffer cuts them 512-fold. It is a
-    hint: where huge pages are off (or on other systems) nothing changes.
+
+def _in_use(base: Tensor) -> bool:
+    """Whether a view of the pooled ``base`` is still alive (autograd's saved tensors hold views too)."""
+    return torch._C._storage_Use_Count(base.untyped_storage()._cdata) > 2  # base's own + this call's wrapper
+
+
+def _empty_link(like: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """An uninitialised ``[B, N, N]`` buffer, reused from a pool where one is free; on Linux, on huge pages.
+
+    A new link matrix is needed every step (each one is kept for the backward pass), and the
+    kernel's first touch of fresh memory (zero-filling 4 KiB pages, or compacting memory for huge
+    ones on a busy machine) costs more than the arithmetic that fills it. So a buffer of at least
+    two huge pages is handed out as a view of a pooled base tensor: once every view of it is gone
+    (the step's autograd graph freed, a checkpointed segment's links dropped), the next request
+    reuses its already-touched pages. Up to :data:`_POOL_SIZE` bases per shape are kept, or
+    :data:`_POOL_BYTES` of them (a link per step beyond them is ordinary memory); new bases ask for transparent huge pages with
+    ``madvise(MADV_HUGEPAGE)``, a hint that changes nothing where huge pages are off.
     """
+    size = math.prod(shape) * like.element_size()
+    if like.device.type != "cpu" or size < 2 * _HUGE_PAGE or torch.compiler.is_compiling():
+        return torch.empty(shape, dtype=like.dtype, device=like.device)  # (a compiled step plans its own buffers)
+    bases = _pool.setdefault((shape, like.dtype), [])
+    for base in bases:
+        if not _in_use(base):
+            return base.view(shape)
+    buffer = _huge_page_buffer(like, shape)
+    if len(bases) < max(_POOL_SIZE, _POOL_BYTES // size):
+        bases.append(buffer)
+        return buffer.view(shape)
+    return buffer
+
+
+def _huge_page_buffer(like: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """``torch.empty(shape)``, advised onto transparent huge pages on Linux."""
     global _madvise
     buffer = torch.empty(shape, dtype=like.dtype, device=like.device)
-    size = buffer.numel() * buffer.element_size()
-    if buffer.device.type != "cpu" or size < 2 * _HUGE_PAGE or not sys.platform.startswith("linux") or torch.compiler.is_compiling():
-        return buffer  # (a compiled step plans its own buffers)
+    if not sys.platform.startswith("linux"):
+        return buffer
     if _madvise is None:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -78,6 +110,7 @@ def _empty_link(like: Tensor, shape: tuple[int, ...]) -> Tensor:
             _madvise = libc.madvise
         except (OSError, AttributeError):
             _madvise = lambda *_: -1  # noqa: E731  (no libc madvise: keep ordinary pages)
+    size = buffer.numel() * buffer.element_size()
     start = (buffer.data_ptr() + _HUGE_PAGE - 1) & ~(_HUGE_PAGE - 1)  # whole huge pages inside the buffer
     end = (buffer.data_ptr() + size) & ~(_HUGE_PAGE - 1)
     _madvise(start, end - start, _MADV_HUGEPAGE)
@@ -101,7 +134,7 @@ def _scratch(like: Tensor, shape: tuple[int, ...]) -> Tensor:
     buffer = cache.get(key)
     if buffer is None:
         cache.clear()  # keep one shape only: a new size replaces the old buffer
-        buffer = cache[key] = _empty_link(like, shape)
+        buffer = cache[key] = _huge_page_buffer(like, shape) if like.device.type == "cpu" else torch.empty(shape, dtype=like.dtype, device=like.device)
     return buffer
 
 
