@@ -26,9 +26,9 @@ prints the table of what is there. Writes ``OUT/seedS/result.json`` per seed and
 
 Time: one seed of the 1k joint preset is one full training, 74-90 epochs (up to 30 linear ones, then 60);
 the plain-loop benchmark took 20-29 minutes for that on one thread of this 2-core machine while it was
-shared (16-23 s per epoch), and ``mannkit fit`` measured about the same per epoch (see ``s/epoch`` in the
-table, which the script reports for every seed). Ten seeds in sequence: about 4-5 hours; ``--jobs 2`` halves
-that on two free cores.
+shared (16-23 s per epoch); a 2-epoch smoke of this script (seed 0, ``-- --trainer.max_epochs 2``) took 16 s
+per epoch, start-up included (``s/epoch`` in the table, for every seed). Ten seeds in sequence: about 4-5
+hours; ``--jobs 2`` halves that on two free cores.
 """
 
 from __future__ import annotations
@@ -199,7 +199,8 @@ def summarise(results: list[dict], select: str) -> tuple[str, dict]:
     chosen = min(results, key=lambda r: r[key])
     spread = statistics.stdev(tests) if len(tests) > 1 else math.nan
     lines += ["", f"{len(results)} seeds: mean test error {statistics.fmean(tests):.1f}% (sd {spread:.1f}), "
-                  f"lowest {min(tests):.1f}%, highest {max(tests):.1f}%.",
+                  f"lowest {min(tests):.1f}%, highest {max(tests):.1f}%." if len(tests) > 1 else
+              f"1 seed: test error {tests[0]:.1f}%.",
               f"Selected by the lowest {'training' if select == 'train' else 'validation'} error (the paper's rule: training "
               f"error): seed {chosen['seed']}, mean test error {chosen['mean_test_error_percent']:.1f}%, "
               f"{chosen['failed_tasks']} failed tasks (> {FAILED:g}%); the paper: 12.4%.",
