@@ -37,6 +37,7 @@ to ``benchmarks/out/``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -97,7 +98,7 @@ def _worker_command(impl: str, slots: int, args: argparse.Namespace) -> list[str
 def run_one(impl: str, slots: int, args: argparse.Namespace, inductor_cache: str) -> dict:
     """One fresh subprocess for one configuration; its peak RSS comes from the kernel's rusage of that child."""
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    env["TORCHINDUCTOR_CACHE_DIR"] = inductor_cache  # empty for the first compiled run: a cold compile
+    env["TORCHINDUCTOR_CACHE_DIR"] = inductor_cache  # the user's compile cache, or an empty one (--cold-cache)
     if impl == "baseline":
         env.pop("PYTHONPATH", None)  # the baseline sees only its venv
     mem_available = _mem_available_mib()
@@ -236,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--baseline-hidden-layers", type=int, default=1, help="baseline: LSTM layers in its controller (its default is 2)")
     p.add_argument("--out", type=Path, default=ROOT / "out", help="folder for the JSON and markdown results")
     p.add_argument("--tag", default="", help="a word added to the output file names")
+    p.add_argument("--cold-cache", action="store_true", help="compile into a fresh, empty cache (a cold compile) instead of the user's compile cache")
     args = p.parse_args(argv)
 
     impls = list(GRID_IMPLS) if args.grid else [v.strip() for v in args.impl.split(",") if v.strip()]
@@ -251,7 +253,16 @@ def main(argv: list[str] | None = None) -> None:
 
     load_before = os.getloadavg()
     runs: dict[str, list[dict]] = {f"{impl}@{n}": [] for impl, n in configs}
-    with tempfile.TemporaryDirectory(prefix="bench_dnc_inductor_") as inductor_cache:
+    if args.cold_cache:
+        cache_context = tempfile.TemporaryDirectory(prefix="bench_dnc_inductor_")
+    else:  # the compile cache a user's runs share (mannkit.cell.compile_cache_dir): a warm compile after the first run
+        sys.path[:0] = [str(ROOT.parent), str(ROOT.parent / "plugins")]
+        from mannkit.cell import compile_cache_dir
+
+        cache = compile_cache_dir() or Path(tempfile.gettempdir()) / "torchinductor_mannkit_bench"
+        cache.mkdir(parents=True, exist_ok=True)
+        cache_context = contextlib.nullcontext(str(cache))
+    with cache_context as inductor_cache:
         for repeat in range(args.repeats):
             for impl, n in configs:
                 print(f"repeat {repeat + 1}/{args.repeats}: {impl} N={n} (load {os.getloadavg()[0]:.2f}) ...", file=sys.stderr, flush=True)

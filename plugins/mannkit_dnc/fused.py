@@ -127,6 +127,8 @@ def _scratch(like: Tensor, shape: tuple[int, ...]) -> Tensor:
     kernel's first touch of fresh pages (zero-filling, huge-page compaction) costs as much as the
     arithmetic done in it. One buffer per (shape, dtype, device) is kept, per thread.
     """
+    if like.device.type != "cpu" or torch.compiler.is_compiling():
+        return torch.empty(shape, dtype=like.dtype, device=like.device)  # (a compiled step plans its own buffers)
     cache = getattr(_scratch_buffers, "cache", None)
     if cache is None:
         cache = _scratch_buffers.cache = {}
@@ -134,7 +136,7 @@ def _scratch(like: Tensor, shape: tuple[int, ...]) -> Tensor:
     buffer = cache.get(key)
     if buffer is None:
         cache.clear()  # keep one shape only: a new size replaces the old buffer
-        buffer = cache[key] = _huge_page_buffer(like, shape) if like.device.type == "cpu" else torch.empty(shape, dtype=like.dtype, device=like.device)
+        buffer = cache[key] = _huge_page_buffer(like, shape)
     return buffer
 
 
