@@ -34,6 +34,7 @@ a small device-to-host copy per step. faiss is optional (``pip install mannkit[a
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 
@@ -49,8 +50,9 @@ _POINTS_PER_LIST = 64  # k-means sample size per list (faiss's max_points_per_ce
 _REBUILD_GROWTH = 4  # retrain a batch row's lists once its written rows have grown this many times
 
 
+@functools.cache
 def load_faiss():  # noqa: ANN201
-    """The ``faiss`` module, or None when it is not installed."""
+    """The ``faiss`` module, or None when it is not installed (looked for once per process)."""
     try:
         return importlib.import_module("faiss")
     except ImportError:

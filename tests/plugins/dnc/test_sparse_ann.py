@@ -105,7 +105,6 @@ def test_the_index_follows_row_updates_and_the_frontier():
     assert index.builds == 2 * B
 
 
-@needs_faiss
 def test_rescoring_takes_the_k_best_candidates_and_the_unwritten_rows():
     N = 10
     rows = torch.zeros(1, N, 2, dtype=torch.float64)
