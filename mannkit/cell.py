@@ -64,7 +64,7 @@ def compile_cache_dir() -> Path | None:
     that survives reboots, unlike torch's default under /tmp). ``MANNKIT_CACHE_DIR=none`` leaves
     torch's default alone and returns None.
     """
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+    if _user_set_torch_cache():
         return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
     root = os.environ.get("MANNKIT_CACHE_DIR", "")
     if root.lower() == "none":
@@ -81,10 +81,22 @@ def compile_cache_dir() -> Path | None:
     return base / "torchinductor"
 
 
+def _user_set_torch_cache() -> bool:
+    """Whether ``$TORCHINDUCTOR_CACHE_DIR`` is set, and not just to the /tmp default torch writes there itself on import."""
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not current:
+        return False
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # another torch layout: take the setting as the user's
+        return True
+    return os.path.abspath(current) != os.path.abspath(default_cache_dir())
+
+
 def _use_compile_cache() -> None:
     """Point torch's compile caches at :func:`compile_cache_dir` before the first compile (if it can be made)."""
     path = compile_cache_dir()
-    if path is None or os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+    if path is None or _user_set_torch_cache():
         return
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -221,6 +233,8 @@ class MemoryCell(RecurrentCell):
         self._growing = [f"{k} ({type(v).__name__})" for k, v in named.items() if v.growing]
         self.heads = nn.ModuleList(heads)
         self.clip, self.compile = clip, (compile if compile == "auto" else bool(compile))
+        if self.compile is not False:
+            _use_compile_cache()  # early: importing torch's compiler sets its own /tmp default
         self._recomputable = all(getattr(mem, "recomputable", True) for mem in named.values())
         self._compile_pays = all(getattr(mem, "compile_pays", False) for mem in named.values())
         self._eager_seconds = 0.0  # compile: auto: eager training forward time so far

@@ -207,3 +207,14 @@ def test_auto_never_checkpoints_a_memory_that_cannot_recompute():
 
 def test_the_dense_dnc_asks_for_a_compile_only_where_it_paid():
     assert DNCMemory(slots=64).compile_pays and not DNCMemory(slots=256).compile_pays and not DNCMemory(slots=1024).compile_pays
+
+
+def test_torchs_own_tmp_default_does_not_count_as_the_users_choice(monkeypatch, tmp_path):
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.delenv("MANNKIT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # what importing torch._inductor.config writes
+    assert compile_cache_dir() == tmp_path / "mannkit" / "torchinductor"
+    _dnc()  # a cell that may compile points the cache at the user's cache when it is built
+    assert cell_module.os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mannkit" / "torchinductor")
