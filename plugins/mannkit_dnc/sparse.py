@@ -10,8 +10,8 @@ between the two by the memory's ``class_path`` alone. Per step, each head costs 
 over the rows written so far (or an index look-up, ``search="ann"``) plus ``O(K W + K K_L)``
 work, and usage costs one in-place pass over ``[B, N]``; autograd keeps ``O(B (R + 1) K W)``
 numbers per step instead of the ``[B, N, W]`` memory (see :mod:`mannkit_dnc.sparse_ops`), and
-the backward pass holds one ``[B, N, W]`` gradient. The selections (searches, top-K cuts, the allocated slot) are not differentiable; the
-weights over the selected slots are.
+the backward pass holds one ``[B, N, W]`` gradient. The selections (searches, top-K cuts, the
+allocated slot) are not differentiable; the weights over the selected slots are.
 
 Design (what differs from the dense DNC is marked *approximation*):
 
