@@ -10,6 +10,7 @@ from mannkit.callbacks.guard import TrainingGuard
 from mannkit.callbacks.linear_start import LinearStart
 from mannkit.callbacks.memory_pictures import MemoryPictures
 from mannkit.callbacks.prediction import PredictionWriter
+from mannkit.callbacks.spike_clip import SpikeClip
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -22,6 +23,7 @@ __all__ = [
     "LinearStart",
     "MemoryPictures",
     "PredictionWriter",
+    "SpikeClip",
     "TrainingGuard",
     "read_checkpoint",
 ]
