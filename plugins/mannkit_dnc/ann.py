@@ -13,8 +13,9 @@ centroids are nearest the key (``O(sqrt(f) W + probes f / sqrt(f) W)`` per key w
 they stand for every unwritten row, as in the exact search), and
 :func:`~mannkit_dnc.sparse.ann_top_k` re-scores those candidates exactly in the memory's dtype
 and keeps the top K. What can differ from the exact search: a row in a list that was not probed
-is never a candidate (the recall is below 1; with ``probes >= sqrt(f)`` lists, e.g. while fewer
-than ``probes^2`` rows are written, every list is probed and the search is exact). The choice
+is never a candidate (the recall is below 1; while fewer than ``(probes + 1)^2`` rows are
+written, every one of the ``sqrt(f)`` lists would be probed, so the memory runs the exact scan
+instead, which finds the same rows without the library calls). The choice
 of rows carries no gradient either way; the weights over the K chosen rows are computed on the
 gathered rows, exactly as in the exact mode (SAM does the same with its ANN).
 

@@ -274,7 +274,8 @@ class SparseDNCMemory(Memory):
         search: how the content top-K is found (see :mod:`mannkit_dnc.ann`): ``"exact"`` scans the
             rows below the frontier, ``[B, h, W] @ [B, W, f] -> [B, h, f]`` per search; ``"ann"``
             takes candidates from a faiss IVF index of the written rows (*approximation*: a row in an
-            unprobed list is missed) and re-scores them exactly; ``"auto"`` is exact until
+            unprobed list is missed; while fewer than ``(ann_probes + 1)^2`` rows are written every
+            list would be probed, so it scans exactly) and re-scores them exactly; ``"auto"`` is exact until
             ``ann_min_rows`` rows are written (``max_b f_b + K + 1 >= ann_min_rows``), then ANN (exact
             throughout, with a warning, when faiss is not installed: ``pip install mannkit[ann]``).
         ann_min_rows: where ``"auto"`` switches to the index (the index is built at that step).
@@ -389,8 +390,10 @@ class SparseDNCMemory(Memory):
 
     def _search(self, state: SparseDNCState, keys: Tensor, exclude: Tensor | None = None) -> Tensor:
         """The content top-K slots of ``keys [B, h, W]`` (int64 ``[B, h, K]``): exact, or ANN candidates re-scored."""
-        span = self._span(state, 0 if exclude is None else int(exclude.max()) + 1)
-        if self.search == "ann" or (self.search == "auto" and span >= self.ann_min_rows):
+        written = int(state.frontier.max())
+        span = min(self.slots, max(written, 0 if exclude is None else int(exclude.max()) + 1) + self.k + 1)  # see _span
+        exhaustive = written < (self.ann_probes + 1) ** 2  # every one of the ~sqrt(f) lists probed: that IS the scan
+        if not exhaustive and (self.search == "ann" or (self.search == "auto" and span >= self.ann_min_rows)):
             index = state.search_index
             if index is None:
                 if not self._warned:

@@ -70,14 +70,26 @@ def test_on_well_separated_rows_the_ann_search_finds_the_exact_top_k():
 @needs_faiss
 def test_probing_every_list_is_the_exact_search():
     rows = torch.randn(B, 300, W, generator=torch.Generator().manual_seed(4))  # 17 lists, all probed
-    memory = _memory(300, search="ann", ann_probes=32)
-    state = _filled(memory, rows)
+    state = _filled(_memory(300), rows)
     keys = torch.randn(B, R, W, generator=torch.Generator().manual_seed(5))
-    assert torch.equal(memory._search(state, keys).sort(-1).values, top_k_search(state.memory, state.norms, keys, K).sort(-1).values)
+    index = RowIndex(probes=32)
+
+    def search(keys, exclude=None):  # noqa: ANN001, ANN202
+        candidates = index.candidates(state.memory, state.frontier, keys, K + (exclude is not None))
+        return rescore_top_k(state.memory, state.norms, keys, K, candidates, state.frontier, exclude).sort(-1).values
+
+    assert torch.equal(search(keys), top_k_search(state.memory, state.norms, keys, K).sort(-1).values)
+    assert index._lists[0].nprobe == index._lists[0].nlist == 17
     free = torch.tensor([[7], [0], [299]])
-    found = memory._search(state, keys[:, :1], exclude=free)
+    found = search(keys[:, :1], free)
     assert not (found == free.unsqueeze(-1)).any()
-    assert torch.equal(found.sort(-1).values, top_k_search(state.memory, state.norms, keys[:, :1], K, exclude=free).sort(-1).values)
+    assert torch.equal(found, top_k_search(state.memory, state.norms, keys[:, :1], K, exclude=free).sort(-1).values)
+
+
+def test_while_every_list_would_be_probed_the_ann_memory_runs_the_exact_scan():
+    x = torch.randn(2, 12, 5, generator=torch.Generator().manual_seed(12))
+    exact, ann = _cell("exact"), _cell("auto", ann_probes=8, ann_min_rows=1)  # 12 steps write fewer than 9^2 rows
+    torch.testing.assert_close(ann(x).logits, exact(x).logits, rtol=0, atol=0)
 
 
 @needs_faiss
@@ -145,7 +157,7 @@ def test_auto_is_exact_below_the_threshold_and_builds_the_index_once_past_it():
     x = torch.randn(2, 12, 5, generator=torch.Generator().manual_seed(9))
     exact, auto = _cell("exact"), _cell("auto", ann_min_rows=1000)
     torch.testing.assert_close(auto(x).logits, exact(x).logits, rtol=0, atol=0)  # never switched: identical
-    cell = _cell("auto", ann_min_rows=10)
+    cell = _cell("auto", ann_min_rows=10, ann_probes=1)  # from 4 rows on, 1 of about sqrt(f) lists is probed
     state = cell.initial_state(2, CPU, torch.float32)
     for t in range(12):
         _, state, _ = cell.step(x[:, t], state)
@@ -168,7 +180,7 @@ def test_asking_for_ann_without_the_library_names_the_fix(monkeypatch):
     with pytest.raises(ConfigError, match=(r"^SparseDNCMemory: search is 'ann' but the faiss library is not installed; "
                                            r"pip install mannkit\[ann\] or set search to 'exact'\.$")):
         SparseDNCMemory(slots=16, word_size=4, search="ann")
-    cell = _cell("auto", ann_min_rows=8)  # auto without the library: exact, with one warning
+    cell = _cell("auto", ann_min_rows=8, ann_probes=1)  # auto without the library: exact, with one warning
     assert cell.initial_state(2, CPU, torch.float32).memory.search_index is None
     with pytest.warns(UserWarning, match=r"search 'auto' scans all \d+ written rows exactly .* pip install mannkit\[ann\]"):
         cell(torch.randn(2, 10, 5))
