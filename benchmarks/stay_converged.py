@@ -63,6 +63,7 @@ class StayConverged(Callback):
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         after = [v for s, v in self.curve if self.converged_at is not None and s > self.converged_at]
+        clips = [c.clipped for c in trainer.callbacks if type(c).__name__ == "SpikeClip"]
         reached = self.converged_at is not None and trainer.global_step >= self.multiple * self.converged_at
         record = {
             "preset": self.preset, "seed": self.seed, "converged_at": self.converged_at,
@@ -70,7 +71,7 @@ class StayConverged(Callback):
             "worst_after": max(after) if after else None, "last": self.curve[-1][1] if self.curve else None,
             "collapses": sum(v > self.collapse for v in after), "validations_after": len(after),
             "stayed": bool(after) and reached and max(after) <= self.collapse,
-            "curve": self.curve, "wall_s": round(time.time() - self.started, 1),
+            "spike_clips": clips[0] if clips else None, "curve": self.curve, "wall_s": round(time.time() - self.started, 1),
         }
         with open(self.out, "a") as fh:
             fh.write(json.dumps(record) + "\n")

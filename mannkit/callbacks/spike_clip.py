@@ -54,7 +54,8 @@ class SpikeClip(Callback):
         window: how many recent steps' gradient norms the median is taken over (and how many steps
             pass before the first clip).
         factor: the largest allowed ratio of a step's norm to that median (> 1).
-        log_name: the logged scalar, the scale applied at each step (1.0 = not clipped); ``None`` logs nothing.
+        log_name: the logged scalar, the scale applied at each step (1.0 = not clipped), beside
+            ``train/spike_clips``, the number of steps clipped so far; ``None`` logs neither.
     """
 
     def __init__(self, window: int = 100, factor: float = 10.0, log_name: str | None = "train/spike_clip_scale") -> None:
@@ -88,6 +89,7 @@ class SpikeClip(Callback):
         scale = self.clip(pl_module.parameters())
         if self.log_name and trainer.loggers:
             pl_module.log(self.log_name, scale, on_step=True, on_epoch=False)
+            pl_module.log("train/spike_clips", float(self.clipped), on_step=True, on_epoch=False)
 
     def state_dict(self) -> dict[str, Any]:
         return {"norms": list(self.norms), "clipped": self.clipped}
