@@ -199,7 +199,7 @@ class MemoryCell(RecurrentCell):
             isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1
         ):
             raise ConfigError(
-                f"MemoryCell: checkpoint_every must be a positive integer or null, got {checkpoint_every!r}; "
+                f"MemoryCell: checkpoint_every must be a positive integer, auto or null, got {checkpoint_every!r}; "
                 "use e.g. 8, auto (the default: chosen from the memory's size) or null to save every step."
             )
         if compile not in (True, False, "auto"):

@@ -249,7 +249,7 @@ def test_checkpointing_frees_the_saved_steps():
 
 
 def test_checkpoint_every_is_validated():
-    with pytest.raises(ConfigError, match=r"checkpoint_every must be a positive integer or null, got 0; use e.g. 8"):
+    with pytest.raises(ConfigError, match=r"checkpoint_every must be a positive integer, auto or null, got 0; use e.g. 8"):
         _cell(checkpoint_every=0)
 
     class InPlaceMemory(MatrixMemory):

@@ -54,7 +54,7 @@ def test_compile_is_validated(bad):
 
 @pytest.mark.parametrize("bad", ["sometimes", 0, -3, 2.0, True])
 def test_checkpoint_every_is_validated_with_auto_among_the_fixes(bad):
-    with pytest.raises(ConfigError, match=rf"checkpoint_every must be a positive integer or null, got {bad!r}; use e.g. 8, auto"):
+    with pytest.raises(ConfigError, match=rf"checkpoint_every must be a positive integer, auto or null, got {bad!r}; use e.g. 8, auto"):
         _dnc(checkpoint_every=bad)
 
 

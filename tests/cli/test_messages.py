@@ -71,10 +71,10 @@ CELL = {
             [f"--{CORE}.memory", "LSTMController"],
             rf"{CORE}\.memory: MemoryCell expects a Memory here, but LSTMController is a Controller; give one of .*MatrixMemory",
         ),
-        # a bad value for an int | None option (once the whole model config)
+        # a bad value for an int | "auto" | None option (once the whole model config)
         (
             [f"--{CORE}.checkpoint_every", "abc"],
-            rf"{CORE}\.checkpoint_every: expected an integer or null, got 'abc'; fix that value in the config or on the command line",
+            r"MemoryCell: checkpoint_every must be a positive integer, auto or null, got 'abc'; use e\.g\. 8, auto",
         ),
         (
             [f"--{CORE}.clip", "abc"],
@@ -115,7 +115,8 @@ def test_int_or_none_in_yaml_does_not_dump_the_config(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
     err = _error(capsys, ["fit", "--config", str(path)])
-    assert f"{CORE}.checkpoint_every: expected an integer or null, got 'abc'; fix that value" in err
+    assert "MemoryCell: checkpoint_every must be a positive integer, auto or null, got 'abc'; use e.g. 8, auto" in err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def test_memory_cell_where_a_qa_model_is_expected(tmp_path, capsys):
