@@ -2,6 +2,7 @@
 
 from mannkit.callbacks.attention_pictures import AttentionPictures
 from mannkit.callbacks.checkpoint import Checkpoint
+from mannkit.callbacks.converged_lr import LowerLROnTarget
 from mannkit.callbacks.checkpoint_io import AtomicCheckpointIO, CheckpointError, read_checkpoint
 from mannkit.callbacks.curriculum import Curriculum
 from mannkit.callbacks.generalisation import LengthGeneralisation
@@ -21,6 +22,7 @@ __all__ = [
     "GradNormMonitor",
     "LengthGeneralisation",
     "LinearStart",
+    "LowerLROnTarget",
     "MemoryPictures",
     "PredictionWriter",
     "SpikeClip",

@@ -1,0 +1,87 @@
+"""LowerLROnTarget: once a validation metric reaches its target, multiply the learning rate by ``factor``.
+
+Why (benchmarks/RESULTS.md, "Converged models stay converged"): a converged copy model's loss keeps
+falling (bits per sequence 0.3 -> 0.01) and Adam keeps taking steps of about lr whatever the size of the
+gradient: the weights random-walk, the outputs grow ever more confident, and some thousand steps later
+some inputs are answered confidently wrong (a batch loss of 2 against 0.0003) and validation is back near
+chance. A smaller learning rate once the target is met (the usual fine-tuning schedule) keeps the solution.
+
+The rule, after each validation (not the sanity check), on every parameter group of every optimizer::
+
+    if not yet lowered and monitor < threshold (mode "min"; > for "max"):
+        lr *= factor                       # once: a second drop needs a second callback
+
+The lowered rate lives in the optimizer, so it is saved in checkpoints and comes back on resume; the
+callback's own flag is saved too. Lightning's ``LearningRateMonitor`` (on by default in ``mannkit fit``)
+logs the rate, and one line is printed when it drops.
+
+>>> LowerLROnTarget(monitor="val/bits_per_seq", threshold=1.0, factor=0.1).factor
+0.1
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
+
+from mannkit.core.errors import ConfigError
+from mannkit.core.registry import register
+
+__all__ = ["LowerLROnTarget"]
+
+
+@register
+class LowerLROnTarget(Callback):
+    """Multiply every learning rate by ``factor`` the first time ``monitor`` passes ``threshold`` at validation.
+
+    Args:
+        monitor: a logged validation metric, e.g. ``val/bits_per_seq``.
+        threshold: the target; with ``mode: min`` it is met below it, with ``mode: max`` above it.
+        factor: the multiplier, in (0, 1).
+        mode: ``min`` or ``max``.
+    """
+
+    def __init__(self, monitor: str = "val/bits_per_seq", threshold: float = 1.0, factor: float = 0.1, mode: str = "min") -> None:
+        super().__init__()
+        if mode not in ("min", "max"):
+            raise ConfigError(f"LowerLROnTarget: mode must be min or max, got {mode!r}; use min for a cost, max for an accuracy.")
+        if not (isinstance(factor, (int, float)) and not isinstance(factor, bool) and 0 < factor < 1):
+            raise ConfigError(f"LowerLROnTarget: factor must be a number between 0 and 1, got {factor!r}; use e.g. 0.1.")
+        if not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and math.isfinite(threshold)):
+            raise ConfigError(f"LowerLROnTarget: threshold must be a finite number, got {threshold!r}; use e.g. 1.0.")
+        self.monitor, self.threshold, self.factor, self.mode = monitor, float(threshold), float(factor), mode
+        self.lowered_at: int | None = None
+
+    def met(self, value: float) -> bool:
+        """Whether ``value`` meets the target."""
+        return value < self.threshold if self.mode == "min" else value > self.threshold
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.lowered_at is not None:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            names = sorted(k for k in trainer.callback_metrics if k.startswith("val"))
+            raise ConfigError(
+                f"LowerLROnTarget: monitor {self.monitor!r} is not logged at validation; use one of {names}."
+            )
+        if not self.met(float(value)):
+            return
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] *= self.factor
+        self.lowered_at = trainer.global_step
+        rank_zero_info(
+            f"LowerLROnTarget: {self.monitor} = {float(value):.4g} met the target {self.threshold:g} at step "
+            f"{trainer.global_step}; learning rate x {self.factor:g} from now on."
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lowered_at": self.lowered_at}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.lowered_at = state_dict.get("lowered_at")
