@@ -218,3 +218,21 @@ def test_torchs_own_tmp_default_does_not_count_as_the_users_choice(monkeypatch, 
     assert compile_cache_dir() == tmp_path / "mannkit" / "torchinductor"
     _dnc()  # a cell that may compile points the cache at the user's cache when it is built
     assert cell_module.os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mannkit" / "torchinductor")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch")
+@pytest.mark.filterwarnings("ignore::UserWarning:torch")
+def test_a_compiled_large_dnc_runs_its_link_update_eagerly_and_matches(monkeypatch):
+    made = _fast_compile(monkeypatch)
+    slots = DNCMemory.COMPILE_LINK_UP_TO_SLOTS + 2
+    compiled, eager = _dnc(slots=slots, compile=True).train(), _dnc(slots=slots, compile=False).train()
+    eager.load_state_dict(compiled.state_dict())
+    x = torch.randn(B, T, I)
+    got, want = compiled(x).logits, eager(x).logits
+    assert made
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    weights = torch.randn_like(got)
+    (got * weights).sum().backward()
+    (want * weights).sum().backward()
+    for (name, a), (_, b) in zip(compiled.named_parameters(), eager.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)

@@ -410,6 +410,17 @@ def _owned(grad: Tensor) -> bool:
     return getattr(grad, "_mannkit_dnc_link_grad", False) and grad.is_contiguous()
 
 
+@torch.compiler.disable
+def temporal_step_eager(link: Tensor, write_weights: Tensor, precedence: Tensor, read_weights: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`temporal_step`, left out of a compiled step: run eagerly between its compiled parts.
+
+    At large N the link passes are memory-bound and already hand-fused; Inductor's code for them
+    was several times slower, while the rest of the step (dozens of small operations) still gains
+    from compiling.
+    """
+    return _TemporalStep.apply(link, write_weights, precedence, read_weights)
+
+
 def temporal_step(link: Tensor, write_weights: Tensor, precedence: Tensor, read_weights: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One step of temporal linkage: the new link and precedence, and the directional weightings.
 

@@ -39,7 +39,7 @@ from mannkit.core.errors import ConfigError, ShapeError
 from mannkit.core.interfaces import Memory
 from mannkit.core.registry import register
 from mannkit.nn.memory import erase_add, read
-from mannkit_dnc.fused import read_addressing, temporal_step, write_addressing
+from mannkit_dnc.fused import read_addressing, temporal_step, temporal_step_eager, write_addressing
 from mannkit_dnc.mechanisms import ALLOCATION_EPS
 
 __all__ = ["DNCMemory", "DNCState"]
@@ -89,6 +89,8 @@ class DNCMemory(Memory):
     #: dozens of small operations); at N = 256 it was no faster, and at N = 1024 over four times slower
     #: (the ``[B, N, N]`` passes are already hand-fused, and Inductor's code for them is slower).
     COMPILE_UP_TO_SLOTS = 128
+    #: a compiled step above this many slots runs the link update eagerly between its compiled parts
+    COMPILE_LINK_UP_TO_SLOTS = 128
 
     @property
     def compile_pays(self) -> bool:
@@ -177,7 +179,8 @@ class DNCMemory(Memory):
         )  # fmt: skip
         write_weights = weights.unsqueeze(1)  # [B, N] -> [B, 1, N]
         memory = erase_add(state.memory, write_weights, erase, vector)  # M_t
-        link, precedence, forward, backward = temporal_step(state.link, weights, state.precedence, state.read_weights)
+        link_step = temporal_step_eager if torch.compiler.is_compiling() and self.slots > self.COMPILE_LINK_UP_TO_SLOTS else temporal_step
+        link, precedence, forward, backward = link_step(state.link, weights, state.precedence, state.read_weights)
         new = DNCState(memory, usage, link, precedence, state.read_weights, write_weights, forward, backward)
         trace = {"write_weights": write_weights, "allocation_weights": allocation.unsqueeze(1)} if record else {}
         return new, trace
