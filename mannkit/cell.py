@@ -100,8 +100,7 @@ def _use_compile_cache() -> None:
         return
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # a read-only home: torch's default (/tmp) still caches within this boot
-        warnings.warn(f"mannkit: cannot create the compile cache {path} ({error}); torch's default cache is used.", stacklevel=3)
+    except OSError:  # a read-only home: torch's default (/tmp) still caches, within this boot
         return
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
 
