@@ -61,3 +61,17 @@ def test_copy_presets_clip_gradient_spikes(preset: Path):
 def test_the_copy_presets_are_found():
     names = {f"{p.parent.name}/{p.name}" for p in COPY_PRESETS}
     assert names >= {"ntm/copy.yaml", "ntm/copy_batch2.yaml", "ntm/copy_curriculum.yaml", "dnc/copy.yaml", "mixes/gru_ntm_copy.yaml"}
+
+
+def _preset(name: str) -> dict:
+    return yaml.safe_load((ROOT / "configs" / name).read_text())
+
+
+def test_the_dnc_copy_preset_trains_with_amsgrad():
+    assert _preset("dnc/copy.yaml")["model"]["init_args"]["optimizer"]["init_args"].get("amsgrad") is True
+
+
+@pytest.mark.parametrize("name", ["ntm/copy.yaml", "ntm/copy_batch2.yaml"])
+def test_the_ntm_copy_presets_lower_the_rate_once_converged(name: str):
+    callbacks = {c["class_path"]: c.get("init_args", {}) for c in _preset(name)["trainer"]["callbacks"]}
+    assert callbacks["LowerLROnTarget"] == {"monitor": "val/bits_per_seq", "threshold": 1.0, "factor": 0.1}
