@@ -28,6 +28,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
+from mannkit.callbacks.monitor import monitored
 from mannkit.core.errors import ConfigError
 from mannkit.core.registry import register
 
@@ -63,20 +64,15 @@ class LowerLROnTarget(Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or self.lowered_at is not None:
             return
-        value = trainer.callback_metrics.get(self.monitor)
-        if value is None:
-            names = sorted(k for k in trainer.callback_metrics if k.startswith("val"))
-            raise ConfigError(
-                f"LowerLROnTarget: monitor {self.monitor!r} is not logged at validation; use one of {names}."
-            )
-        if not self.met(float(value)):
+        value = monitored(trainer, self.monitor, "LowerLROnTarget")
+        if not self.met(value):
             return
         for optimizer in trainer.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] *= self.factor
         self.lowered_at = trainer.global_step
         rank_zero_info(
-            f"LowerLROnTarget: {self.monitor} = {float(value):.4g} met the target {self.threshold:g} at step "
+            f"LowerLROnTarget: {self.monitor} = {value:.4g} met the target {self.threshold:g} at step "
             f"{trainer.global_step}; learning rate x {self.factor:g} from now on."
         )
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
+from mannkit.callbacks.monitor import monitored
 from mannkit.core.errors import ConfigError
 from mannkit.core.registry import register
 
@@ -110,13 +111,7 @@ class Curriculum(Callback):
         if trainer.sanity_checking:
             return
         data = trainer.datamodule
-        value = trainer.callback_metrics.get(self.monitor)
-        if value is None:
-            logged = sorted(k for k in trainer.callback_metrics if k.startswith("val"))
-            raise ConfigError(
-                f"Curriculum: the monitored metric '{self.monitor}' was not logged; set monitor to one of {logged or 'the val/ metrics'}."
-            )
-        value = float(value)
+        value = monitored(trainer, self.monitor, "Curriculum")
         self.validations += 1
         self.below = self.below + 1 if value < self.threshold else 0
         current = int(getattr(data, self.attribute))

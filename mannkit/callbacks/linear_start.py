@@ -12,6 +12,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
+from mannkit.callbacks.monitor import monitored
 from mannkit.core.errors import ConfigError
 from mannkit.core.registry import register
 
@@ -69,13 +70,7 @@ class LinearStart(Callback):
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking or not self.active:
             return
-        value = trainer.callback_metrics.get(self.monitor)
-        if value is None:
-            logged = sorted(k for k in trainer.callback_metrics if k.startswith("val"))
-            raise ConfigError(
-                f"LinearStart: the monitored metric '{self.monitor}' was not logged; set monitor to one of {logged or 'the val/ metrics'}."
-            )
-        value = float(value)
+        value = monitored(trainer, self.monitor, "LinearStart")
         if self.best is None or value < self.best - self.min_delta:
             self.best, self.stalled = value, 0
         else:

@@ -68,7 +68,7 @@ def test_max_mode_and_the_saved_flag():
 
 
 def test_an_unlogged_monitor_names_the_logged_ones():
-    with pytest.raises(ConfigError, match=r"^LowerLROnTarget: monitor 'val/bits' is not logged at validation; use one of \['val/cost'\]\.$"):
+    with pytest.raises(ConfigError, match=r"^LowerLROnTarget: the monitored metric 'val/bits' was not logged; set monitor to one of \['val/cost'\]\.$"):
         _fit(_Falling(), LowerLROnTarget(monitor="val/bits"), steps=2)
 
 
