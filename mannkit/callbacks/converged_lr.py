@@ -9,7 +9,7 @@ chance. A smaller learning rate once the target is met (the usual fine-tuning sc
 The rule, after each validation (not the sanity check), on every parameter group of every optimizer::
 
     if not yet lowered and monitor < threshold (mode "min"; > for "max"):
-        lr *= factor                       # once: a second drop needs a second callback
+        lr *= factor                       # once: a second drop is a second callback (another threshold)
 
 The lowered rate lives in the optimizer, so it is saved in checkpoints and comes back on resume; the
 callback's own flag is saved too. Lightning's ``LearningRateMonitor`` (on by default in ``mannkit fit``)
@@ -75,6 +75,11 @@ class LowerLROnTarget(Callback):
             f"LowerLROnTarget: {self.monitor} = {value:.4g} met the target {self.threshold:g} at step "
             f"{trainer.global_step}; learning rate x {self.factor:g} from now on."
         )
+
+    @property
+    def state_key(self) -> str:
+        """Unique per setting, so that two drops (e.g. x 0.1 below 1 bit, again below 0.1 bit) each keep their flag."""
+        return self._generate_state_key(monitor=self.monitor, threshold=self.threshold, factor=self.factor, mode=self.mode)
 
     def state_dict(self) -> dict[str, Any]:
         return {"lowered_at": self.lowered_at}

@@ -91,6 +91,10 @@ class SpikeClip(Callback):
             pl_module.log(self.log_name, scale, on_step=True, on_epoch=False)
             pl_module.log("train/spike_clips", float(self.clipped), on_step=True, on_epoch=False)
 
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(window=self.window, factor=self.factor)
+
     def state_dict(self) -> dict[str, Any]:
         return {"norms": list(self.norms), "clipped": self.clipped}
 

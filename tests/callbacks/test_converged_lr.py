@@ -78,3 +78,18 @@ def test_an_unlogged_monitor_names_the_logged_ones():
 def test_bad_settings_are_one_sentence(kwargs, field):
     with pytest.raises(ConfigError, match=rf"^LowerLROnTarget: {field} must be .*; use .*\.$"):
         LowerLROnTarget(**kwargs)
+
+
+def test_two_drops_with_their_own_thresholds_and_checkpoints(tmp_path):
+    model = _Falling()
+    first = LowerLROnTarget(monitor="val/cost", threshold=2.5, factor=0.1)
+    second = LowerLROnTarget(monitor="val/cost", threshold=0.75, factor=0.5)
+    trainer = pl.Trainer(
+        max_steps=8, callbacks=[first, second], logger=False, default_root_dir=tmp_path, enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model)  # 4, 2 (first drop after step 4), 1, 0.5 (second drop after step 8)
+    assert model.rates == pytest.approx([0.01] * 4 + [0.001] * 4)
+    assert (first.lowered_at, second.lowered_at) == (4, 8)
+    saved = torch.load(next(tmp_path.rglob("*.ckpt")), weights_only=True)["callbacks"]
+    assert sorted(state["lowered_at"] for key, state in saved.items() if key.startswith("LowerLROnTarget")) == [4, 8]
