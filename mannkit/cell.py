@@ -246,14 +246,8 @@ class MemoryCell(RecurrentCell):
     # -- assembly -----------------------------------------------------------------------
     def bind(self, input_size: int, output_size: int) -> None:
         """Derive every size from the data widths and the memory, and create the layers."""
-        if not self._bind_once(input_size=input_size, output_size=output_size):
+        if not self._bind_io(input_size, output_size):
             return
-        if input_size < 1 or output_size < 1:
-            raise ConfigError(
-                f"MemoryCell: input_size ({input_size}) and output_size ({output_size}) must be positive; "
-                "they come from the task, so check the data settings."
-            )
-        self.input_size, self.output_size = input_size, output_size
         mems = [self._all[m] for m in self._where]  # the memory of each head
         for head, mem in zip(self.heads, mems):
             head.bind(mem)

@@ -71,6 +71,21 @@ class Component(Configurable, nn.Module):
             )
         return False
 
+    def _bind_io(self, input_size: int, output_size: int) -> bool:
+        """:meth:`_bind_once` for a sequence model's data widths I and O, which must be positive; sets them.
+
+        Returns True the first time (the caller then builds its layers), False if already bound alike.
+        """
+        if not self._bind_once(input_size=input_size, output_size=output_size):
+            return False
+        if input_size < 1 or output_size < 1:
+            raise ConfigError(
+                f"{type(self).__name__}: input_size ({input_size}) and output_size ({output_size}) must be positive; "
+                "they come from the task, so check the data settings."
+            )
+        self.input_size, self.output_size = input_size, output_size
+        return True
+
     @property
     def is_bound(self) -> bool:
         return "_bound_sizes" in self.__dict__

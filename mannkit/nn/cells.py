@@ -219,14 +219,8 @@ class ControllerCell(RecurrentCell):
 
     def bind(self, input_size: int, output_size: int) -> None:
         """Bind the controller to I inputs and create the output layer ``H -> O``."""
-        if not self._bind_once(input_size=input_size, output_size=output_size):
+        if not self._bind_io(input_size, output_size):
             return
-        if input_size < 1 or output_size < 1:
-            raise ConfigError(
-                f"ControllerCell: input_size ({input_size}) and output_size ({output_size}) must be positive; "
-                "they come from the task, so check the data settings."
-            )
-        self.input_size, self.output_size = input_size, output_size
         self.controller.bind(input_size)
         self.output = nn.Linear(self.controller.output_size, output_size)
 

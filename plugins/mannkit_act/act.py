@@ -115,14 +115,8 @@ class ACT(RecurrentCell):
     # -- assembly -----------------------------------------------------------------------
     def bind(self, input_size: int, output_size: int) -> None:
         """The cell takes ``[x_t, first-step flag]`` (I + 1) and gives ``[y_t^n, halting logit]`` (O + 1)."""
-        if not self._bind_once(input_size=input_size, output_size=output_size):
+        if not self._bind_io(input_size, output_size):
             return
-        if input_size < 1 or output_size < 1:
-            raise ConfigError(
-                f"ACT: input_size ({input_size}) and output_size ({output_size}) must be positive; "
-                "they come from the task, so check the data settings."
-            )
-        self.input_size, self.output_size = input_size, output_size
         self.cell.bind(input_size + 1, output_size + 1)
 
     def _require_bound(self) -> None:
