@@ -186,7 +186,12 @@ class AdditionTask(SequenceTask):
         max_length: most numbers per sequence (the paper: 5), at most 10 (so the sum fits 6 digits).
         min_digits: fewest digits per number (the paper: 1).
         max_digits: most digits per number (the paper: 5), at most 5.
-        test_lengths: one test set per sequence length (named ``len{L}``).
+        test_lengths: one test set per sequence length (named ``len{L}``); None keeps the training
+            range in every test set.
+        test_digits: digits per number of each test set (named ``d{k}``, every number of the set has k
+            digits): ponder time against the number of digits. Paired entry by entry with
+            ``test_lengths`` when both are given (``len5_d1``); None (the default) keeps the training
+            range of digits in every test set.
         batch_size: sequences per batch (B).
         train_batches: batches per training epoch; each epoch draws new ones.
         val_batches: batches in the fixed validation set.
@@ -198,16 +203,17 @@ class AdditionTask(SequenceTask):
     digit_limit, length_limit, out_digits, classes = 5, 10, 6, 11
     difficulty = (
         Difficulty("length", tag="len", tests="test_lengths", at_most="length_limit"),
-        Difficulty("digits", tag="d", at_most="digit_limit"),
+        Difficulty("digits", tag="d", tests="test_digits", at_most="digit_limit"),
     )
 
     def __init__(self, min_length: int = 1, max_length: int = 5, min_digits: int = 1, max_digits: int = 5,
-                 test_lengths: list[int] = [5],  # noqa: B006  (copied, never mutated)
+                 test_lengths: list[int] | None = [5],  # noqa: B006  (copied, never mutated)
+                 test_digits: list[int] | None = None,
                  batch_size: int = 32, train_batches: int = 1000, val_batches: int = 8, test_batches: int = 8,
                  seed: int = 0) -> None:
         super().__init__(batch_size, train_batches, val_batches, test_batches, seed)
         self.set_difficulty(min_length=min_length, max_length=max_length, min_digits=min_digits, max_digits=max_digits,
-                            test_lengths=test_lengths)
+                            test_lengths=test_lengths, test_digits=test_digits)
         self.input_size, self.output_size = 10 * self.digit_limit, self.out_digits * self.classes
 
     def generate(self, generator: torch.Generator, batch_size: int, min_length: int = 1, max_length: int = 5,

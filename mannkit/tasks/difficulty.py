@@ -41,7 +41,8 @@ class Difficulty:
             ``<name>``.
         tag: the prefix of the test-set names (``"len"`` names a test set ``len20``).
         tests: the attribute holding one value per test set (``"test_lengths"``); None keeps the
-            training setting of this axis in every test set.
+            training setting of this axis in every test set, and so does that attribute's value None on
+            a task (an optional test list, such as addition's ``test_digits``).
         low: the smallest value the axis may take (checked for the training range and every test value).
         at_most: an attribute that bounds the axis from above: a fixed one such as ``"id_space"``
             (also bounds the test values), or another axis's attribute (``"num_inputs"``; checked per
@@ -136,9 +137,14 @@ def check_difficulty(owner: str, axes: Sequence[Difficulty], difficulty: Mapping
             check_order(owner, last, difficulty[last], axis.at_most, bound)
 
 
+def _tested(axes: Sequence[Difficulty], task: Any) -> list[Difficulty]:
+    """The axes with a test list on ``task`` (a declared list whose value is None is left out)."""
+    return [axis for axis in axes if axis.tests is not None and getattr(task, axis.tests, None) is not None]
+
+
 def check_tests(owner: str, axes: Sequence[Difficulty], task: Any) -> None:
     """Check every axis's test list on ``task``: non-empty, at least ``low``, within a fixed ``at_most``, equal lengths."""
-    tested = [axis for axis in axes if axis.tests is not None]
+    tested = _tested(axes, task)
     for axis in tested:
         values = list(getattr(task, axis.tests))
         check_list(owner, axis.tests, values, axis.low)
@@ -166,7 +172,7 @@ def difficulties_of_test_sets(axes: Sequence[Difficulty], task: Any) -> list[tup
     >>> difficulties_of_test_sets([Difficulty("length", "len", "test_lengths"), Difficulty("repeats", "rep", "test_repeats")], task)[1]
     ('len20_rep10', {'min_length': 20, 'max_length': 20, 'min_repeats': 10, 'max_repeats': 10})
     """
-    tested = [axis for axis in axes if axis.tests is not None]
+    tested = _tested(axes, task)
     if not tested:
         return []
     sets = []

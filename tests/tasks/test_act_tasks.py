@@ -69,6 +69,20 @@ def test_addition_targets_are_the_running_sums_in_six_digits():
     assert task.input_size == 50 and task.output_size == 66 and task.loss == "ce"
 
 
+def test_addition_test_digits_give_one_set_per_digit_count_at_the_training_lengths():
+    task = AdditionTask(min_length=1, max_length=3, test_lengths=None, test_digits=[1, 3, 5], test_batches=2, seed=2)
+    assert task.test_set_names == ["d1", "d3", "d5"]
+    assert task.test_axes() == [("digits", [1, 3, 5])]
+    for k, batches in zip([1, 3, 5], task.test_sets):
+        for batch in batches:
+            chunks = batch["input"].view(batch["input"].shape[0], -1, 5, 10).sum(-1)  # [B, L, 5]: 1 where a digit is
+            assert (chunks.sum(-1) == k).all()  # every number has exactly k digits
+            assert 1 <= chunks.shape[1] <= 3  # lengths still from the training range
+    paired = AdditionTask(test_lengths=[5, 5], test_digits=[2, 4])
+    assert paired.test_set_names == ["len5_d2", "len5_d4"]
+    assert AdditionTask().test_set_names == ["len5"]  # without test_digits: the sets as before
+
+
 def test_sum_digits_by_hand():
     assert sum_digits(torch.tensor([0, 999990, 10]), 6).tolist() == [
         [0, 10, 10, 10, 10, 10], [9, 9, 9, 9, 9, 0], [1, 0, 10, 10, 10, 10]]
@@ -79,6 +93,8 @@ def test_sum_digits_by_hand():
     (lambda: LogicTask(max_gates=11), r"LogicTask: .*max_gates.*chunks"),
     (lambda: AdditionTask(max_digits=6), r"AdditionTask: .*max_digits.*digit_limit"),
     (lambda: AdditionTask(test_lengths=[11]), r"AdditionTask: test_lengths .*length_limit"),
+    (lambda: AdditionTask(test_digits=[6]), r"AdditionTask: test_digits .*digit_limit"),
+    (lambda: AdditionTask(test_lengths=[5, 5], test_digits=[1]), r"AdditionTask: test_lengths .* test_digits .*same number"),
 ])
 def test_bad_settings_are_one_sentence(make, match):
     with pytest.raises(ConfigError, match=match) as info:
