@@ -17,10 +17,6 @@ tests); a double backward differentiates that composition instead of the hand-wr
 
 from __future__ import annotations
 
-import ctypes
-import math
-import sys
-import threading
 from collections.abc import Callable
 
 import torch
@@ -28,6 +24,8 @@ from torch import Tensor
 
 from mannkit.nn.addressing import EPS, content_weights, cosine_similarity_parts, cosine_similarity_vjp
 from mannkit.nn.memory import outer_sum, read
+from mannkit_dnc import link_kernel
+from mannkit_dnc.buffers import _empty_link, _own, _owned, _scratch
 from mannkit_dnc.mechanisms import (
     allocation_weights,
     directional_weights,
@@ -53,91 +51,6 @@ _aten = torch.ops.aten
 #: The temporal step's backward works through the batch in chunks of at most this many link
 #: entries (4 MiB in float32), so that its one ``[b, N, N]`` temporary stays small.
 _CHUNK_ENTRIES = 1 << 20
-
-_HUGE_PAGE = 2 << 20  # bytes in one transparent huge page on Linux (x86-64 and arm64 with 4K pages)
-_MADV_HUGEPAGE = 14
-_madvise: Callable[..., int] | None = None
-
-
-#: at most this many ``[B, N, N]`` buffers of one shape are kept for reuse (see :func:`_empty_link`),
-#: or as many as fit in :data:`_POOL_BYTES` if that is more
-_POOL_SIZE = 16
-_POOL_BYTES = 1 << 30
-_pool: dict[tuple, list[Tensor]] = {}
-
-
-def _in_use(base: Tensor) -> bool:
-    """Whether a view of the pooled ``base`` is still alive (autograd's saved tensors hold views too)."""
-    return torch._C._storage_Use_Count(base.untyped_storage()._cdata) > 2  # base's own + this call's wrapper
-
-
-def _empty_link(like: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """An uninitialised ``[B, N, N]`` buffer, reused from a pool where one is free; on Linux, on huge pages.
-
-    A new link matrix is needed every step (each one is kept for the backward pass), and the
-    kernel's first touch of fresh memory (zero-filling 4 KiB pages, or compacting memory for huge
-    ones on a busy machine) costs more than the arithmetic that fills it. So a buffer of at least
-    two huge pages is handed out as a view of a pooled base tensor: once every view of it is gone
-    (the step's autograd graph freed, a checkpointed segment's links dropped), the next request
-    reuses its already-touched pages. Up to :data:`_POOL_SIZE` bases per shape are kept, or
-    :data:`_POOL_BYTES` of them (a link per step beyond them is ordinary memory); new bases ask for transparent huge pages with
-    ``madvise(MADV_HUGEPAGE)``, a hint that changes nothing where huge pages are off.
-    """
-    size = math.prod(shape) * like.element_size()
-    if like.device.type != "cpu" or size < 2 * _HUGE_PAGE or torch.compiler.is_compiling():
-        return torch.empty(shape, dtype=like.dtype, device=like.device)  # (a compiled step plans its own buffers)
-    bases = _pool.setdefault((shape, like.dtype), [])
-    for base in bases:
-        if not _in_use(base):
-            return base.view(shape)
-    buffer = _huge_page_buffer(like, shape)
-    if len(bases) < max(_POOL_SIZE, _POOL_BYTES // size):
-        bases.append(buffer)
-        return buffer.view(shape)
-    return buffer
-
-
-def _huge_page_buffer(like: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """``torch.empty(shape)``, advised onto transparent huge pages on Linux."""
-    global _madvise
-    buffer = torch.empty(shape, dtype=like.dtype, device=like.device)
-    if not sys.platform.startswith("linux"):
-        return buffer
-    if _madvise is None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-            _madvise = libc.madvise
-        except (OSError, AttributeError):
-            _madvise = lambda *_: -1  # noqa: E731  (no libc madvise: keep ordinary pages)
-    size = buffer.numel() * buffer.element_size()
-    start = (buffer.data_ptr() + _HUGE_PAGE - 1) & ~(_HUGE_PAGE - 1)  # whole huge pages inside the buffer
-    end = (buffer.data_ptr() + size) & ~(_HUGE_PAGE - 1)
-    _madvise(start, end - start, _MADV_HUGEPAGE)
-    return buffer
-
-
-_scratch_buffers = threading.local()
-
-
-def _scratch(like: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """A temporary ``shape`` buffer kept for the next call (this thread's; contents undefined).
-
-    The backward's chunk-sized temporary would otherwise be fresh memory on every call, and the
-    kernel's first touch of fresh pages (zero-filling, huge-page compaction) costs as much as the
-    arithmetic done in it. One buffer per (shape, dtype, device) is kept, per thread.
-    """
-    if like.device.type != "cpu" or torch.compiler.is_compiling():
-        return torch.empty(shape, dtype=like.dtype, device=like.device)  # (a compiled step plans its own buffers)
-    cache = getattr(_scratch_buffers, "cache", None)
-    if cache is None:
-        cache = _scratch_buffers.cache = {}
-    key = (shape, like.dtype, like.device)
-    buffer = cache.get(key)
-    if buffer is None:
-        cache.clear()  # keep one shape only: a new size replaces the old buffer
-        buffer = cache[key] = _huge_page_buffer(like, shape)
-    return buffer
 
 
 def _reference_vjp(reference: Callable[..., tuple[Tensor, ...]], inputs: tuple, needs: tuple[bool, ...], grads: tuple) -> tuple:
@@ -384,11 +297,7 @@ class _TemporalStep(torch.autograd.Function):
                 d_precedence[s] = torch.bmm(w, g).squeeze(1)  # dp[j] = sum_i w[i] G[i, j]
                 if need_link:  # dL_{t-1} = G * (1 - w_i - w_j), in place in G
                     g.mul_(torch.sub(keep[s], w, out=product))
-        if d_prec is not None:  # p_t = (1 - sum w) p_{t-1} + w
-            d_from_prec = d_prec - (d_prec * precedence).sum(-1, keepdim=True)  # dw[k] = dp_t[k] - dp_t . p_{t-1}
-            d_write = d_from_prec if d_write is None else d_write.add_(d_from_prec)
-            scaled = d_prec * torch.rsub(write.sum(-1, keepdim=True), 1)  # dp_{t-1} = dp_t (1 - sum w)
-            d_precedence = scaled if d_precedence is None else d_precedence.add_(scaled)
+        d_write, d_precedence = _add_precedence_vjp(d_prec, write, precedence, d_write, d_precedence)
         d_link_prev = None
         if need_link and grad is not None:
             d_link_prev = grad
@@ -396,18 +305,98 @@ class _TemporalStep(torch.autograd.Function):
         return d_link_prev, d_write if need_write else None, d_precedence if need_prec else None, d_read
 
 
-def _own(grad: Tensor) -> None:
-    """Mark a gradient buffer as made by :class:`_TemporalStep` (so the previous step may reuse it)."""
-    grad._mannkit_dnc_link_grad = True  # type: ignore[attr-defined]
+def _add_precedence_vjp(
+    d_prec: Tensor | None, write: Tensor, precedence: Tensor, d_write: Tensor | None, d_precedence: Tensor | None
+) -> tuple[Tensor | None, Tensor | None]:
+    """Add the gradient through ``p_t = (1 - sum w) p_{t-1} + w`` to ``(dw, dp_{t-1})`` (in place where given), ``[B, N]`` each."""
+    if d_prec is None:
+        return d_write, d_precedence
+    d_from_prec = d_prec - (d_prec * precedence).sum(-1, keepdim=True)  # dw[k] = dp_t[k] - dp_t . p_{t-1}
+    d_write = d_from_prec if d_write is None else d_write.add_(d_from_prec)
+    scaled = d_prec * torch.rsub(write.sum(-1, keepdim=True), 1)  # dp_{t-1} = dp_t (1 - sum w)
+    d_precedence = scaled if d_precedence is None else d_precedence.add_(scaled)
+    return d_write, d_precedence
 
 
-def _owned(grad: Tensor) -> bool:
-    """Whether ``grad`` is a buffer :class:`_TemporalStep` made, which autograd hands on unshared.
+def _is_zero_link(link: Tensor) -> bool:
+    """Whether ``link`` is the initial state's expanded scalar zero (no storage to read)."""
+    return link.numel() > 0 and all(s == 0 for s in link.stride()) and not link[(0,) * link.dim()].item()
 
-    Autograd adds a second gradient into a buffer in place only when nothing else holds it, and
-    otherwise makes a new (unmarked) tensor, so a marked contiguous buffer is free to overwrite.
+
+class _TemporalStepKernel(torch.autograd.Function):
+    """:class:`_TemporalStep` with its ``[B, N, N]`` work done by the C++ loops of :mod:`mannkit_dnc.link_kernel`.
+
+    Same inputs, outputs and equations; forward and backward each visit every link row once
+    (see that module). Saves only its inputs (the backward recomputes rows of L_t from
+    ``L_{t-1}``). The returned ``dL_{t-1}`` is written over the incoming ``dL_t`` when that buffer is
+    this function's own (as :class:`_TemporalStep` does), else into a pooled buffer.
     """
-    return getattr(grad, "_mannkit_dnc_link_grad", False) and grad.is_contiguous()
+
+    @staticmethod
+    def forward(ctx, link: Tensor, write: Tensor, precedence: Tensor, read: Tensor):  # noqa: ANN001, ANN205
+        B, N = write.shape
+        has_link = not _is_zero_link(link)
+        new_link = _empty_link(write, (B, N, N))
+        forward, backward = read.new_empty(read.shape), read.new_empty(read.shape)  # f, b: [B, R, N]
+        link_kernel.ops().link_forward(
+            link.contiguous() if has_link else link, has_link, write.contiguous(), precedence.contiguous(),
+            read.contiguous(), new_link, forward, backward,
+        )  # fmt: skip
+        ctx.has_link = has_link
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(link, write, precedence, read)
+        return new_link, update_precedence(precedence, write), forward, backward
+
+    @staticmethod
+    def backward(ctx, d_link, d_prec, d_fwd, d_bwd):  # noqa: ANN001, ANN205
+        link, write, precedence, read = ctx.saved_tensors
+        need_link, need_write, need_prec, need_read = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # double backward: differentiate the reference form instead
+            return _reference_vjp(temporal_step_reference, (link, write, precedence, read), ctx.needs_input_grad,
+                                  (d_link, d_prec, d_fwd, d_bwd))  # fmt: skip
+        B, N = write.shape
+        directional = read.shape[1] > 0 and (d_fwd is not None or d_bwd is not None)
+        d_write = d_precedence = d_read = d_link_prev = None
+        if d_link is not None or directional:
+            d_fwd = torch.zeros_like(read) if d_fwd is None else d_fwd.contiguous()
+            d_bwd = torch.zeros_like(read) if d_bwd is None else d_bwd.contiguous()
+            if d_link is None or _owned(d_link):
+                out = d_link  # dL_{t-1} over the next step's own buffer, each entry read before it is written
+            elif not d_link.is_contiguous():
+                d_link = out = d_link.contiguous()  # a copy of our own
+            else:
+                out = None  # someone else's buffer: left alone
+            if need_link and out is None:
+                out = _empty_link(write, (B, N, N))
+            d_write, d_precedence = torch.empty_like(write), torch.empty_like(precedence)
+            need_read = need_read and directional
+            d_read = torch.empty_like(read) if need_read else read
+            link_kernel.ops().link_backward(
+                d_link if d_link is not None else write, d_link is not None, d_fwd, d_bwd, read.contiguous(),
+                write.contiguous(), precedence.contiguous(), link.contiguous() if ctx.has_link else link, ctx.has_link,
+                out if need_link else write, need_link, d_write, d_precedence, d_read, need_read,
+            )  # fmt: skip
+            if need_link:
+                d_link_prev = out
+                _own(d_link_prev)
+            if not need_read:
+                d_read = None
+        d_write, d_precedence = _add_precedence_vjp(d_prec, write, precedence, d_write, d_precedence)
+        return d_link_prev, d_write if need_write else None, d_precedence if need_prec else None, d_read
+
+
+def _temporal_function(link: Tensor, write: Tensor, precedence: Tensor, read: Tensor) -> type[torch.autograd.Function]:
+    """The C++ link step where it applies (CPU, float32/float64, at most 8 read heads, eager, built), else the PyTorch one."""
+    if (
+        write.device.type != "cpu"
+        or write.dtype not in (torch.float32, torch.float64)
+        or not link.dtype == precedence.dtype == read.dtype == write.dtype
+        or torch.compiler.is_compiling()  # (a compiled step at N <= 128 traces the PyTorch form)
+        or read.shape[1] > link_kernel.MAX_HEADS
+        or link_kernel.ops() is None
+    ):
+        return _TemporalStep
+    return _TemporalStepKernel
 
 
 @torch.compiler.disable
@@ -418,7 +407,7 @@ def temporal_step_eager(link: Tensor, write_weights: Tensor, precedence: Tensor,
     was several times slower, while the rest of the step (dozens of small operations) still gains
     from compiling.
     """
-    return _TemporalStep.apply(link, write_weights, precedence, read_weights)
+    return _temporal_function(link, write_weights, precedence, read_weights).apply(link, write_weights, precedence, read_weights)
 
 
 def temporal_step(link: Tensor, write_weights: Tensor, precedence: Tensor, read_weights: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -437,7 +426,7 @@ def temporal_step(link: Tensor, write_weights: Tensor, precedence: Tensor, read_
     Returns:
         ``(L_t [B, N, N], p_t [B, N], f_t [B, R, N], b_t [B, R, N])``.
     """
-    return _TemporalStep.apply(link, write_weights, precedence, read_weights)
+    return _temporal_function(link, write_weights, precedence, read_weights).apply(link, write_weights, precedence, read_weights)
 
 
 # -- read addressing ------------------------------------------------------------------------------
