@@ -6,7 +6,7 @@ Builds the core, task and optimizer of a ``configs/act/*.yaml`` preset, trains i
 ``--eval-every`` steps (sequence error = 1 - sequence accuracy, mean ponder steps), and at the end
 every test set (sequence error and mean ponder steps per set: ponder time against difficulty).
 ``--override`` changes task settings (a CPU-sized parity: ``size=16 max_entries=16 test_entries=[8,16]``);
-``--tau`` the ACT time penalty. One JSON line per seed goes to ``--out``.
+``--tau`` the ACT time penalty; ``--set`` any entry of the preset by its dotted path (a smaller controller). One JSON line per seed goes to ``--out``.
 
     OMP_NUM_THREADS=1 python benchmarks/learn_act.py --config configs/act/parity.yaml --seeds 0 1 2 \\
         --override size=16 max_entries=16 'test_entries=[4,8,12,16]' --max-seconds 600
@@ -57,6 +57,12 @@ def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     import mannkit.tasks  # noqa: F401
 
     preset = yaml.safe_load(Path(args.config).read_text())
+    for path, value in args.set:  # e.g. model.init_args.core.init_args.cell.init_args.controller.init_args.hidden_size=128
+        *parents, leaf = path.split(".")
+        node = preset
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
     torch.manual_seed(seed)
     core_config = preset["model"]["init_args"]["core"]
     if args.tau is not None:
@@ -109,7 +115,8 @@ def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             figure = draw_curve(values, ponder, axis, "mean ponder steps", title=f"ponder time by {axis} (test sets)")
             imsave(folder / f"{Path(args.config).stem}_seed{seed}_ponder_by_{safe_name(axis)}.png", to_rgb(figure))
     final = evaluate(core, val, task.loss)
-    return {"config": args.config, "seed": seed, "tau": args.tau, "override": dict(args.override), "steps": step,
+    return {"config": args.config, "seed": seed, "tau": args.tau, "override": dict(args.override), "set": dict(args.set),
+            "lr": lr, "steps": step,
             "sequences": step * task.batch_size, "seconds": round(time.time() - start, 1), "final": final,
             "best_val_seq_error": min([p["seq_error"] for p in curve] + [final["seq_error"]]), "tests": tests, "curve": curve}
 
@@ -119,6 +126,8 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--override", type=_override, nargs="*", default=[])
+    parser.add_argument("--set", type=_override, nargs="*", default=[],
+                        help="change the preset itself: dotted.path=value (e.g. a controller's hidden_size)")
     parser.add_argument("--tau", type=float, default=None, help="ACT's time penalty (default: the preset's)")
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--max-steps", type=int, default=10**9)
