@@ -11,7 +11,7 @@ measured in the same run, in fresh interleaved subprocesses (``_dnc_step_worker.
   41-step copy batches with Adam. It uses no mannkit code, so ``ours / reference`` moves only when
   mannkit's step does (or torch itself changes), not when the machine is slower or busier;
 - where pytorch-dnc's venv exists (see ``bench_dnc_step.py``), ``pytorch-dnc / ours`` at N = 64 is
-  printed as well: the issue's own ratio.
+  printed as well (at N = 64 and 256): the issue's own ratio.
 
 Each ``ours`` figure is compared with the ratio recorded when the speed work of issue 16 was
 measured (``RECORDED`` below); a ratio more than ``--tolerance`` (default 30 %) worse is reported
@@ -64,13 +64,15 @@ def bandwidth(slots: tuple[int, ...] = (64, 256, 1024), batch: int = 16, heads: 
     be written once and read back): forward, read ``L_{t-1}`` and write ``L_t`` (2 link sizes);
     backward, read ``dL_t``, ``L_{t-1}`` and ``L_t`` and write ``dL_{t-1}`` (4). The bound is those
     bytes over the bandwidth of a large ``copy_`` (read + write), timed here in process CPU time
-    like the step itself (less disturbed by other processes than wall time).
+    like the step itself (less disturbed by other processes than wall time). Both forms of the
+    link step are timed: the C++ kernel (the default on CPU; its backward recomputes ``L_t`` from
+    ``L_{t-1}`` instead of reading it, so it needs only 3 link sizes backward) and the PyTorch form.
     """
     import time
 
     import torch
 
-    from mannkit_dnc import fused
+    from mannkit_dnc import fused, link_kernel
 
     torch.set_num_threads(1)
 
@@ -88,9 +90,14 @@ def bandwidth(slots: tuple[int, ...] = (64, 256, 1024), batch: int = 16, heads: 
     copy = cpu_ms(lambda: target.copy_(source), 9)
     gbps = 2 * source.numel() * 4 / (copy / 1000) / 1e9
     print(f"copy_ of 64 MiB: {copy:.2f} ms CPU, so {gbps:.1f} GB/s (read + write); load {os.getloadavg()[0]:.1f}\n")
-    print("| N | link MiB | forward ms (bound) | x bound | backward ms (bound) | x bound |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for n in slots:
+    print("| N | link MiB | link step | forward ms (bound) | x bound | backward ms (bound) | x bound |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
+    for n, form in [(n, form) for n in slots for form in ("C++ kernel", "PyTorch")]:
+        kernel = link_kernel.ops()
+        if form == "PyTorch":
+            link_kernel._state["module"] = None  # temporal_step falls back to the PyTorch form
+        elif kernel is None:
+            continue
         link = (torch.rand(batch, n, n) / n).requires_grad_()
         write = torch.softmax(torch.randn(batch, n), -1).requires_grad_()
         precedence = torch.softmax(torch.randn(batch, n), -1).requires_grad_()
@@ -108,7 +115,8 @@ def bandwidth(slots: tuple[int, ...] = (64, 256, 1024), batch: int = 16, heads: 
         back = cpu_ms(backward, repeats)
         size = batch * n * n * 4
         bound_f, bound_b = 2 * size / (gbps * 1e9) * 1000, 4 * size / (gbps * 1e9) * 1000
-        print(f"| {n} | {size / 2**20:.2f} | {forward:.2f} ({bound_f:.2f}) | {forward / bound_f:.1f} | {back:.2f} ({bound_b:.2f}) | {back / bound_b:.1f} |")
+        link_kernel._state["module"] = kernel
+        print(f"| {n} | {size / 2**20:.2f} | {form} | {forward:.2f} ({bound_f:.2f}) | {forward / bound_f:.1f} | {back:.2f} ({bound_b:.2f}) | {back / bound_b:.1f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(cache_dir, exist_ok=True)
     configs = [("reference-lstm", 64), ("ours-dense", 64), ("ours-dense", 256)]
     if ns.baseline_python.is_file():
-        configs.append(("baseline", 64))
+        configs += [("baseline", 64), ("baseline", 256)]
     else:
         print(f"note: no pytorch-dnc venv at {ns.baseline_python}; ratios against the plain-LSTM reference only")
     once = [("ours-dense-compiled", 64)]  # the compile (cached) is the slow part: one repeat

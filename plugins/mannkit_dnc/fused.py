@@ -8,7 +8,10 @@ run fused:
 
 - :func:`write_addressing` — retention, usage, allocation, write content weighting and write
   weighting (one node instead of about forty);
-- :func:`temporal_step` — link, precedence and the directional weightings (see ``_TemporalStep``);
+- :func:`temporal_step` — link, precedence and the directional weightings: on CPU in float32/64
+  the C++ row loops of :mod:`mannkit_dnc.link_kernel` (``_TemporalStepKernel``, one visit per link
+  row forward and backward), elsewhere, in a compiled step, or if the extension cannot be built,
+  the PyTorch form ``_TemporalStep`` (same results);
 - :func:`read_addressing` — read content weightings, read modes and the read vectors.
 
 Each equals the composition of the pure functions (``*_reference`` below, checked in the
