@@ -39,6 +39,7 @@ from mannkit.core.errors import ConfigError, ShapeError
 from mannkit.core.interfaces import Memory
 from mannkit.core.registry import register
 from mannkit.nn.memory import erase_add, read
+from mannkit_dnc.buffers import keep_freed_memory
 from mannkit_dnc.fused import read_addressing, temporal_step, temporal_step_eager, write_addressing
 from mannkit_dnc.mechanisms import ALLOCATION_EPS
 
@@ -82,6 +83,11 @@ class DNCMemory(Memory):
     (``compile_pays``: up to :attr:`COMPILE_UP_TO_SLOTS` slots) and what a step saves for the
     backward pass (:meth:`saved_bytes_per_step`, mostly the ``[B, N, N]`` link matrix), from which
     ``checkpoint_every: auto`` turns on checkpointing over time at large N.
+
+    On CPU its link update runs as C++ loops (:mod:`mannkit_dnc.link_kernel`, built on first use;
+    the PyTorch form if that fails), and its first state asks glibc's malloc to keep freed memory
+    for reuse (:func:`mannkit_dnc.buffers.keep_freed_memory`, process-wide, off with
+    ``MANNKIT_MALLOC_TUNING=0``).
     """
 
     #: ``compile: auto`` compiles the step up to this many slots. Measured (issue 16, batch 16, one
@@ -135,6 +141,8 @@ class DNCMemory(Memory):
         def zeros(*shape: int) -> Tensor:
             return torch.zeros(shape, device=device, dtype=dtype)
 
+        if torch.device(device).type == "cpu":
+            keep_freed_memory()  # once per process: freed step tensors stay in the heap (no page faults every step)
         link = torch.zeros((), device=device, dtype=dtype).expand(B, N, N)  # no [B, N, N] storage until the first write
         return DNCState(zeros(B, N, W), zeros(B, N), link, zeros(B, N), zeros(B, R, N), zeros(B, 1, N), zeros(B, R, N), zeros(B, R, N))
 

@@ -137,3 +137,27 @@ def test_the_build_is_cached_under_the_mannkit_cache(monkeypatch, tmp_path):
     assert link_kernel.build_directory() == tmp_path / "torch_extensions"
     monkeypatch.setenv("MANNKIT_CACHE_DIR", "none")
     assert link_kernel.build_directory() is None
+
+
+# -- keeping freed memory (buffers.keep_freed_memory) ------------------------------------------
+
+
+def test_malloc_tuning_is_skipped_when_switched_off_or_set_by_the_user(monkeypatch):
+    from mannkit_dnc import buffers
+
+    for name, value in [("MANNKIT_MALLOC_TUNING", "0"), ("MALLOC_TRIM_THRESHOLD_", "1000000"), ("MALLOC_MMAP_THRESHOLD_", "65536")]:
+        with monkeypatch.context() as m:
+            m.setattr(buffers, "_malloc_tuned", None)
+            m.setenv(name, value)
+            assert buffers.keep_freed_memory() is False, name
+            m.delenv(name)
+            assert buffers.keep_freed_memory() is False, "decided once per process"
+
+
+def test_a_dnc_state_on_cpu_asks_for_the_malloc_setting(monkeypatch):
+    from mannkit_dnc import DNCMemory, memory
+
+    calls = []
+    monkeypatch.setattr(memory, "keep_freed_memory", lambda: calls.append(1) or True)
+    DNCMemory(slots=7, word_size=5).initial_state(3, torch.device("cpu"), torch.float32)
+    assert calls == [1]
