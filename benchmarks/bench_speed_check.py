@@ -43,7 +43,7 @@ import bench_dnc_step as bench  # noqa: E402
 #: (issue 16); the check fails when a ratio grows past ``RECORDED * (1 + tolerance)``.
 RECORDED = {
     ("ours-dense", 64): 11.9,
-    ("ours-dense", 256): 44.0,
+    ("ours-dense", 256): 34.0,  # 44.0 before the C++ link kernel and the malloc setting (33.7 at load 3)
     ("ours-dense-compiled", 64): 6.4,
     ("ours-default", 1024): 520.0,  # 422 and 613 in two runs (load 5.5 and 7): memory-bound, it scatters most
 }
