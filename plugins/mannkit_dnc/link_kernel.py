@@ -23,7 +23,9 @@ backward, row i, with ``G = dL_t + df^T r + r^T db`` (diagonal dropped)::
     dr[h, j]       += df[h, i] L_t[i, j];   dr[h, i] += sum_j db[h, j] L_t[i, j]
     dL_{t-1}[i, j]  = G[i, j] (1 - w[i] - w[j])
 
-where the backward recomputes the row of ``L_t`` from ``L_{t-1}`` instead of reading it. Main
+each row in one pass over j, in 32-byte vectors (8 floats or 4 doubles) with the diagonal column
+split off and the loop over the R heads unrolled (R <= :data:`MAX_HEADS`; more heads use the
+PyTorch form), where the backward recomputes the row of ``L_t`` from ``L_{t-1}`` instead of reading it. Main
 memory sees one read of ``L_{t-1}`` and one write of ``L_t`` forward, and one read each of ``dL_t``
 and ``L_{t-1}`` and one write of ``dL_{t-1}`` backward. Batch elements run in parallel
 (``at::parallel_for``). ``dL_{t-1}`` may be written over ``dL_t`` (each entry is read before it is
@@ -44,7 +46,7 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["ops", "SOURCE", "MAX_HEADS"]
+__all__ = ["ops", "build_directory", "SOURCE", "MAX_HEADS"]
 
 #: the row loops are unrolled over the read heads, for R = 0 ... MAX_HEADS (more heads: the PyTorch form)
 MAX_HEADS = 8
