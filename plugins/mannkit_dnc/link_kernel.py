@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -314,6 +315,9 @@ def _build() -> ModuleType:
     if directory is not None:
         directory = directory / name
         directory.mkdir(parents=True, exist_ok=True)
+        if not (directory / f"{name}.so").exists():  # the one slow first use: say what the pause is
+            print(f"mannkit_dnc: building the DNC's C++ link kernel once (about a minute) into {directory}; "
+                  "MANNKIT_DNC_LINK_KERNEL=0 skips it.", file=sys.stderr, flush=True)
     return load_inline(
         name=name, cpp_sources=[SOURCE], functions=["link_forward", "link_backward"],
         extra_cflags=flags, build_directory=None if directory is None else str(directory), verbose=False,
