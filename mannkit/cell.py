@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from mannkit.core.errors import ConfigError
+from mannkit.core.errors import ConfigError, ShapeError
 from mannkit.core.interfaces import Controller, Head, Memory, RecurrentCell, SequenceOutput, State
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
@@ -259,6 +259,23 @@ class MemoryCell(RecurrentCell):
         self.project = nn.Linear(H, sum(h.count * p for h, p in zip(self.heads, self._param_sizes)))
         self.output = nn.Linear(H + self.read_width, output_size)
         self._bank_widths = [h.count * p for h, p in zip(self.heads, self._param_sizes)]  # split of the projection
+        self._set_param_biases(mems)
+
+    def _set_param_biases(self, mems: list[Memory]) -> None:
+        """Copy each bank's :meth:`~mannkit.Head.param_bias` ``[P]`` into its rows of the projection's bias (NaN: kept)."""
+        start = 0
+        for head, mem, P in zip(self.heads, mems, self._param_sizes):
+            bias = head.param_bias(mem)
+            if bias is not None:
+                if tuple(bias.shape) != (P,):
+                    raise ShapeError(
+                        f"MemoryCell: {type(head).__name__}.param_bias gave shape {list(bias.shape)} but the head has "
+                        f"param_size {P}; return one number per raw parameter ([P]) or None."
+                    )
+                with torch.no_grad():
+                    rows = self.project.bias[start:start + head.count * P].view(head.count, P)  # [h, P]
+                    rows.copy_(torch.where(torch.isnan(bias), rows, bias.to(rows.dtype)))
+            start += head.count * P
 
     def _require_bound(self) -> None:
         if self.project is None:

@@ -245,6 +245,9 @@ class Head(Component, ABC):
     - :meth:`bind` (once, before the optimizer exists): check the memory and create layers that
       depend on it (and bind the head's addressing).
     - :meth:`param_size` / :meth:`read_size`: P and R for this memory.
+    - :meth:`param_bias` (optional): the initial bias ``[P]`` of the projection rows that make one
+      head's P numbers (NaN where the projection's own initialisation stays), for a gate that must
+      start closed or open; the cell sets it once, when it builds the projection. None by default.
     - :meth:`initial_state`: the bank's own recurrent state at the start of a sequence (e.g. the
       previous weightings ``[B, h, N]`` an NTM head interpolates with), built with the given
       ``device`` and ``dtype``, batch-first, finite; ``()`` for none. Like every state it is data:
@@ -282,6 +285,15 @@ class Head(Component, ABC):
     def read_size(self, memory: Memory) -> int:
         """Width of what one head reads (0 for heads that only write)."""
         return 0
+
+    def param_bias(self, memory: Memory) -> Tensor | None:
+        """Initial bias of one head's P raw numbers, ``[P]`` (NaN: keep the projection's own init); None: no change.
+
+        The cell copies it into its projection's bias for every head of the bank, once, when it
+        builds the projection (a checkpoint's weights replace it as usual). E.g. the DNC write
+        head's ``free_gate_bias`` starts its free gates nearly closed.
+        """
+        return None
 
     def initial_state(self, batch_size: int, memory: Memory, device: torch.device, dtype: torch.dtype) -> State:
         return ()

@@ -77,6 +77,9 @@ class OnMemory(Head):
     def read_size(self, memory: Memory) -> int:
         return self.head.read_size(memory)
 
+    def param_bias(self, memory: Memory) -> Tensor | None:
+        return self.head.param_bias(memory)
+
     def initial_state(self, batch_size: int, memory: Memory, device: torch.device, dtype: torch.dtype) -> State:
         return self.head.initial_state(batch_size, memory, device, dtype)
 

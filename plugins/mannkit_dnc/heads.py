@@ -17,6 +17,8 @@ call their memory, which may be any memory that offers the DNC operations:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -52,16 +54,29 @@ class DNCWriteHead(Head):
 
     Args:
         count: the number of write heads; the DNC has exactly one.
+        free_gate_bias: the initial bias of the R free-gate numbers (None: the projection's own
+            small random bias, f about 0.5 at first, as in the paper). A negative value starts
+            the free gates nearly closed (-5: f about 0.007), so that freeing a read location is
+            learned where it pays rather than present from the start. On copy, free gates opened
+            by chance let a converged DNC free the slot its reads rest on, reallocate it and
+            overwrite the sequence's first item (benchmarks/RESULTS.md, "What the DNC's drift is").
     """
 
     stage = 0
     needs = ("dnc_write",)
 
-    def __init__(self, count: int = 1) -> None:
+    def __init__(self, count: int = 1, free_gate_bias: float | None = None) -> None:
         super().__init__()
         if count != 1 or isinstance(count, bool):
             raise ConfigError(f"DNCWriteHead: count must be 1 (the DNC has one write head), got {count!r}; set count to 1.")
+        if free_gate_bias is not None and (isinstance(free_gate_bias, bool) or not isinstance(free_gate_bias, (int, float))
+                                           or not math.isfinite(free_gate_bias)):
+            raise ConfigError(
+                f"DNCWriteHead: free_gate_bias must be a finite number or null, got {free_gate_bias!r}; "
+                "e.g. free_gate_bias: -5 starts the free gates nearly closed."
+            )
         self._count = 1
+        self.free_gate_bias = None if free_gate_bias is None else float(free_gate_bias)
 
     @property
     def count(self) -> int:
@@ -72,6 +87,15 @@ class DNCWriteHead(Head):
 
     def param_size(self, memory: Memory) -> int:
         return 3 * memory.word_size + 3 + memory.read_heads
+
+    def param_bias(self, memory: Memory) -> Tensor | None:
+        """``[3W + 3 + R]``: ``free_gate_bias`` on the R free-gate numbers, NaN (kept) elsewhere; None without it."""
+        if self.free_gate_bias is None:
+            return None
+        W, R = memory.word_size, memory.read_heads
+        bias = torch.full((3 * W + 3 + R,), float("nan"))
+        bias[3 * W + 1 : 3 * W + 1 + R] = self.free_gate_bias  # after key W, strength 1, erase W, vector W
+        return bias
 
     def forward(self, params: Tensor, memory: Memory, memory_state: State, state: State, record: bool = False) -> HeadOutput:
         """``params [B, 1, 3W + 3 + R]`` -> the written memory state."""
