@@ -257,3 +257,50 @@ def test_checkpoint_every_is_validated():
 
     with pytest.raises(ConfigError, match=r"checkpoint_every=4 cannot be used with InPlaceMemory, which updates"):
         MemoryCell(LSTMController(3), InPlaceMemory(3, 2), [ReadHead(ContentAddressing())], checkpoint_every=4)
+
+
+class _BiasedRead(ReadHead):
+    """A content read head whose strength number (index W of its W + 1) starts at 7; the key keeps its init."""
+
+    def __init__(self, bias, count=1):
+        super().__init__(ContentAddressing(), count=count)
+        self._bias = bias
+
+    def param_bias(self, memory):
+        return self._bias(memory)
+
+
+def _strength_bias(memory):
+    bias = torch.full((memory.word_size + 1,), float("nan"))
+    bias[memory.word_size] = 7.0
+    return bias
+
+
+def _biased_cell(head):
+    torch.manual_seed(3)
+    cell = MemoryCell(LSTMController(13), MatrixMemory(N, W), [WriteHead(ContentAddressing()), head])
+    cell.bind(I, O)
+    return cell
+
+
+def test_param_bias_sets_its_rows_for_every_head_of_the_bank_and_keeps_the_nan_rows():
+    plain = _biased_cell(ReadHead(ContentAddressing(), count=2)).project.bias.detach()
+    biased = _biased_cell(_BiasedRead(_strength_bias, count=2)).project.bias.detach()
+    write = W + 1 + 2 * W  # the write bank's rows come first
+    rows = biased[write:].view(2, W + 1)  # [h, P]
+    assert torch.equal(rows[:, W], torch.full((2,), 7.0))  # the strength of both heads
+    assert torch.equal(rows[:, :W], plain[write:].view(2, W + 1)[:, :W])  # NaN entries: the init is kept
+    assert torch.equal(biased[:write], plain[:write])  # other banks untouched
+
+
+def test_param_bias_passes_through_on_memory():
+    from mannkit.nn.cells import OnMemory
+
+    head = OnMemory("main", _BiasedRead(_strength_bias))
+    assert torch.equal(head.param_bias(MatrixMemory(N, W)).nan_to_num(), _strength_bias(MatrixMemory(N, W)).nan_to_num())
+
+
+def test_param_bias_of_the_wrong_shape_is_one_sentence():
+    with pytest.raises(ShapeError, match=r"MemoryCell: _BiasedRead.param_bias gave shape \[3\] but the head has param_size 5") as info:
+        _biased_cell(_BiasedRead(lambda memory: torch.zeros(3)))
+    assert "\n" not in str(info.value)

@@ -336,6 +336,11 @@ def head_contract(
         for name, value, low in (("count", count, 1), ("param_size(memory)", P, 0), ("read_size(memory)", R, 0)):
             _expect(isinstance(value, int) and value >= low, where, f"{name} must be an int of at least {low}, got {value!r}.")
         _expect(isinstance(head.stage, int), where, f"stage must be an int (0 writes, 1 reads), got {head.stage!r}.")
+        bias = head.param_bias(memory)
+        _expect(bias is None or (isinstance(bias, torch.Tensor) and tuple(bias.shape) == (P,) and bias.is_floating_point()
+                                 and not torch.isinf(bias).any()), where,
+                f"param_bias(memory) must be None or a float tensor of shape [{P}] (NaN where the init stays, no inf), "
+                f"got {bias if bias is None or not isinstance(bias, torch.Tensor) else list(bias.shape)!r}.")
         memory_state = _matrix_state(memory, dtype, zero)
         state = head.initial_state(B, memory, CPU, dtype)
         _expect_batch_first(state, where, "initial_state", dtype)

@@ -169,3 +169,15 @@ def test_the_healthy_parents_pass():
     check_head(lambda: ReadHead(ContentAddressing(), count=2))
     check_head(DNCWriteHead)
     check_memory(lambda: MatrixMemory(SIZES.N, SIZES.W, init_value=0.0))
+
+
+# -- a param_bias of the wrong shape ------------------------------------------------------------------
+class ShortBiasReadHead(ReadHead):
+    def param_bias(self, memory):
+        return torch.zeros(2)
+
+
+def test_a_head_whose_param_bias_has_the_wrong_shape_fails():
+    with pytest.raises(AssertionError, match=r"param_bias\(memory\) must be None or a float tensor of shape \[\d+\]"):
+        check_head(lambda: ShortBiasReadHead(ContentAddressing()))
+    check_head(lambda: DNCWriteHead(free_gate_bias=-5))  # a healthy one passes
