@@ -54,18 +54,24 @@ class DNCWriteHead(Head):
 
     Args:
         count: the number of write heads; the DNC has exactly one.
+        free_gates: whether the head has the R free gates of the paper (the default). ``false``
+            fixes f = 0: no location is ever freed by a read, so usage only grows and allocation
+            takes each unused slot once (P = 3W + 3). For tasks that never need a slot back
+            (copy, where the memory holds every item): a converged copy DNC's free gates opened
+            to 0.99 while its reads rested on the first written slot, which freed that slot, the
+            next write overwrote the first item, and 1-5 of 128 validation sequences were recalled
+            wholly wrong; the same weights with f = 0 recalled all 128 (benchmarks/RESULTS.md,
+            "What the DNC's drift is").
         free_gate_bias: the initial bias of the R free-gate numbers (None: the projection's own
-            small random bias, f about 0.5 at first, as in the paper). A negative value starts
-            the free gates nearly closed (-5: f about 0.007), so that freeing a read location is
-            learned where it pays rather than present from the start. On copy, free gates opened
-            by chance let a converged DNC free the slot its reads rest on, reallocate it and
-            overwrite the sequence's first item (benchmarks/RESULTS.md, "What the DNC's drift is").
+            small random bias, f about 0.5 at first, as in the paper); -5 starts them at about
+            0.007. On copy the gates opened all the same (to 0.99), so it did not remove the
+            failure above.
     """
 
     stage = 0
     needs = ("dnc_write",)
 
-    def __init__(self, count: int = 1, free_gate_bias: float | None = None) -> None:
+    def __init__(self, count: int = 1, free_gates: bool = True, free_gate_bias: float | None = None) -> None:
         super().__init__()
         if count != 1 or isinstance(count, bool):
             raise ConfigError(f"DNCWriteHead: count must be 1 (the DNC has one write head), got {count!r}; set count to 1.")
@@ -75,7 +81,14 @@ class DNCWriteHead(Head):
                 f"DNCWriteHead: free_gate_bias must be a finite number or null, got {free_gate_bias!r}; "
                 "e.g. free_gate_bias: -5 starts the free gates nearly closed."
             )
+        if not isinstance(free_gates, bool):
+            raise ConfigError(f"DNCWriteHead: free_gates must be true or false, got {free_gates!r}; set free_gates: false to never free a slot.")
+        if not free_gates and free_gate_bias is not None:
+            raise ConfigError(
+                f"DNCWriteHead: free_gate_bias ({free_gate_bias!r}) needs free gates, but free_gates is false; remove one of the two."
+            )
         self._count = 1
+        self.free_gates = free_gates
         self.free_gate_bias = None if free_gate_bias is None else float(free_gate_bias)
 
     @property
@@ -86,7 +99,7 @@ class DNCWriteHead(Head):
         _require("DNCWriteHead", memory, ("dnc_write",))
 
     def param_size(self, memory: Memory) -> int:
-        return 3 * memory.word_size + 3 + memory.read_heads
+        return 3 * memory.word_size + 3 + (memory.read_heads if self.free_gates else 0)
 
     def param_bias(self, memory: Memory) -> Tensor | None:
         """``[3W + 3 + R]``: ``free_gate_bias`` on the R free-gate numbers, NaN (kept) elsewhere; None without it."""
@@ -98,10 +111,13 @@ class DNCWriteHead(Head):
         return bias
 
     def forward(self, params: Tensor, memory: Memory, memory_state: State, state: State, record: bool = False) -> HeadOutput:
-        """``params [B, 1, 3W + 3 + R]`` -> the written memory state."""
+        """``params [B, 1, 3W + 3 + R]`` (``[B, 1, 3W + 3]`` without free gates) -> the written memory state."""
         B, W, R = params.shape[0], memory.word_size, memory.read_heads
-        key, strength, erase, vector, gates = params.split([W, 1, W, W, R + 2], dim=-1)  # [B, 1, *] each
-        free, allocation_gate, write_gate = torch.sigmoid(gates).view(B, R + 2).split([R, 1, 1], dim=-1)  # [B, 1, R + 2] -> [B, R + 2]
+        F_ = R if self.free_gates else 0  # free-gate numbers
+        key, strength, erase, vector, gates = params.split([W, 1, W, W, F_ + 2], dim=-1)  # [B, 1, *] each
+        free, allocation_gate, write_gate = torch.sigmoid(gates).view(B, F_ + 2).split([F_, 1, 1], dim=-1)  # [B, F_ + 2] each part
+        if not self.free_gates:
+            free = params.new_zeros(B, R)  # f = 0: reads never free a slot
         memory_state, trace = memory.dnc_write(
             memory_state,
             key,

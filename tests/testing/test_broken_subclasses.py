@@ -180,4 +180,5 @@ class ShortBiasReadHead(ReadHead):
 def test_a_head_whose_param_bias_has_the_wrong_shape_fails():
     with pytest.raises(AssertionError, match=r"param_bias\(memory\) must be None or a float tensor of shape \[\d+\]"):
         check_head(lambda: ShortBiasReadHead(ContentAddressing()))
-    check_head(lambda: DNCWriteHead(free_gate_bias=-5))  # a healthy one passes
+    check_head(lambda: DNCWriteHead(free_gate_bias=-5))  # healthy ones pass
+    check_head(lambda: DNCWriteHead(free_gates=False))

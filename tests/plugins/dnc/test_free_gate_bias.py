@@ -47,3 +47,27 @@ def test_bad_free_gate_bias_is_one_sentence(value):
     with pytest.raises(ConfigError, match=r"DNCWriteHead: free_gate_bias must be a finite number or null, got .*; e\.g\. free_gate_bias: -5") as info:
         DNCWriteHead(free_gate_bias=value)
     assert "\n" not in str(info.value)
+
+
+def test_without_free_gates_no_slot_is_freed_and_the_head_has_r_fewer_numbers():
+    memory = DNCMemory(slots=8, word_size=W)
+    with_gates, without = _cell(DNCWriteHead()), _cell(DNCWriteHead(free_gates=False))
+    assert with_gates.project.out_features - without.project.out_features == R
+    torch.manual_seed(1)
+    x = torch.randn(2, 12, 5)
+    for cell, never_falls in ((without, True), (with_gates, False)):
+        state = cell.initial_state(2, torch.device("cpu"), torch.float32)
+        falls = []
+        for t in range(12):
+            before = state.memory.usage
+            _, state, _ = cell.step(x[:, t], state)
+            falls.append(float((before - state.memory.usage).max().detach()))
+        # f = 0: psi = 1, so u_t = u + w - u * w >= u at every slot; with free gates (about 0.5 at init) usage falls
+        assert (max(falls) <= 1e-7) == never_falls, falls
+    assert DNCWriteHead(free_gates=False).param_size(memory) == 3 * W + 3
+    assert DNCWriteHead(free_gates=False).param_bias(memory) is None
+
+
+def test_free_gates_false_with_a_bias_is_one_sentence():
+    with pytest.raises(ConfigError, match=r"DNCWriteHead: free_gate_bias \(-5\) needs free gates, but free_gates is false; remove one"):
+        DNCWriteHead(free_gates=False, free_gate_bias=-5)
