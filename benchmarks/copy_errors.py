@@ -10,15 +10,21 @@ them), rebuilds the preset's validation set (same task settings and seed), and p
 - the sequences costing more than ``--worst`` bits: length, cost, wrong bits (output thresholded at
   0.5) and the target positions holding them (0 = the first bit to recall).
 
-    OMP_NUM_THREADS=1 python benchmarks/copy_errors.py --config configs/dnc/copy.yaml \\
+With ``--free-gates-off`` a DNC is scored a second time with its free gates forced to 0 (the same
+weights; no read ever frees a slot): the test that showed that the DNC's rare wholly wrong
+sequences come from freed and overwritten slots.
+
+    OMP_NUM_THREADS=1 python benchmarks/copy_errors.py --config configs/dnc/copy.yaml --free-gates-off \\
         --ckpt runs/dnc/copy/lightning_logs/version_0/checkpoints/step*.ckpt
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -45,6 +51,26 @@ def costs(system: torch.nn.Module, batches: list[dict]) -> list[dict]:
     return records
 
 
+@contextlib.contextmanager
+def free_gates_forced_off(active: bool) -> Iterator[None]:
+    """While active, every ``DNCMemory.dnc_write`` gets free gates f = 0 (the weights are untouched)."""
+    if not active:
+        yield
+        return
+    from mannkit_dnc.memory import DNCMemory
+
+    original = DNCMemory.dnc_write
+
+    def without_freeing(self, state, key, strength, erase, vector, free_gates, *rest, **kw):  # noqa: ANN001, ANN202
+        return original(self, state, key, strength, erase, vector, torch.zeros_like(free_gates), *rest, **kw)
+
+    DNCMemory.dnc_write = without_freeing
+    try:
+        yield
+    finally:
+        DNCMemory.dnc_write = original
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="the copy preset the checkpoints were trained with")
@@ -52,6 +78,7 @@ def main() -> None:
                         help="the task's own seed if the run changed it (default: the preset's; seed_everything does not change it)")
     parser.add_argument("--ckpt", nargs="+", required=True)
     parser.add_argument("--worst", type=float, default=2.0, help="list sequences costing more than this many bits")
+    parser.add_argument("--free-gates-off", action="store_true", help="also score a DNC with its free gates forced to 0")
     args = parser.parse_args()
     torch.set_num_threads(1)
     load_plugins()
@@ -65,14 +92,16 @@ def main() -> None:
         data["init_args"]["seed"] = args.data_seed
     task = instantiate(data, "data")
     val = task.val_set
-    for path in args.ckpt:
+    runs = [(path, False) for path in args.ckpt] + [(path, True) for path in args.ckpt if args.free_gates_off]
+    for path, gates_off in runs:
         system = SequenceSystem.load_from_checkpoint(path, weights_only=True).eval()
-        records = costs(system, val)
+        with free_gates_forced_off(gates_off):
+            records = costs(system, val)
         by_length: dict[int, list[float]] = defaultdict(list)
         for record in records:
             by_length[record["length"]].append(record["bits"])
         mean = sum(r["bits"] for r in records) / len(records)
-        print(f"## {path}: {len(records)} sequences, mean {mean:.3f} bits per sequence")
+        print(f"## {path}{' (free gates forced to 0)' if gates_off else ''}: {len(records)} sequences, mean {mean:.3f} bits per sequence")
         print("length: mean / worst bits (sequences)")
         print("  ".join(f"{n}: {sum(v) / len(v):.2f}/{max(v):.2f} ({len(v)})" for n, v in sorted(by_length.items())))
         for record in sorted(records, key=lambda r: -r["bits"]):
