@@ -67,8 +67,12 @@ def _preset(name: str) -> dict:
     return yaml.safe_load((ROOT / "configs" / name).read_text())
 
 
-def test_the_dnc_copy_preset_trains_with_amsgrad():
-    assert _preset("dnc/copy.yaml")["model"]["init_args"]["optimizer"]["init_args"].get("amsgrad") is True
+@pytest.mark.parametrize("name", ["dnc/copy.yaml", "dnc/copy_sparse.yaml"])
+def test_the_dnc_copy_presets_train_with_amsgrad_and_without_free_gates(name: str):
+    model = _preset(name)["model"]["init_args"]
+    assert model["optimizer"]["init_args"].get("amsgrad") is True
+    write = next(h for h in model["core"]["init_args"]["heads"] if h["class_path"] == "DNCWriteHead")
+    assert write["init_args"]["free_gates"] is False  # freed slots were overwritten: whole sequences recalled wrong
 
 
 @pytest.mark.parametrize("name", ["ntm/copy.yaml", "ntm/copy_batch2.yaml"])
