@@ -60,8 +60,8 @@ class DNCWriteHead(Head):
             (copy, where the memory holds every item): a converged copy DNC's free gates opened
             to 0.99 while its reads rested on the first written slot, which freed that slot, the
             next write overwrote the first item, and 1-5 of 128 validation sequences were recalled
-            wholly wrong; the same weights with f = 0 recalled all 128 (benchmarks/RESULTS.md,
-            "What the DNC's drift is").
+            wholly wrong; the same weights with f = 0 recalled all 128 at one checkpoint and all
+            but 2 at a later one (benchmarks/RESULTS.md, "What the DNC's drift is").
         free_gate_bias: the initial bias of the R free-gate numbers (None: the projection's own
             small random bias, f about 0.5 at first, as in the paper); -5 starts them at about
             0.007. On copy the gates opened all the same (to 0.99), so it did not remove the
@@ -113,9 +113,9 @@ class DNCWriteHead(Head):
     def forward(self, params: Tensor, memory: Memory, memory_state: State, state: State, record: bool = False) -> HeadOutput:
         """``params [B, 1, 3W + 3 + R]`` (``[B, 1, 3W + 3]`` without free gates) -> the written memory state."""
         B, W, R = params.shape[0], memory.word_size, memory.read_heads
-        F_ = R if self.free_gates else 0  # free-gate numbers
-        key, strength, erase, vector, gates = params.split([W, 1, W, W, F_ + 2], dim=-1)  # [B, 1, *] each
-        free, allocation_gate, write_gate = torch.sigmoid(gates).view(B, F_ + 2).split([F_, 1, 1], dim=-1)  # [B, F_ + 2] each part
+        n_free = R if self.free_gates else 0  # free-gate numbers
+        key, strength, erase, vector, gates = params.split([W, 1, W, W, n_free + 2], dim=-1)  # [B, 1, *] each
+        free, allocation_gate, write_gate = torch.sigmoid(gates).view(B, n_free + 2).split([n_free, 1, 1], dim=-1)  # [B, n_free + 2] in parts
         if not self.free_gates:
             free = params.new_zeros(B, R)  # f = 0: reads never free a slot
         memory_state, trace = memory.dnc_write(
