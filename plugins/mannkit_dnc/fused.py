@@ -21,6 +21,7 @@ tests); a double backward differentiates that composition instead of the hand-wr
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -216,6 +217,16 @@ def temporal_step_reference(
     return new_link, update_precedence(precedence, write_weights), forward, backward
 
 
+def _link_backward_start(ctx: Any, grads: tuple) -> tuple[tuple[Tensor, ...], tuple | None]:
+    """The saved ``(L_{t-1}, w^w, p_{t-1}, w^r)`` of a link step, and, when differentiating twice, the gradients of
+    the reference form instead (None otherwise): the hand-written backwards are first-order only."""
+    link, write, precedence, read = ctx.saved_tensors[:4]
+    if torch.is_grad_enabled():
+        return (link, write, precedence, read), _reference_vjp(
+            temporal_step_reference, (link, write, precedence, read), ctx.needs_input_grad, grads)
+    return (link, write, precedence, read), None
+
+
 class _TemporalStep(torch.autograd.Function):
     """``(L_{t-1}, w^w_t, p_{t-1}, w^r_{t-1}) -> (L_t, p_t, f_t, b_t)`` with a hand-written backward.
 
@@ -257,11 +268,11 @@ class _TemporalStep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_link, d_prec, d_fwd, d_bwd):  # noqa: ANN001, ANN205
-        link, write, precedence, read, new_link = ctx.saved_tensors
+        (link, write, precedence, read), twice = _link_backward_start(ctx, (d_link, d_prec, d_fwd, d_bwd))
+        if twice is not None:
+            return twice
+        new_link = ctx.saved_tensors[4]
         need_link, need_write, need_prec, need_read = ctx.needs_input_grad
-        if torch.is_grad_enabled():  # double backward: differentiate the reference form instead
-            return _reference_vjp(temporal_step_reference, (link, write, precedence, read), ctx.needs_input_grad,
-                                  (d_link, d_prec, d_fwd, d_bwd))  # fmt: skip
         B, N = write.shape
         directional = read.shape[1] > 0 and (d_fwd is not None or d_bwd is not None)
         left = right = d_read = None
@@ -352,11 +363,10 @@ class _TemporalStepKernel(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_link, d_prec, d_fwd, d_bwd):  # noqa: ANN001, ANN205
-        link, write, precedence, read = ctx.saved_tensors
+        (link, write, precedence, read), twice = _link_backward_start(ctx, (d_link, d_prec, d_fwd, d_bwd))
+        if twice is not None:
+            return twice
         need_link, need_write, need_prec, need_read = ctx.needs_input_grad
-        if torch.is_grad_enabled():  # double backward: differentiate the reference form instead
-            return _reference_vjp(temporal_step_reference, (link, write, precedence, read), ctx.needs_input_grad,
-                                  (d_link, d_prec, d_fwd, d_bwd))  # fmt: skip
         B, N = write.shape
         directional = read.shape[1] > 0 and (d_fwd is not None or d_bwd is not None)
         d_write = d_precedence = d_read = d_link_prev = None
