@@ -17,6 +17,8 @@ the summary prints how many seeds converged and how many of those stayed converg
         --seeds 1 2 3 4 5 --jobs 2 --max-steps 12000
     OMP_NUM_THREADS=1 python benchmarks/stay_converged.py --config configs/ntm/copy_batch2.yaml \\
         --seeds 1 2 3 4 5 --jobs 2 --max-steps 30000
+    OMP_NUM_THREADS=1 python benchmarks/stay_converged.py --config configs/ntm/copy_curriculum.yaml \\
+        --level max_length=20 --seeds 1 2 3 4 5 --max-steps 40000   # converged = below 1 bit at length 20
 
 Each run writes its TensorBoard logs and checkpoints under ``benchmarks/out/stay_converged/``.
 """
@@ -43,26 +45,36 @@ class StayConverged(Callback):
 
     def __init__(
         self, out: str, seed: int = 0, metric: str = "val/bits_per_seq", threshold: float = 1.0,
-        multiple: float = 3.0, collapse: float = 5.0, preset: str = "",
+        multiple: float = 3.0, collapse: float = 5.0, preset: str = "", level: str = "",
     ) -> None:
         self.out, self.seed, self.metric, self.threshold = out, seed, metric, threshold
         self.multiple, self.collapse, self.preset = multiple, collapse, preset
+        # "max_length=20": a validation counts towards convergence only when the task's attribute was at
+        # least that value while it ran (a curriculum raises the level in the same hook, before this one)
+        self.level_attribute, _, value = level.partition("=")
+        self.level_value = float(value) if value else 0.0
+        self.level_seen: float | None = None
         self.converged_at: int | None = None
         self.curve: list[tuple[int, float]] = []
         self.started = time.time()
+
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        if self.level_attribute:
+            self.level_seen = float(getattr(trainer.datamodule, self.level_attribute))
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking or self.metric not in trainer.callback_metrics:
             return
         step, value = trainer.global_step, float(trainer.callback_metrics[self.metric])
-        self.curve.append((step, value))
-        if self.converged_at is None and value < self.threshold:
+        self.curve.append((step, value) if not self.level_attribute else (step, value, self.level_seen))
+        at_level = not self.level_attribute or (self.level_seen or 0.0) >= self.level_value
+        if self.converged_at is None and value < self.threshold and at_level:
             self.converged_at = step
         if self.converged_at is not None and step >= self.multiple * self.converged_at:
             trainer.should_stop = True
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        after = [v for s, v in self.curve if self.converged_at is not None and s > self.converged_at]
+        after = [p[1] for p in self.curve if self.converged_at is not None and p[0] > self.converged_at]
         clips = [c.clipped for c in trainer.callbacks if type(c).__name__ == "SpikeClip"]
         reached = self.converged_at is not None and trainer.global_step >= self.multiple * self.converged_at
         record = {
@@ -87,7 +99,8 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> int:
         "--trainer.callbacks+=stay_converged.StayConverged", "--trainer.callbacks.out", str(out),
         "--trainer.callbacks.seed", str(seed), "--trainer.callbacks.threshold", str(args.threshold),
         "--trainer.callbacks.multiple", str(args.multiple), "--trainer.callbacks.collapse", str(args.collapse),
-        "--trainer.callbacks.preset", args.config, *args.extra,
+        "--trainer.callbacks.preset", args.config,
+        *(["--trainer.callbacks.level", args.level] if args.level else []), *args.extra,
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
     root.mkdir(parents=True, exist_ok=True)
@@ -117,6 +130,8 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=1.0, help="converged below this validation value")
     parser.add_argument("--multiple", type=float, default=3.0, help="train to this multiple of the convergence step")
     parser.add_argument("--collapse", type=float, default=5.0, help="a validation above this after convergence is a collapse")
+    parser.add_argument("--level", default="", help="ATTR=VALUE: count only validations run with the task's ATTR >= VALUE "
+                        "(a curriculum preset: max_length=20)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--summary-only", action="store_true")
     parser.add_argument("extra", nargs="*", help="further `mannkit fit` arguments (after --)")
