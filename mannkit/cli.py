@@ -393,6 +393,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``mannkit`` console script (returns None: see LIGHTNING_NOTES)."""
     from_shell = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    if from_shell:
+        _guard_second_interrupt()
     try:
         if argv[:1] == ["plugins"]:
             print(format_plugins())
@@ -412,6 +414,38 @@ def main(argv: list[str] | None = None) -> None:
         if not isinstance(cause, TrainingError) or _first_process():  # every DDP rank stops together: one says why
             print(f"mannkit: error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _guard_second_interrupt() -> None:
+    """Ctrl-C stops the run once; a second Ctrl-C (or ``timeout -s INT``'s second signal) cannot cut the save short.
+
+    The first SIGINT raises ``KeyboardInterrupt`` as Python's own handler does: Lightning then saves
+    ``last.ckpt`` and mannkit prints the resume command. Lightning ignores SIGINT while it shuts down but
+    restores the handler it found when it tears down, so without this guard a second signal arriving
+    then raised ``KeyboardInterrupt`` inside the interpreter's exit hooks, a traceback after the resume
+    message. Every later SIGINT prints one line and is ignored; the process exits by itself moments later
+    (with status 1: at exit SIGINT is set to ignored, since the interpreter's finalisation would otherwise
+    put back the default action, which kills the process). A SIGINT that is ignored already (a background
+    job without job control) stays ignored.
+    """
+    import atexit
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+    state = {"interrupted": False, "told": False}
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if not state["interrupted"]:
+            state["interrupted"] = True
+            atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)  # the first exit hook to run
+            raise KeyboardInterrupt
+        if not state["told"]:
+            state["told"] = True
+            print("mannkit: already stopping: saving the newest state and shutting down (kill -9 aborts at once).", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, on_sigint)
 
 
 def _summarise_parser_error(message: str, subcommand: str) -> str:
