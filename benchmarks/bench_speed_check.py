@@ -72,7 +72,7 @@ def bandwidth(slots: tuple[int, ...] = (64, 256, 1024), batch: int = 16, heads: 
 
     import torch
 
-    from mannkit_dnc import fused, link_kernel
+    from mannkit_dnc import buffers, fused, link_kernel
 
     torch.set_num_threads(1)
 
@@ -109,7 +109,7 @@ def bandwidth(slots: tuple[int, ...] = (64, 256, 1024), batch: int = 16, heads: 
         d_link = grads[0].clone()
 
         def backward() -> None:
-            fused._own(d_link)  # as in a sequence: the next step's own buffer, overwritten in place
+            buffers._own(d_link)  # as in a sequence: the next step's own buffer, overwritten in place
             torch.autograd.grad(outputs, (link, write, precedence, read), (d_link, *grads[1:]), retain_graph=True)
 
         back = cpu_ms(backward, repeats)

@@ -2,7 +2,7 @@
 
 import torch
 
-from mannkit_dnc import fused
+from mannkit_dnc import buffers
 from mannkit_dnc.fused import temporal_step, temporal_step_reference
 
 B, N, R = 2, 1024, 2  # one [B, N, N] float32 link is 8 MiB: large enough to be pooled
@@ -10,16 +10,16 @@ B, N, R = 2, 1024, 2  # one [B, N, N] float32 link is 8 MiB: large enough to be 
 
 def test_a_link_buffer_is_reused_only_once_nothing_holds_it():
     like = torch.zeros(B, N)
-    first = fused._empty_link(like, (B, N, N))
+    first = buffers._empty_link(like, (B, N, N))
     address = first.data_ptr()
     row = first[1]  # a view keeps it in use
     del first
-    second = fused._empty_link(like, (B, N, N))
+    second = buffers._empty_link(like, (B, N, N))
     assert second.data_ptr() != address
     del row
-    third = fused._empty_link(like, (B, N, N))
+    third = buffers._empty_link(like, (B, N, N))
     assert third.data_ptr() == address  # free again: its pages are reused
-    small = fused._empty_link(like, (B, 8, 8))
+    small = buffers._empty_link(like, (B, 8, 8))
     assert small.shape == (B, 8, 8)  # small buffers are plain torch.empty
 
 

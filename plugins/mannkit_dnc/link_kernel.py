@@ -2,7 +2,7 @@
 
 Shape letters: B batch, N memory slots, R read heads.
 
-The PyTorch form of the link update (:class:`mannkit_dnc.fused._TemporalStep`) makes several
+The PyTorch form of the link update (:class:`mannkit_dnc.fused_link._TemporalStep`) makes several
 passes over ``[B, N, N]`` tensors per step (a lerp, an addcmul, two thin ``bmm`` for f and b) and
 more in the backward (the gradient G, the products with ``L_{t-1}``, their row and column sums, two
 more thin ``bmm``). At N = 256 these passes were most of a DNC training step (issue 16). Here each

@@ -1,4 +1,4 @@
-"""The C++ link step (plugins/mannkit_dnc/link_kernel.py, fused._TemporalStepKernel) against the PyTorch one.
+"""The C++ link step (plugins/mannkit_dnc/link_kernel.py, fused_link._TemporalStepKernel) against the PyTorch one.
 
 The kernel's row loops run in 32-byte vectors with a scalar tail and skip the diagonal column, so
 the sizes here are chosen to hit every path: N below one vector (7), not a multiple of the vector
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
 
-from mannkit_dnc import fused, link_kernel
+from mannkit_dnc import fused_link, link_kernel
 from mannkit_dnc.fused import temporal_step, temporal_step_reference
 
 B = 3
@@ -37,10 +37,10 @@ def _grads(function: type[torch.autograd.Function], inputs: tuple[torch.Tensor, 
 
 def test_the_kernel_is_what_the_dnc_runs_on_cpu():
     link, write, precedence, read = _inputs(19, 4)
-    assert fused._temporal_function(link, write, precedence, read) is fused._TemporalStepKernel
+    assert fused_link._temporal_function(link, write, precedence, read) is fused_link._TemporalStepKernel
     many_heads = _inputs(19, link_kernel.MAX_HEADS + 1)
-    assert fused._temporal_function(*many_heads) is fused._TemporalStep
-    assert fused._temporal_function(*(t.half() for t in (link, write, precedence, read))) is fused._TemporalStep
+    assert fused_link._temporal_function(*many_heads) is fused_link._TemporalStep
+    assert fused_link._temporal_function(*(t.half() for t in (link, write, precedence, read))) is fused_link._TemporalStep
 
 
 @pytest.mark.parametrize("N", [7, 19, 32, 37])
@@ -48,8 +48,8 @@ def test_the_kernel_is_what_the_dnc_runs_on_cpu():
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_kernel_outputs_and_gradients_equal_the_pytorch_form(N, R, dtype):
     inputs = _inputs(N, R, dtype)
-    kernel_out, kernel_grads = _grads(fused._TemporalStepKernel, inputs)
-    torch_out, torch_grads = _grads(fused._TemporalStep, inputs)
+    kernel_out, kernel_grads = _grads(fused_link._TemporalStepKernel, inputs)
+    torch_out, torch_grads = _grads(fused_link._TemporalStep, inputs)
     tolerance = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {}
     torch.testing.assert_close(kernel_out, torch_out, **tolerance)
     for got, expected in zip(kernel_grads, torch_grads):
@@ -59,24 +59,24 @@ def test_kernel_outputs_and_gradients_equal_the_pytorch_form(N, R, dtype):
 @pytest.mark.parametrize("N,R", [(7, 2), (19, 3)])
 def test_kernel_gradcheck_and_gradgradcheck(N, R):
     inputs = _inputs(N, R)
-    assert gradcheck(fused._TemporalStepKernel.apply, inputs)
-    assert gradgradcheck(fused._TemporalStepKernel.apply, inputs, fast_mode=True)  # through the reference form
+    assert gradcheck(fused_link._TemporalStepKernel.apply, inputs)
+    assert gradgradcheck(fused_link._TemporalStepKernel.apply, inputs, fast_mode=True)  # through the reference form
 
 
 def test_kernel_each_input_alone_and_each_output_alone():
     for i in range(4):
         inputs = tuple(t.detach().requires_grad_(j == i) for j, t in enumerate(_inputs(19, 3)))
-        assert gradcheck(fused._TemporalStepKernel.apply, inputs, fast_mode=True), i
+        assert gradcheck(fused_link._TemporalStepKernel.apply, inputs, fast_mode=True), i
     for k in range(4):  # only the link, only p_t, only f, only b used downstream
-        assert gradcheck(lambda *x, k=k: fused._TemporalStepKernel.apply(*x)[k], _inputs(19, 3), fast_mode=True), k
+        assert gradcheck(lambda *x, k=k: fused_link._TemporalStepKernel.apply(*x)[k], _inputs(19, 3), fast_mode=True), k
 
 
 def test_kernel_from_the_initial_expanded_zero_link():
     link = torch.zeros((), dtype=F64).expand(B, 19, 19)
     _, write, precedence, read = _inputs(19, 4)
-    out = fused._TemporalStepKernel.apply(link, write, precedence, read)
+    out = fused_link._TemporalStepKernel.apply(link, write, precedence, read)
     torch.testing.assert_close(out, temporal_step_reference(torch.zeros(B, 19, 19, dtype=F64), write, precedence, read))
-    assert gradcheck(lambda w, p, r: fused._TemporalStepKernel.apply(link, w, p, r), (write, precedence, read))
+    assert gradcheck(lambda w, p, r: fused_link._TemporalStepKernel.apply(link, w, p, r), (write, precedence, read))
 
 
 def test_kernel_on_non_contiguous_inputs_and_gradients():
@@ -85,9 +85,9 @@ def test_kernel_on_non_contiguous_inputs_and_gradients():
     link_t = link.detach().mT.contiguous().mT.requires_grad_()
     assert not read_t.is_contiguous() and not link_t.is_contiguous()
     expected = temporal_step_reference(link_t, write, precedence, read_t)
-    got = fused._TemporalStepKernel.apply(link_t, write, precedence, read_t)
+    got = fused_link._TemporalStepKernel.apply(link_t, write, precedence, read_t)
     torch.testing.assert_close(got, expected)
-    assert gradcheck(lambda l, r: fused._TemporalStepKernel.apply(l, write, precedence, r)[0].mT.sum(-1), (link_t, read_t))
+    assert gradcheck(lambda l, r: fused_link._TemporalStepKernel.apply(l, write, precedence, r)[0].mT.sum(-1), (link_t, read_t))
 
 
 def test_a_chain_of_kernel_steps_matches_the_pytorch_chain():
@@ -95,7 +95,7 @@ def test_a_chain_of_kernel_steps_matches_the_pytorch_chain():
     N, R = 37, 4
     _, write, precedence, read = _inputs(N, R, torch.float32)
     results = []
-    for function in (fused._TemporalStepKernel, fused._TemporalStep):
+    for function in (fused_link._TemporalStepKernel, fused_link._TemporalStep):
         leaves = [t.detach().clone().requires_grad_() for t in (write, precedence, read)]
         link, p, loss = torch.zeros(()).expand(B, N, N), leaves[1], 0
         for t in range(5):
@@ -110,7 +110,7 @@ def test_a_chain_of_kernel_steps_matches_the_pytorch_chain():
 def test_temporal_step_falls_back_to_pytorch_when_the_kernel_is_unavailable(monkeypatch):
     monkeypatch.setitem(link_kernel._state, "module", None)
     inputs = _inputs(19, 4)
-    assert fused._temporal_function(*inputs) is fused._TemporalStep
+    assert fused_link._temporal_function(*inputs) is fused_link._TemporalStep
     torch.testing.assert_close(temporal_step(*inputs), temporal_step_reference(*inputs))
 
 

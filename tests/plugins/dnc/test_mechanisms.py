@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd import gradcheck, gradgradcheck
 
-from mannkit_dnc import fused
+from mannkit_dnc import buffers, fused_link
 from mannkit_dnc.fused import (
     read_addressing,
     read_addressing_reference,
@@ -339,8 +339,8 @@ def _chain(link, write, precedence, read, keep_link=True):
 @pytest.mark.parametrize("keep_link", [True, False])
 def test_chained_temporal_steps_reuse_their_gradient_buffers_correctly(keep_link, monkeypatch):
     owned = []
-    original = fused._owned
-    monkeypatch.setattr(fused, "_owned", lambda g: owned.append(original(g)) or owned[-1])
+    original = fused_link._owned
+    monkeypatch.setattr(fused_link, "_owned", lambda g: owned.append(original(g)) or owned[-1])
     assert gradcheck(lambda *x: _chain(*x, keep_link=keep_link), _temporal_inputs(), fast_mode=True)
     assert any(owned), "the in-place path for a buffer of the next step was never taken"
 
@@ -349,7 +349,7 @@ def test_temporal_backward_in_chunks_equals_one_chunk(monkeypatch):
     inputs = _temporal_inputs()
     weights = [_randn(*o.shape, seed=20 + i) for i, o in enumerate(_chain(*inputs))]
     whole = torch.autograd.grad(_chain(*inputs), inputs, weights)
-    monkeypatch.setattr(fused, "_CHUNK_ENTRIES", N * N)  # one batch element per chunk
+    monkeypatch.setattr(fused_link, "_CHUNK_ENTRIES", N * N)  # one batch element per chunk
     chunked = torch.autograd.grad(_chain(*inputs), inputs, weights)
     torch.testing.assert_close(chunked, whole)
     assert gradcheck(_chain, inputs, fast_mode=True)
@@ -398,8 +398,8 @@ def test_fused_functions_give_no_nan_on_an_all_zero_memory():
 
 def test_the_link_buffer_helper_gives_an_uninitialised_tensor_of_the_shape_asked():
     like = torch.zeros(1, dtype=F64)
-    small = fused._empty_link(like, (B, N, N))
-    big = fused._empty_link(like, (2, 512, 512))  # 4 MiB: asks for huge pages on Linux
+    small = buffers._empty_link(like, (B, N, N))
+    big = buffers._empty_link(like, (2, 512, 512))  # 4 MiB: asks for huge pages on Linux
     assert (small.shape, big.shape, big.dtype) == ((B, N, N), (2, 512, 512), F64)
     big.fill_(1.0)
     assert big.sum() == 2 * 512 * 512
