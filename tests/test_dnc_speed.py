@@ -23,6 +23,19 @@ def test_a_link_buffer_is_reused_only_once_nothing_holds_it():
     assert small.shape == (B, 8, 8)  # small buffers are plain torch.empty
 
 
+def test_without_torchs_private_use_count_no_buffer_is_reused(monkeypatch):
+    """The pool rests on ``torch._C._storage_Use_Count``; a torch that lacks it gets fresh buffers, never one in use."""
+    like = torch.zeros(B, N)
+    monkeypatch.delattr(torch._C, "_storage_Use_Count")
+    first = buffers._empty_link(like, (B, N, N))
+    row, address = first[1], first.data_ptr()
+    del first
+    pooled = sum(len(b) for b in buffers._pool.values())
+    second = buffers._empty_link(like, (B, N, N))
+    assert second.data_ptr() != address and row.data_ptr() != second[1].data_ptr()
+    assert sum(len(b) for b in buffers._pool.values()) == pooled  # nothing kept that could never be handed out again
+
+
 def test_saved_links_are_not_overwritten_by_later_steps():
     """A chain of steps whose links autograd saves, with buffers freed and reused between sequences, matches the reference."""
     torch.manual_seed(0)

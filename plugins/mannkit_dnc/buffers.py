@@ -36,7 +36,11 @@ _pool: dict[tuple, list[Tensor]] = {}
 
 
 def _in_use(base: Tensor) -> bool:
-    """Whether a view of the pooled ``base`` is still alive (autograd's saved tensors hold views too)."""
+    """Whether a view of the pooled ``base`` is still alive (autograd's saved tensors hold views too).
+
+    Counts the storage's references through a private torch function; :func:`_empty_link` keeps no
+    pool on a torch without it (every request a fresh buffer: slower at large N, never wrong).
+    """
     return torch._C._storage_Use_Count(base.untyped_storage()._cdata) > 2  # base's own + this call's wrapper
 
 
@@ -55,6 +59,8 @@ def _empty_link(like: Tensor, shape: tuple[int, ...]) -> Tensor:
     size = math.prod(shape) * like.element_size()
     if like.device.type != "cpu" or size < 2 * _HUGE_PAGE or torch.compiler.is_compiling():
         return torch.empty(shape, dtype=like.dtype, device=like.device)  # (a compiled step plans its own buffers)
+    if not hasattr(torch._C, "_storage_Use_Count"):  # a torch that cannot say when a buffer is free again
+        return _huge_page_buffer(like, shape)
     bases = _pool.setdefault((shape, like.dtype), [])
     for base in bases:
         if not _in_use(base):
