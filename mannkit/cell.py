@@ -56,6 +56,24 @@ AUTO_COMPILE_AFTER_S = 10.0
 AUTO_CHECKPOINT_BYTES = 512 * 2**20
 
 
+#: ``compile: auto`` compiles a step's backward graph together with its forward for this many
+#: compiled steps (AOTAutograd otherwise compiles it at the first backward, outside the cell, where a
+#: failure could not fall back to eager); later recompiles (a new batch size) compile it lazily again.
+EAGER_BACKWARD_LOWERING_CALLS = 1000
+
+
+def _with_backward_compiled_now(fn: Any, x: Tensor, state: Any) -> Any:
+    """``fn(x, state, False)`` with AOTAutograd told to compile any new graph's backward at once."""
+    import torch._functorch.config as functorch_config
+
+    before = functorch_config.force_non_lazy_backward_lowering
+    functorch_config.force_non_lazy_backward_lowering = True
+    try:
+        return fn(x, state, False)
+    finally:
+        functorch_config.force_non_lazy_backward_lowering = before
+
+
 def compile_cache_dir() -> Path | None:
     """Where torch's compile caches (Inductor's FX graph cache, the AOTAutograd cache) live across runs.
 
@@ -149,8 +167,8 @@ class MemoryCell(RecurrentCell):
             about ten seconds). ``auto`` (default): only where it pays, i.e. training steps (with
             gradients, not recording) of a cell whose memories all say compiling pays
             (``compile_pays``, e.g. the dense DNC), once its eager training forward passes have taken
-            :data:`AUTO_COMPILE_AFTER_S` seconds in all; if the compile fails, the cell warns once and
-            stays eager. ``false``: never. Two graphs are compiled, one for the first step (fresh
+            :data:`AUTO_COMPILE_AFTER_S` seconds in all; if the compile (forward or backward) fails, the cell warns
+            once and stays eager. ``false``: never. Two graphs are compiled, one for the first step (fresh
             state) and one for the rest, whatever the sequence length; a new batch size, dtype or
             grad mode compiles again.
         dropout: dropout probability on the controller output ``h_t`` before the head projection and
@@ -238,6 +256,7 @@ class MemoryCell(RecurrentCell):
         self._compile_pays = all(getattr(mem, "compile_pays", False) for mem in named.values())
         self._eager_seconds = 0.0  # compile: auto: eager training forward time so far
         self._compile_failed = False
+        self._compiled_calls = 0  # compile: auto: compiled steps run so far (see EAGER_BACKWARD_LOWERING_CALLS)
         # heads run by stage (writes first); reads are concatenated in the order of ``heads``
         self._order = sorted(range(len(heads)), key=lambda i: heads[i].stage)
         self.project: nn.Linear | None = None
@@ -311,11 +330,15 @@ class MemoryCell(RecurrentCell):
         if self.compile is True:
             return fn(x, state, False)
         try:
-            return fn(x, state, False)
+            if self._compiled_calls >= EAGER_BACKWARD_LOWERING_CALLS:
+                return fn(x, state, False)
+            self._compiled_calls += 1
+            return _with_backward_compiled_now(fn, x, state)
         except Exception as error:  # noqa: BLE001  (compile: auto never fails a run: eager computes the same)
             if self._compile_failed:
                 raise
             self._compile_failed = True
+            error = getattr(error, "inner_exception", None) or error  # Dynamo's BackendCompilerFailed wraps the cause
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             warnings.warn(
                 f"mannkit: compiling the MemoryCell step failed ({type(error).__name__}: {first[:200]}); "

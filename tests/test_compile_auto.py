@@ -128,6 +128,34 @@ def test_auto_falls_back_to_eager_with_one_warning_when_the_compile_fails(monkey
         cell(x)  # no second warning, no second try
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch")
+@pytest.mark.filterwarnings("ignore::UserWarning:torch")
+def test_auto_falls_back_to_eager_when_only_the_backward_fails_to_compile(monkeypatch):
+    """AOTAutograd compiles a backward lazily, at the first ``backward()``, outside the cell: auto asks for it at once."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    def backward_compiler(gm, example_inputs):
+        raise RuntimeError("the backward cannot be lowered")
+
+    backend = aot_autograd(fw_compiler=lambda gm, _: make_boxed_func(gm.forward), bw_compiler=backward_compiler)
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, *, dynamic, options: real(fn, backend=backend, dynamic=dynamic))
+    monkeypatch.setattr(cell_module, "AUTO_COMPILE_AFTER_S", 0.0)
+    torch._dynamo.reset()
+    cell, eager = _dnc().train(), _dnc(compile=False).train()
+    eager.load_state_dict(cell.state_dict())
+    x = torch.randn(B, T, I)
+    with pytest.warns(UserWarning, match=r"compiling the MemoryCell step failed \(RuntimeError: the backward cannot be lowered\); running eagerly"):
+        got = cell(x).logits
+    got.sum().backward()  # eager from the first step: nothing compiled is left to fail here
+    expected = eager(x).logits
+    expected.sum().backward()
+    torch.testing.assert_close(got, expected)
+    for mine, theirs in zip(cell.parameters(), eager.parameters()):
+        torch.testing.assert_close(mine.grad, theirs.grad)
+
+
 def test_compile_true_does_not_hide_a_failed_compile(monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda fn, **_: (lambda *a: (_ for _ in ()).throw(RuntimeError("boom"))))
     cell = _dnc(compile=True).train()
