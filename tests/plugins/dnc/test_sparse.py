@@ -23,15 +23,9 @@ from mannkit.tasks.base import make_generator
 from mannkit.testing import check_component
 from mannkit_dnc import sparse, sparse_ops
 from mannkit_dnc.heads import DNCReadHead, DNCWriteHead
-from mannkit_dnc.sparse import (
-    SparseDNCMemory,
-    erase_add_rows,
-    least_used,
-    mix_read_weights,
-    sparse_content_weights,
-    sparse_write_weights,
-    top_k_search,
-)
+from mannkit_dnc.sparse import SparseDNCMemory
+from mannkit_dnc.sparse_mechanisms import erase_add_rows, least_used, mix_read_weights  # the pure functions
+from mannkit_dnc.sparse_mechanisms import sparse_content_weights, sparse_write_weights, top_k_search
 from mannkit_dnc.sparse_ops import (
     gather_rows,
     link_weightings,
