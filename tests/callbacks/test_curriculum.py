@@ -92,6 +92,22 @@ def test_the_bound_the_task_declares_stops_the_curriculum():
     assert task.max_items == 5  # key_space: one more would fail at the next batch
 
 
+def test_two_curricula_raise_graph_size_and_path_length_in_the_same_lessons():
+    """configs/dnc/traversal_curriculum.yaml: one Curriculum per attribute, both driven by the same validation."""
+    from mannkit.tasks import GraphTraversalTask
+
+    task = GraphTraversalTask(id_space=8, num_labels=2, max_out_degree=2, min_nodes=3, max_nodes=4, min_path_length=1,
+                              max_path_length=1, test_nodes=[8], test_path_lengths=[3], batch_size=2, train_batches=50,
+                              val_batches=1, test_batches=1)
+    nodes = Curriculum(attribute="max_nodes", step=1, maximum=6, threshold=1e9)
+    paths = Curriculum(attribute="max_path_length", step=1, maximum=2, threshold=1e9)
+    assert nodes.state_key != paths.state_key  # both are kept in a checkpoint
+    L.Trainer(callbacks=[nodes, paths], accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, num_sanity_val_steps=0, max_steps=6, val_check_interval=2,
+              check_val_every_n_epoch=None).fit(_model(), datamodule=task)
+    assert (task.max_nodes, task.max_path_length) == (6, 2) and (nodes.raises, paths.raises) == (2, 1)
+
+
 def test_an_attribute_the_task_does_not_have():
     message = ("Curriculum: attribute 'max_items' is not a difficulty attribute of the task CopyTask; "
                "choose one of ['min_length', 'max_length'].")
