@@ -8,7 +8,10 @@ same generator as ``mannkit test``) and prints one row per length:
 - the share of sequences recalled wholly right (every bit of every step on the right side of 0.5),
 - where the first wrong step falls among the L recalled vectors (median and quartiles over the
   sequences with one), which tells a model that loses its place after a fixed number of steps from
-  one that blurs everywhere.
+  one that blurs everywhere;
+- for the sequences not wholly right, whether the recall is the input read from a wrong starting
+  item: the offset s that best matches recalled step j with input item s + j (over at least 5
+  items), and the share of those sequences that such a shifted read explains to 95% of their bits.
 
 With ``--pictures DIR`` it also draws, for the first test sequence of each length, what
 ``MemoryPictures`` draws during training (input/target/prediction, the heads' weightings over time,
@@ -70,21 +73,47 @@ def main() -> None:
     for path in args.ckpt:
         system = SequenceSystem.load_from_checkpoint(path, weights_only=True).eval()
         print(f"## {path}")
-        print("| length | bits per sequence | wholly right | first wrong recalled step, median (quartiles) |")
-        print("|---:|---:|---:|---|")
+        print("| length | bits per sequence | wholly right | first wrong recalled step, median (quartiles) "
+              "| wrong ones that are a shifted read | their start offset, median (quartiles) |")
+        print("|---:|---:|---:|---|---:|---|")
         rows = []
         for length, batches in zip(args.lengths, task.test_sets):
             records = costs(system, batches)
+            shifts = shifted_reads(system, batches)
             firsts = [r["wrong"][0] for r in records if r["wrong"]]
             bits = sum(r["bits"] for r in records) / len(records)
             right = 1 - len(firsts) / len(records)
-            rows.append({"length": length, "bits_per_seq": bits, "wholly_right": right, "first_wrong": firsts})
-            print(f"| {length} | {bits:.3f} | {right:.2f} | {quartiles(firsts)} |")
+            wrong_shifts = [(offset, match) for r, (offset, match) in zip(records, shifts) if r["wrong"]]
+            explained = [offset for offset, match in wrong_shifts if match >= 0.95 and offset != 0]
+            share = f"{len(explained) / len(wrong_shifts):.2f}" if wrong_shifts else "-"
+            rows.append({"length": length, "bits_per_seq": bits, "wholly_right": right, "first_wrong": firsts,
+                         "wrong_shifted_reads": [list(x) for x in wrong_shifts]})
+            print(f"| {length} | {bits:.3f} | {right:.2f} | {quartiles(firsts)} | {share} | {quartiles(explained)} |")
             if args.pictures is not None:
                 draw(system, batches[0], args.pictures, f"{run_name(Path(path))}_{Path(path).stem}_len{length}")
         if args.json is not None:
             with open(args.json, "a") as fh:
                 fh.write(json.dumps({"ckpt": str(path), "config": args.config, "rows": rows}) + "\n")
+
+
+def shifted_reads(system: torch.nn.Module, batches: list[dict], least: int = 5) -> list[tuple[int, float]]:
+    """Per sequence ``(s, agreement)``: the input offset whose items best match the recall (bits thresholded at 0.5).
+
+    Recalled step j is compared with input item s + j for j < L - s, s = 0 .. L - ``least``; ``agreement``
+    is the share of equal bits at the best s (1.0 for a model that recalls the input from item s on).
+    """
+    found = []
+    with torch.no_grad():
+        for batch in batches:
+            recalled = system(batch["input"]).logits > 0  # [B, T, O]
+            mask, target = batch["mask"].bool(), batch["target"].bool()  # [B, T], [B, T, O]
+            for b in range(mask.shape[0]):
+                out, items = recalled[b][mask[b]], target[b][mask[b]]  # [L, O] each: the recall and the input items
+                L = out.shape[0]
+                best = max(((s, (out[: L - s] == items[s:]).float().mean().item()) for s in range(max(1, L - least + 1))),
+                           key=lambda pair: pair[1])
+                found.append(best)
+    return found
 
 
 def run_name(path: Path) -> str:
