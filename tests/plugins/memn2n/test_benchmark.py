@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[3]
 
 
@@ -17,7 +19,10 @@ def _script():
 def test_defaults_follow_the_paper():
     script = _script()
     joint = script.parse_args(["--data-dir", "x"])
-    assert (joint.dim, joint.epochs, joint.anneal_every, joint.ls_epochs, joint.lr, joint.ls_patience) == (50, 60, 15, 30, 0.005, 3)
+    assert (joint.dim, joint.epochs, joint.anneal_every, joint.ls_epochs, joint.lr, joint.ls_patience) == (50, 60, 15, 30, 0.005, None)
+    assert script.parse_args(["--data-dir", "x", "--ls-patience", "3"]).ls_patience == 3
+    with pytest.raises(SystemExit):
+        script.parse_args(["--data-dir", "x", "--ls-patience", "-1"])
     one = script.parse_args(["--data-dir", "x", "--tasks", "3", "--no-linear-start"])
     assert (one.tasks, one.dim, one.epochs, one.anneal_every, one.lr) == ([3], 20, 100, 25, 0.01)
 

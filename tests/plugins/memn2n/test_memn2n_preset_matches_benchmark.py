@@ -29,11 +29,13 @@ def _benchmark():
     return module
 
 
-def _shrunk_preset(tmp_path: Path, patience: int = 3, linear: int = LINEAR) -> Path:
+def _shrunk_preset(tmp_path: Path, patience: int | None = None, linear: int = LINEAR) -> Path:
     config = yaml.safe_load(PRESET.read_text())
     for callback in config["trainer"]["callbacks"]:
         if callback["class_path"] == "LinearStartSchedule":
-            callback["init_args"].update(patience=patience, max_linear_epochs=linear, main_epochs=MAIN)
+            callback["init_args"].update(max_linear_epochs=linear, main_epochs=MAIN)
+            if patience is not None:  # the paper's reading: end when val/loss stops falling
+                callback["init_args"].update(monitor="val/loss", patience=patience)
     config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if c["class_path"] != "AttentionPictures"]
     config["trainer"].update(default_root_dir=str(tmp_path / "runs"), enable_progress_bar=False, logger=False)
     system = config["model"]["init_args"]
@@ -52,23 +54,24 @@ def test_the_preset_keeps_the_papers_settings():
     schedule = next(c["init_args"] for c in trainer["callbacks"] if c["class_path"] == "LinearStartSchedule")
     assert system["loss_reduction"] == "sum" and system["optimizer"]["init_args"]["lr"] == 0.005
     assert trainer["gradient_clip_val"] == 40.0 and system["lr_scheduler"]["init_args"] == {"step_size": 15, "gamma": 0.5}
-    assert schedule == {"monitor": "val/loss", "patience": 3, "max_linear_epochs": 30, "main_epochs": 60}
+    assert schedule == {"monitor": None, "max_linear_epochs": 30, "main_epochs": 60}, "30 linear epochs, as the original code"
     assert trainer["max_epochs"] >= 30 + 60
     bench = _benchmark().parse_args(["--data-dir", "x"])
     assert (bench.ls_lr, bench.lr, bench.max_grad_norm, bench.batch_size, bench.dim, bench.memory_size) == (0.005, 0.005, 40.0, 32, 50, 50)
-    assert (bench.ls_epochs, bench.epochs, bench.anneal_every, bench.ls_patience) == (30, 60, 15, 3)
+    assert (bench.ls_epochs, bench.epochs, bench.anneal_every, bench.ls_patience) == (30, 60, 15, None)
 
 
 @pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")
-@pytest.mark.parametrize(("patience", "linear"), [(3, LINEAR), (0, 5)], ids=["linear-epochs-capped", "val-loss-stops-falling"])
+@pytest.mark.parametrize(("patience", "linear"), [(None, LINEAR), (3, LINEAR), (0, 5)],
+                         ids=["fixed-linear-epochs", "linear-epochs-capped", "val-loss-stops-falling"])
 def test_same_seed_same_weights_as_the_benchmark(tmp_path, patience, linear):
     bench = _benchmark()
     args = bench.parse_args(["--data-dir", str(FIXTURES), "--tasks", "1,8", "--seed", str(SEED), "--dim", str(DIM),
                              "--batch-size", str(BATCH), "--ls-lr", str(LR), "--ls-epochs", str(linear),
-                             "--ls-patience", str(patience), "--epochs", str(MAIN), "--anneal-every", str(ANNEAL)])
+                             "--ls-patience", str(patience).lower(), "--epochs", str(MAIN), "--anneal-every", str(ANNEAL)])
     model, _, history, linear_epochs = bench.train(args)
     assert [row["lr"] for row in history] == [LR] * linear_epochs + [LR, LR, LR / 2]
-    assert linear_epochs == linear if patience else linear_epochs < linear, "each case ends linear start its own way"
+    assert linear_epochs == linear if patience != 0 else linear_epochs < linear, "each case ends linear start its own way"
 
     main(["fit", "--config", str(_shrunk_preset(tmp_path, patience, linear)), "--seed_everything", str(SEED)])
     saved = torch.load(next((tmp_path / "runs").rglob("last.ckpt")), weights_only=True)

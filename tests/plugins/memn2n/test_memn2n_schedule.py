@@ -73,3 +73,24 @@ def test_restart_schedules_and_refused_settings():
     assert optimizer.param_groups[0]["lr"] == 0.005 and scheduler.last_epoch == 0 and scheduler.get_last_lr() == [0.005]
     with pytest.raises(ConfigError, match="max_linear_epochs must be a positive integer"):
         LinearStartSchedule(max_linear_epochs=0)
+
+
+def test_monitor_null_runs_exactly_the_linear_epochs_as_the_original_code():
+    trainer, _, scheduler = _trainer()
+    module = SimpleNamespace(model=_Switch())
+    callback = LinearStartSchedule(monitor=None, max_linear_epochs=3, main_epochs=2)
+    rates = [_epoch(callback, trainer, module, scheduler, loss) for loss in (1.0, 5.0, 9.0)]  # rising: no early end
+    assert rates == [0.005] * 3 and not callback.active and callback.main_from_epoch == 3
+    assert module.model.flags == [False] and trainer.fit_loop.max_epochs == 5
+    with pytest.raises(ConfigError, match="linear start would never end; set max_linear_epochs"):
+        LinearStartSchedule(monitor=None)
+
+
+def test_monitor_null_does_not_read_the_metrics():
+    trainer, _, scheduler = _trainer()
+    module = SimpleNamespace(model=_Switch())
+    callback = LinearStartSchedule(monitor=None, max_linear_epochs=2, main_epochs=1)
+    callback.on_train_epoch_start(trainer, module)
+    trainer.callback_metrics = {}  # nothing logged: a monitor would raise here
+    callback.on_validation_end(trainer, module)
+    assert callback.active and module.model.flags == []
