@@ -3,7 +3,9 @@
 Trains ``MemN2N`` (the model of ``configs/memn2n/``) on ``BabiDataModule``'s splits with a plain
 PyTorch loop (no Lightning: the same model and data classes, less overhead per step), following
 Sukhbaatar et al. (2015, sec. 4.2): SGD on the cost *summed* over a batch of 32, gradients of norm
-above 40 scaled down to 40, weights from N(0, 0.1), 10% of the training stories held out for
+above 40 scaled down to 40 (``--clip each``, the default: each weight's gradient on its own, by its
+largest singular value, as the original code's ``nn/Weight.m``; ``--clip joint``: all gradients together,
+by their 2-norm, as Lightning's ``gradient_clip_val``), weights from N(0, 0.1), 10% of the training stories held out for
 validation, the last 50 sentences of a story, K = 3 hops, adjacent tying, PE, TE and RN.
 
 Linear start (``--linear-start``, on by default): a first phase without the softmax of the hops at
@@ -42,6 +44,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from mannkit.callbacks.clip_each import ClipEachGradient
 from mannkit.core.registry import load_plugins
 from mannkit.tasks import BabiDataModule
 
@@ -86,6 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory-size", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-grad-norm", type=float, default=40.0, help="of the summed cost's gradient")
+    p.add_argument("--clip", choices=("each", "joint"), default="each",
+                   help="clip each weight's gradient alone by its spectral norm (the original code, the presets' "
+                        "ClipEachGradient), or all together by their 2-norm (gradient_clip_val)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
@@ -156,7 +162,7 @@ def evaluate(model: torch.nn.Module, split, batch_size: int = 256) -> dict:  # n
 
 
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader, args: argparse.Namespace) -> tuple[float, int]:  # noqa: ANN001
-    """One pass over the shuffled training questions: SGD on the summed cost, gradient norm clipped.
+    """One pass over the shuffled training questions: SGD on the summed cost, gradient norms clipped (``args.clip``).
 
     ``loader`` is ``data.train_dataloader()``, made once, as ``mannkit fit`` makes it, so that the same seed
     gives the same batch order (the loader shuffles with a generator of its own, seeded when it is made).
@@ -169,7 +175,10 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader
             continue
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        if args.clip == "each":  # each weight alone, by its largest singular value (the original code)
+            ClipEachGradient(args.max_grad_norm, norm="spectral").clip(model.parameters())
+        else:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
         optimizer.step()
         cost += loss.item()
     return cost / len(loader.dataset), nonfinite

@@ -4,6 +4,7 @@ from mannkit.callbacks.attention_pictures import AttentionPictures
 from mannkit.callbacks.checkpoint import Checkpoint
 from mannkit.callbacks.converged_lr import LowerLROnTarget
 from mannkit.callbacks.checkpoint_io import AtomicCheckpointIO, CheckpointError, read_checkpoint
+from mannkit.callbacks.clip_each import ClipEachGradient
 from mannkit.callbacks.curriculum import Curriculum
 from mannkit.callbacks.generalisation import LengthGeneralisation
 from mannkit.callbacks.grad_norm import GradNormMonitor
@@ -18,6 +19,7 @@ __all__ = [
     "AttentionPictures",
     "Checkpoint",
     "CheckpointError",
+    "ClipEachGradient",
     "Curriculum",
     "GradNormMonitor",
     "LengthGeneralisation",

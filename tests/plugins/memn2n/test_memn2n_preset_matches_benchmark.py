@@ -20,6 +20,7 @@ ROOT = Path(__file__).parents[3]
 PRESET = ROOT / "configs" / "memn2n" / "babi_1k_joint.yaml"
 FIXTURES = ROOT / "tests" / "fixtures" / "babi"
 SEED, LR, DIM, BATCH, LINEAR, MAIN, ANNEAL = 3, 0.05, 8, 3, 2, 3, 2
+CLIP = 0.5  # low enough that the fixture's gradients are clipped (each weight alone, in both)
 
 
 def _benchmark():
@@ -36,6 +37,8 @@ def _shrunk_preset(tmp_path: Path, patience: int | None = None, linear: int = LI
             callback["init_args"].update(max_linear_epochs=linear, main_epochs=MAIN)
             if patience is not None:  # the paper's reading: end when val/loss stops falling
                 callback["init_args"].update(monitor="val/loss", patience=patience)
+        if callback["class_path"] == "ClipEachGradient":
+            callback["init_args"].update(max_norm=CLIP)
     config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if c["class_path"] != "AttentionPictures"]
     config["trainer"].update(default_root_dir=str(tmp_path / "runs"), enable_progress_bar=False, logger=False)
     system = config["model"]["init_args"]
@@ -53,12 +56,14 @@ def test_the_preset_keeps_the_papers_settings():
     trainer, system = config["trainer"], config["model"]["init_args"]
     schedule = next(c["init_args"] for c in trainer["callbacks"] if c["class_path"] == "LinearStartSchedule")
     assert system["loss_reduction"] == "sum" and system["optimizer"]["init_args"]["lr"] == 0.005
-    assert trainer["gradient_clip_val"] == 40.0 and system["lr_scheduler"]["init_args"] == {"step_size": 15, "gamma": 0.5}
+    assert "gradient_clip_val" not in trainer and system["lr_scheduler"]["init_args"] == {"step_size": 15, "gamma": 0.5}
+    clip = next(c["init_args"] for c in trainer["callbacks"] if c["class_path"] == "ClipEachGradient")
+    assert clip == {"max_norm": 40.0, "norm": "spectral"}, "each weight clipped alone, as the original code's nn/Weight.m"
     assert schedule == {"monitor": None, "max_linear_epochs": 30, "main_epochs": 60}, "30 linear epochs, as the original code"
     assert trainer["max_epochs"] >= 30 + 60
     bench = _benchmark().parse_args(["--data-dir", "x"])
     assert (bench.ls_lr, bench.lr, bench.max_grad_norm, bench.batch_size, bench.dim, bench.memory_size) == (0.005, 0.005, 40.0, 32, 50, 50)
-    assert (bench.ls_epochs, bench.epochs, bench.anneal_every, bench.ls_patience) == (30, 60, 15, None)
+    assert (bench.ls_epochs, bench.epochs, bench.anneal_every, bench.ls_patience, bench.clip) == (30, 60, 15, None, "each")
 
 
 @pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")
@@ -68,7 +73,8 @@ def test_same_seed_same_weights_as_the_benchmark(tmp_path, patience, linear):
     bench = _benchmark()
     args = bench.parse_args(["--data-dir", str(FIXTURES), "--tasks", "1,8", "--seed", str(SEED), "--dim", str(DIM),
                              "--batch-size", str(BATCH), "--ls-lr", str(LR), "--ls-epochs", str(linear),
-                             "--ls-patience", str(patience).lower(), "--epochs", str(MAIN), "--anneal-every", str(ANNEAL)])
+                             "--ls-patience", str(patience).lower(), "--epochs", str(MAIN), "--anneal-every", str(ANNEAL),
+                             "--max-grad-norm", str(CLIP)])
     model, _, history, linear_epochs = bench.train(args)
     assert [row["lr"] for row in history] == [LR] * linear_epochs + [LR, LR, LR / 2]
     assert linear_epochs == linear if patience != 0 else linear_epochs < linear, "each case ends linear start its own way"
