@@ -53,6 +53,7 @@ _DOTTED = re.compile(r"Expected a dot import path string: (\S+)")
 _PATH_ALTERNATIVE = "Expected a path but"
 _TYPE = re.compile(r"Expected an? <class '([\w.]+)'>(?:\. Got value: (.*))?$")
 _CLASS_REPR = re.compile(r"<class '([\w.]+)'>")
+_LITERAL = re.compile(r"Expected an? typing\.Literal\[(.*)\]$")
 
 
 @dataclass
@@ -229,8 +230,10 @@ def _union(nodes: list[_Node], path: list[str], owner: type | None, option: str 
             expected = listed or expected_classes(owner, option)
             return _class_problem(dotted.group(1), ".".join(path), expected, "'NoneType'" in subtypes, owner)
     kinds = [m.group(1) for m in (_TYPE.match(e.text) for e in errors) if m]
-    if kinds and len(kinds) == len(errors) and given is not None and not given.startswith("NestedArg("):
-        return Problem(".".join(path), "bad_value", f"expected {_type_words(kinds)}, got {given!r}", value=given, owner=owner)
+    choices = [m.group(1) for m in (_LITERAL.match(e.text) for e in errors) if m]  # "'code', 'paper'"
+    if kinds + choices and len(kinds) + len(choices) == len(errors) and given is not None and not given.startswith("NestedArg("):
+        words = " or ".join(filter(None, [_type_words(kinds) if kinds else "", *(f"one of {c}" for c in choices)]))
+        return Problem(".".join(path), "bad_value", f"expected {words}, got {given!r}", value=given, owner=owner)
     return _walk(intent, path, owner, option) if intent else None
 
 

@@ -8,8 +8,11 @@ Each sentence ``x_i`` is held twice (eq. 1-2 of the paper):
 - as a key, the input memory ``m_i = sum_j l_j * A x_ij + T_A(i)``, which the question attends over;
 - as a value, the output memory ``c_i = sum_j l_j * C x_ij + T_C(i)``, which is read.
 
-``l_j`` is the position encoding (:func:`mannkit.nn.text.position_weights`; all ones without it),
-``T_A``/``T_C`` the temporal encoding, indexed here by *recency*: 0 for the most recent sentence,
+``l_j`` is the position encoding (:func:`mannkit.nn.text.position_weights`; all ones without it), by
+default in the original code's form ``l_kj = 1 + 4 (k - (D+1)/2)(j - (J+1)/2) / (D J)``: with the form the
+paper prints, ``(1 - j/J) - (k/D)(1 - 2j/J)`` (``position_encoding: paper``), MemN2N did not learn bAbI
+task 16 (50-53% test error on the 1k set alone, seeds 0 and 1, against 0.4-0.5% with the code's form).
+``T_A``/``T_C`` are the temporal encoding, indexed here by *recency*: 0 for the most recent sentence,
 1 for the one before, ... (so the newest sentence has the same time vector in every story).
 Random noise (RN, sec. 4.1) inserts empty memories at random while training: each real sentence
 is followed by an empty one with probability ``random_noise``, which adds one to the recency of it
@@ -42,7 +45,7 @@ from torch import Tensor, nn
 from mannkit.core.errors import ConfigError, ShapeError
 from mannkit.core.interfaces import Memory
 from mannkit.core.registry import register
-from mannkit.nn.text import encode_sentences
+from mannkit.nn.text import encode_sentences, position_coefficients, position_form
 
 __all__ = [
     "INIT_STD",
@@ -152,46 +155,49 @@ def most_recent(story: Tensor, size: int) -> Tensor:
 DENSE_BAG_LIMIT = 1 << 22
 
 
-def word_weights(words: Tensor, position: bool = True, dtype: torch.dtype = torch.float32) -> Tensor:
-    """The weight of each word in the bags of :func:`word_bags`: ``[2, S, L]`` (``1 - j/J``, ``1 - 2j/J``) with
-    the position encoding, else ``[1, S, L]`` (1 per word); 0 at padding.
+def word_weights(words: Tensor, position: bool | str = True, dtype: torch.dtype = torch.float32, dim: int = 1) -> Tensor:
+    """The weight of each word in the bags of :func:`word_bags`: ``[2, S, L]`` (``a_j``, ``b_j`` of
+    :func:`mannkit.nn.text.position_coefficients`, so that ``l_kj = a_j - (k/D) b_j``) with the position
+    encoding, else ``[1, S, L]`` (1 per word); 0 at padding.
 
     Args:
         words: word ids ``[S, L]``.
+        position: True or ``code`` (the original code's form), ``paper`` (the printed form), False (none).
+        dim: D, the embedding width (the ``code`` form's ``a_j`` depends on it).
     """
-    present = words.ne(0).to(dtype)  # [S, L]
-    if not position:
-        return present.unsqueeze(0)  # [1, S, L]
-    j = torch.arange(1, words.shape[-1] + 1, device=words.device, dtype=dtype)  # [L]
-    ratio = j / present.sum(-1, keepdim=True).clamp_min(1)  # j / J, [S, L]
-    return torch.stack([(1 - ratio) * present, (1 - 2 * ratio) * present])  # [2, S, L]
+    form = position_form(position, default="code")
+    if form is None:
+        return words.ne(0).to(dtype).unsqueeze(0)  # [1, S, L]
+    return torch.stack(position_coefficients(words, dim, form, dtype))  # [2, S, L]
 
 
-def word_bags(words: Tensor, vocab_size: int, position: bool = True, dtype: torch.dtype = torch.float32) -> Tensor:
+def word_bags(words: Tensor, vocab_size: int, position: bool | str = True, dtype: torch.dtype = torch.float32,
+              dim: int = 1) -> Tensor:
     """Each sentence as weighted word counts over the vocabulary, so that ``bags @ A`` embeds every sentence.
 
-    With the position encoding ``l_kj = (1 - j/J) - (k/D)(1 - 2j/J)`` a sentence is
-    ``sum_j (1 - j/J) A x_j - (k/D) sum_j (1 - 2j/J) A x_j``: two bags, weighted by ``1 - j/J`` and
-    ``1 - 2j/J``; without it, one bag of counts. Padding (id 0) weighs 0.
+    With the position encoding ``l_kj = a_j - (k/D) b_j`` a sentence is
+    ``sum_j a_j A x_j - (k/D) sum_j b_j A x_j``: two bags, weighted by ``a_j`` and ``b_j``
+    (:func:`word_weights`); without it, one bag of counts. Padding (id 0) weighs 0.
 
     Args:
         words: word ids ``[..., L]`` (0 = padding, the words of a sentence first); S sentences in all.
         vocab_size: V.
-        position: two position-weighted bags, else one bag of counts.
+        position: True or ``code``, ``paper``: two position-weighted bags; False: one bag of counts.
+        dim: D, the width of the table the bags will multiply.
 
     Returns:
         ``[G, S, V]`` with G = 2 (position) or 1.
 
-    >>> word_bags(torch.tensor([[2, 1, 0]]), 3).tolist()   # J = 2: weights 1/2, 0 and 0, -1
+    >>> word_bags(torch.tensor([[2, 1, 0]]), 3, position="paper").tolist()   # J = 2: weights 1/2, 0 and 0, -1
     [[[0.0, 0.0, 0.5]], [[0.0, -1.0, 0.0]]]
     """
     flat = words.reshape(-1, words.shape[-1])  # [..., L] -> [S, L], one row per sentence
-    weights = word_weights(flat, position, dtype)  # [G, S, L]
+    weights = word_weights(flat, position, dtype, dim)  # [G, S, L]
     index = flat.unsqueeze(0).expand(weights.shape[0], -1, -1)  # [G, S, L]
     return torch.zeros(weights.shape[0], flat.shape[0], vocab_size, device=words.device, dtype=dtype).scatter_add_(-1, index, weights)
 
 
-def embed_sentences(words: Tensor, table: Tensor, position: bool = True, bags: Tensor | None = None) -> Tensor:
+def embed_sentences(words: Tensor, table: Tensor, position: bool | str = True, bags: Tensor | None = None) -> Tensor:
     """``sum_j l_j * A x_j`` for word ids, without an ``[..., L, D]`` intermediate.
 
     The same numbers as :func:`mannkit.nn.text.encode_sentences` of the looked-up embeddings,
@@ -202,7 +208,7 @@ def embed_sentences(words: Tensor, table: Tensor, position: bool = True, bags: T
     Args:
         words: word ids ``[..., L]``.
         table: A, ``[V, D]``.
-        position: the position encoding (else a plain bag of words).
+        position: the position encoding: True or ``code``, ``paper``; False for a plain bag of words.
         bags: :func:`word_bags` of ``words`` if already made (hops share them).
 
     Returns:
@@ -212,14 +218,14 @@ def embed_sentences(words: Tensor, table: Tensor, position: bool = True, bags: T
     k = torch.arange(1, D + 1, device=words.device, dtype=table.dtype) / D  # k / D, [D]
     if bags is None and words.numel() // L * V > DENSE_BAG_LIMIT:
         flat = words.reshape(-1, L)  # [S, L]
-        if not position:
+        if position_form(position) is None:
             return F.embedding_bag(flat, table, mode="sum", padding_idx=0).reshape(*words.shape[:-1], D)  # [S, D] -> [..., D]
-        weights = word_weights(flat, True, table.dtype)  # [2, S, L]
+        weights = word_weights(flat, position, table.dtype, D)  # [2, S, L]
         first, second = (F.embedding_bag(flat, table, per_sample_weights=w, mode="sum", padding_idx=0) for w in weights)
         return (first - k * second).reshape(*words.shape[:-1], D)  # [S, D] -> [..., D]
-    bags = word_bags(words, V, position, table.dtype) if bags is None else bags
+    bags = word_bags(words, V, position, table.dtype, D) if bags is None else bags
     sums = bags @ table  # [G, S, V] @ [V, D] -> [G, S, D]
-    out = sums[0] - k * sums[1] if position else sums[0]  # [S, D]
+    out = sums[0] - k * sums[1] if bags.shape[0] == 2 else sums[0]  # [S, D]
     return out.reshape(*words.shape[:-1], D)  # [S, D] -> [..., D]
 
 
@@ -233,12 +239,13 @@ class SentenceEncoder(nn.Module):
         vocab_size: V, words in the vocabulary (row 0, padding, is never used).
         dim: D, the embedding width.
         slots: rows of the temporal table (0 for no temporal encoding).
-        position: weight words by the position encoding (else a bag of words).
+        position: the position encoding: True or ``code`` (the original code's form), ``paper`` (the
+            printed form); False for a bag of words.
     """
 
-    def __init__(self, vocab_size: int, dim: int, slots: int = 0, position: bool = True) -> None:
+    def __init__(self, vocab_size: int, dim: int, slots: int = 0, position: bool | str = True) -> None:
         super().__init__()
-        self.position = position
+        self.position = position_form(position, default="code")  # "code", "paper" or None
         self.words = nn.Parameter(torch.randn(vocab_size, dim) * INIT_STD)  # A (or B, C): [V, D]
         self.time = nn.Parameter(torch.randn(slots, dim) * INIT_STD) if slots else None  # T_A (or T_C): [slots, D]
 
@@ -256,9 +263,9 @@ class SentenceEncoder(nn.Module):
         """
         if words.is_floating_point():
             embedded = words @ self.words  # [..., L, V] @ [V, D] -> [..., L, D]
-            sentences = encode_sentences(embedded, _word_ids(words), self.position)  # [..., D]
+            sentences = encode_sentences(embedded, _word_ids(words), self.position or False)  # [..., D]
         else:
-            sentences = embed_sentences(words, self.words, self.position, bags)  # [..., D]
+            sentences = embed_sentences(words, self.words, self.position or False, bags)  # [..., D]
         if self.time is not None and times is not None:
             sentences = sentences + self.time[times]  # + T_A(i): [...] indices -> [..., D]
         return sentences
@@ -267,6 +274,14 @@ class SentenceEncoder(nn.Module):
 def _check_int(owner: str, name: str, value: object, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(f"{owner}: {name} must be an integer of at least {low}, got {value!r}; set {name} to {low} or more.")
+
+
+def _check_position(owner: str, value: object) -> None:
+    if value not in (True, False, "code", "paper"):
+        raise ConfigError(
+            f"{owner}: position_encoding must be true, false, code or paper, got {value!r}; use true (the original "
+            "code's form, code) or paper (the form the paper prints)."
+        )
 
 
 def _check_noise(owner: str, value: object) -> None:
@@ -288,7 +303,8 @@ class StoryMemory(Memory):
     Args:
         slots: N, the sentences the memory holds (the rows of the temporal tables).
         word_size: D, the embedding width.
-        position_encoding: weight the words of a sentence by their position (sec. 4.1), else a bag of words.
+        position_encoding: weight the words of a sentence by their position (sec. 4.1): True or ``code``
+            (the original code's form), ``paper`` (the printed form); False for a bag of words.
         temporal_encoding: add a learned vector per recency index to every memory (``T_A``, ``T_C``).
         random_noise: while training, the probability of an empty memory after each sentence (RN); 0 for none.
     """
@@ -297,7 +313,7 @@ class StoryMemory(Memory):
         self,
         slots: int = 50,
         word_size: int = 20,
-        position_encoding: bool = True,
+        position_encoding: bool | str = True,
         temporal_encoding: bool = True,
         random_noise: float = 0.0,
     ) -> None:
@@ -305,6 +321,7 @@ class StoryMemory(Memory):
         _check_int("StoryMemory", "slots", slots, 1)
         _check_int("StoryMemory", "word_size", word_size, 1)
         _check_noise("StoryMemory", random_noise)
+        _check_position("StoryMemory", position_encoding)
         self.slots, self._word_size = slots, word_size
         self.position_encoding, self.temporal_encoding = position_encoding, temporal_encoding
         self.random_noise = float(random_noise)
@@ -372,7 +389,8 @@ class StoryMemory(Memory):
                 cache["times"] = times.reshape(-1)[rows]  # [B, N] -> [S]
             vocab = self.keys.words.shape[0]
             if not story.is_floating_point() and words.shape[0] * vocab <= DENSE_BAG_LIMIT:
-                cache["bags"] = word_bags(words, vocab, self.position_encoding, self.keys.words.dtype)  # [G, S, V]
+                cache["bags"] = word_bags(words, vocab, self.position_encoding, self.keys.words.dtype,
+                                          self._word_size)  # [G, S, V]
         rows, words = cache["rows"], cache["words"]
         B, N = mask.shape
         encoded = []

@@ -39,7 +39,16 @@ from mannkit.core.errors import ConfigError, ShapeError
 from mannkit.core.interfaces import Addressing, QAModel, QAOutput
 from mannkit.core.registry import register
 from mannkit_memn2n.hop import HopController, HopReadHead, _linear_refused, has_scores
-from mannkit_memn2n.memory import INIT_STD, SentenceEncoder, StoryMemory, _check_int, _check_noise, recent_slots, story_mask
+from mannkit_memn2n.memory import (
+    INIT_STD,
+    SentenceEncoder,
+    StoryMemory,
+    _check_int,
+    _check_noise,
+    _check_position,
+    recent_slots,
+    story_mask,
+)
 
 __all__ = ["MemN2N", "tied_answer_ids", "answer_matrix"]
 
@@ -96,7 +105,10 @@ class MemN2N(QAModel):
         tying: ``adjacent`` (``A^{k+1} = C^k``, ``B = A^1``, ``W^T = C^K`` for one-word answers when
             the system passes ``answer_words`` to :meth:`bind`) or ``layerwise``
             (one A and one C for every hop, plus a learned H between hops).
-        position_encoding: weight words by their position in the sentence (PE), else a bag of words.
+        position_encoding: weight words by their position in the sentence (PE): True or ``code``, the
+            original code's form ``1 + 4 (k - (D+1)/2)(j - (J+1)/2) / (D J)``; ``paper``, the form sec. 4.1
+            prints, ``(1 - j/J) - (k/D)(1 - 2j/J)`` (with it MemN2N did not learn bAbI task 16); False, a bag
+            of words.
         temporal_encoding: add a learned vector per recency index to the memories (``T_A``, ``T_C``).
         random_noise: while training, the probability of an empty memory after each sentence (RN,
             which regularises ``T_A``/``T_C``); 0 for none.
@@ -117,7 +129,7 @@ class MemN2N(QAModel):
         embedding_dim: int = 20,
         hops: int = 3,
         tying: Literal["adjacent", "layerwise"] = "adjacent",
-        position_encoding: bool = True,
+        position_encoding: bool | Literal["code", "paper"] = True,
         temporal_encoding: bool = True,
         random_noise: float = 0.1,
         linear_start: bool = False,
@@ -130,6 +142,7 @@ class MemN2N(QAModel):
         if tying not in TYINGS:
             raise ConfigError(f"MemN2N: tying must be adjacent or layerwise, got {tying!r}; pick one of those.")
         _check_noise("MemN2N", random_noise)
+        _check_position("MemN2N", position_encoding)
         if memory_size is not None:
             _check_int("MemN2N", "memory_size", memory_size, 1)
         self.head = HopReadHead(addressing)  # one head (and addressing) for every hop

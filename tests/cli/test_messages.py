@@ -198,3 +198,11 @@ def test_checkpoint_from_another_version(checkpoint, tmp_path, capsys, edit, mes
 
 def test_explain_reads_plain_messages_as_none():
     assert explain("unrecognized arguments: --trainer.max_stepz 3") is None
+
+
+def test_a_bool_or_literal_option_names_both_kinds_of_value(capsys):
+    preset = Path(__file__).parents[2] / "configs" / "memn2n" / "babi_1k_joint.yaml"
+    err = _error(capsys, ["fit", "--config", str(preset), "--model.init_args.model.init_args.position_encoding", "matlab",
+                          "--print_config"])
+    assert re.search(r"model\.init_args\.model\.init_args\.position_encoding: expected true or false or one of 'code', 'paper', "
+                     r"got 'matlab'; fix that value", err), err

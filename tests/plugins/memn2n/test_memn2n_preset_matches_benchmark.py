@@ -67,7 +67,7 @@ def test_the_preset_keeps_the_papers_settings():
 
 
 @pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")
-@pytest.mark.parametrize(("patience", "linear"), [(None, LINEAR), (3, LINEAR), (0, 5)],
+@pytest.mark.parametrize(("patience", "linear"), [(None, LINEAR), (3, LINEAR), (0, 12)],
                          ids=["fixed-linear-epochs", "linear-epochs-capped", "val-loss-stops-falling"])
 def test_same_seed_same_weights_as_the_benchmark(tmp_path, patience, linear):
     bench = _benchmark()

@@ -85,7 +85,7 @@ def test_story_mask_of_ids_and_of_word_distributions():
     assert torch.equal(story_mask(soft), story_mask(story))
 
 
-@pytest.mark.parametrize("position", [True, False], ids=["position", "bag"])
+@pytest.mark.parametrize("position", ["code", "paper", False], ids=["code-form", "paper-form", "bag"])
 @pytest.mark.parametrize("dense", [True, False], ids=["dense-bags", "embedding-bag"])
 def test_embed_sentences_matches_the_shared_position_encoding(position, dense, monkeypatch):
     if not dense:
@@ -101,7 +101,7 @@ def test_embed_sentences_matches_the_shared_position_encoding(position, dense, m
 
 
 def test_word_bags_by_hand():
-    bags = word_bags(torch.tensor([[[4, 2, 4, 0]]]), V)  # one sentence of J = 3 words
+    bags = word_bags(torch.tensor([[[4, 2, 4, 0]]]), V, position="paper")  # one sentence of J = 3 words
     assert bags.shape == (2, 1, V)
     # word 4 at j = 1 and 3: (1 - 1/3) + (1 - 3/3) = 2/3 and (1 - 2/3) + (1 - 6/3) = -2/3; word 2 at j = 2: 1/3 and -1/3
     assert torch.allclose(bags[:, 0, 4], torch.tensor([2 / 3, -2 / 3])) and torch.allclose(bags[:, 0, 2], torch.tensor([1 / 3, -1 / 3]))
@@ -109,15 +109,29 @@ def test_word_bags_by_hand():
     assert word_bags(torch.tensor([[4, 2, 4, 0]]), V, position=False)[0, 0, 4] == 2
 
 
+def test_word_bags_of_the_code_form_by_hand():
+    # J = 3, D = 2: c_j = (j - 2) / 3 = -1/3, 0, 1/3; a_j = 1 - 2 c_j (D + 1) / D = 2, 1, 0; b_j = -4 c_j = 4/3, 0, -4/3
+    bags = word_bags(torch.tensor([[4, 2, 4, 0]]), V, position="code", dim=2)
+    assert torch.allclose(bags[:, 0, 4], torch.tensor([2.0 + 0.0, 4 / 3 - 4 / 3])) and torch.allclose(bags[:, 0, 2], torch.tensor([1.0, 0.0]))
+    # so l_kj = a_j - (k/D) b_j = 1 + 4 (k - 3/2)(j - 2) / 6: word 1 weighs 1 + 1/3 in k = 1 and 1 - 1/3 in k = 2
+    table = torch.zeros(V, 2)
+    table[4, :] = 1.0
+    one = embed_sentences(torch.tensor([[4, 0, 0, 0]]), table, "code")  # J = 1: c = 0, every weight 1
+    assert torch.allclose(one, torch.tensor([[1.0, 1.0]]))
+    first = embed_sentences(torch.tensor([[4, 2, 2, 0]]), table, "code")  # word 4 at j = 1 of 3 only
+    assert torch.allclose(first, torch.tensor([[4 / 3, 2 / 3]]))
+
+
 # -- encoders -------------------------------------------------------------------------------------
 def test_encoder_is_the_position_weighted_sum_plus_the_time_row():
     torch.manual_seed(0)
     encoder = SentenceEncoder(V, D, slots=N, position=True).double()
+    assert encoder.position == "code", "True is the original code's form"
     story, times = _story(), torch.tensor([[4, 3, 2, 1, 0], [2, 1, 0, 0, 0], [0] * 5])
     out = encoder(story, times)  # [B, N, D]
     b, i = 1, 0  # by hand: sum_j l_kj A[x_j] + T_A[t]
     words = story[b, i]
-    expected = (position_weights(words, D, torch.float64) * encoder.words[words]).sum(0) + encoder.time[2]
+    expected = (position_weights(words, D, torch.float64, "code") * encoder.words[words]).sum(0) + encoder.time[2]
     assert out.shape == (B, N, D) and torch.allclose(out[b, i], expected)
 
 

@@ -243,6 +243,7 @@ def test_registered_as_a_model():
         ({"tying": "rnn"}, r"MemN2N: tying must be adjacent or layerwise, got 'rnn'; pick one of those\."),
         ({"random_noise": -0.1}, r"MemN2N: random_noise must be a probability in \[0, 1\), got -0\.1"),
         ({"memory_size": 0}, r"MemN2N: memory_size must be an integer of at least 1, got 0"),
+        ({"position_encoding": "matlab"}, r"MemN2N: position_encoding must be true, false, code or paper, got 'matlab'; use true"),
         ({"addressing": "DotProductAddressing"}, r"HopReadHead: addressing must be an Addressing component, got str"),
     ],
 )
