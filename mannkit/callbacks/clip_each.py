@@ -91,7 +91,9 @@ class ClipEachGradient(Callback):
         for p in parameters:
             if p.grad is None:
                 continue
-            n = gradient_norm(p.grad, self.norm)
+            n = gradient_norm(p.grad, "frobenius")  # never below the spectral norm: under the bound, no SVD is needed
+            if self.norm == "spectral" and torch.isfinite(n) and n > self.max_norm:
+                n = gradient_norm(p.grad, "spectral")
             if torch.isfinite(n) and n > self.max_norm:
                 p.grad.mul_((self.max_norm / n).to(p.grad.dtype))
                 clipped += 1

@@ -81,3 +81,11 @@ def test_in_a_trainer_the_optimizer_sees_each_gradient_clipped_on_its_own():
 def test_with_the_trainers_own_clip_it_refuses_to_clip_twice():
     with pytest.raises(ConfigError, match=r"^ClipEachGradient: trainer.gradient_clip_val is 40.0, .* set trainer.gradient_clip_val to null"):
         _trainer(callbacks=[ClipEachGradient()], gradient_clip_val=40.0).fit(_TwoWeights())
+
+
+def test_a_frobenius_norm_above_the_bound_with_a_spectral_norm_below_is_kept():
+    p = torch.nn.Parameter(torch.zeros(2, 2))
+    p.grad = torch.tensor([[30.0, 0.0], [0.0, 30.0]])  # Frobenius 42.4, largest singular value 30
+    assert ClipEachGradient(max_norm=35.0).clip([p]) == 0 and p.grad.tolist() == [[30.0, 0.0], [0.0, 30.0]]
+    assert ClipEachGradient(max_norm=35.0, norm="frobenius").clip([p]) == 1
+    assert float(p.grad.norm()) == pytest.approx(35.0)
