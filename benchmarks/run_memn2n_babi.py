@@ -84,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default: MemN2N's dot product; one without scores() needs --no-linear-start)")
     p.add_argument("--tying", choices=("adjacent", "layerwise"), default="adjacent")
     p.add_argument("--position-encoding", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--position-form", choices=("code", "paper"), default="code",
+                   help="the position encoding's form: the original code's (default) or the one the paper prints")
     p.add_argument("--temporal-encoding", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--random-noise", type=float, default=0.1)
     p.add_argument("--memory-size", type=int, default=50)
@@ -122,7 +124,8 @@ def build_model(args: argparse.Namespace, data: BabiDataModule) -> torch.nn.Modu
     from mannkit.tasks.babi import answer_word_ids
     from mannkit_memn2n import MemN2N
 
-    model = MemN2N(embedding_dim=args.dim, hops=args.hops, tying=args.tying, position_encoding=args.position_encoding,
+    position = args.position_form if args.position_encoding else False  # "code", "paper" or no position encoding
+    model = MemN2N(embedding_dim=args.dim, hops=args.hops, tying=args.tying, position_encoding=position,
                    temporal_encoding=args.temporal_encoding, random_noise=args.random_noise,
                    linear_start=args.linear_start, memory_size=args.memory_size,
                    addressing=_addressing(args.addressing))
