@@ -6,9 +6,9 @@ weight too. The MemN2N code that came with the paper (``MemN2N-babi-matlab``, ``
 weight matrix separately: before each update, a gradient ``G`` whose norm is above ``max_norm`` (40) is
 scaled to ``max_norm``; its norm is MATLAB's ``norm(G)``, the largest singular value of the matrix. With
 the summed cost of a batch of 32 every gradient of the MemN2N joint preset is far above 40 during linear
-start (medians 600-9,000 at initialisation), so each weight then moves by ``lr * 40`` per step whatever the
-others do, where a joint clip gives the largest table most of one shared step
-(benchmarks/RESULTS.md, "MemN2N on bAbI").
+start (medians 4e4-1e6 at initialisation, ``benchmarks/memn2n_grad_norms.py``), so each weight then
+moves by ``lr * 40`` per step whatever the others do, where a joint clip gives the largest table most of
+one shared step (benchmarks/RESULTS.md, "MemN2N on bAbI").
 
 The rule, for each parameter ``p`` with a gradient ``G`` (a 1-D ``G`` is a column, a ``G`` of more than two
 dimensions is viewed as ``[G.shape[0], -1]``)::
