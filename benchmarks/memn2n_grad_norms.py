@@ -33,13 +33,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-dir", required=True, help="the bAbI en folder (1k)")
     p.add_argument("--checkpoint", type=Path, default=None, help="weights to probe (default: a fresh model, seed 0)")
     p.add_argument("--softmax", action="store_true", help="probe with the softmax (after linear start) instead of without")
+    p.add_argument("--tasks", default="all", help="bAbI tasks, e.g. all (the preset's) or 1,8")
     p.add_argument("--batches", type=int, default=40)
     p.add_argument("--bound", type=float, default=40.0)
     args = p.parse_args(argv)
     load_plugins()
     torch.manual_seed(0)
     config = yaml.safe_load(PRESET.read_text())
-    settings = {**config["data"]["init_args"], "data_dir": args.data_dir}
+    tasks = "all" if args.tasks == "all" else [int(t) for t in args.tasks.split(",")]
+    settings = {**config["data"]["init_args"], "data_dir": args.data_dir, "tasks": tasks}
     data = BabiDataModule(**settings)
     data.setup("fit")
     if args.checkpoint is not None:
