@@ -89,6 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--temporal-encoding", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--random-noise", type=float, default=0.1)
     p.add_argument("--memory-size", type=int, default=50)
+    p.add_argument("--attend-empty-slots", action="store_true",
+                   help="let the hops attend to the empty memory slots too (score 0), as the original code's softmax")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-grad-norm", type=float, default=40.0, help="of the summed cost's gradient")
     p.add_argument("--clip", choices=("each", "joint"), default="each",
@@ -127,7 +129,7 @@ def build_model(args: argparse.Namespace, data: BabiDataModule) -> torch.nn.Modu
     position = args.position_form if args.position_encoding else False  # "code", "paper" or no position encoding
     model = MemN2N(embedding_dim=args.dim, hops=args.hops, tying=args.tying, position_encoding=position,
                    temporal_encoding=args.temporal_encoding, random_noise=args.random_noise,
-                   linear_start=args.linear_start, memory_size=args.memory_size,
+                   linear_start=args.linear_start, memory_size=args.memory_size, attend_empty_slots=args.attend_empty_slots,
                    addressing=_addressing(args.addressing))
     model.bind(data.vocab_size, data.answer_size, data.max_sentences, data.sentence_length, data.question_length,
                answer_words=answer_word_ids(data.vocab, data.answers))

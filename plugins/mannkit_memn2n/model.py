@@ -122,6 +122,11 @@ class MemN2N(QAModel):
             min(memory_size, N) slots. A longer story keeps its M most recent sentences, a shorter one
             is padded with empty slots, so the addressing always sees M slots; the trace is mapped back
             onto the story's own N slots. Default: N, the longest story of the data.
+        attend_empty_slots: let the hops' attention cover the empty slots too (zero key and value, so score 0
+            and nothing read), as the original code's softmax over its fixed M slots does: a hop can then put
+            weight on nothing. Off by default (empty slots get exactly zero weight). Jointly on bAbI 1k tasks
+            1-10 and 16 (seed 0) it gave 15.0% mean test error against 17.8%, tasks 6, 9, 10 2.0 / 1.6 / 4.8%
+            against 6.2 / 9.1 / 20.2%; not yet measured on all 20 tasks.
     """
 
     def __init__(
@@ -135,6 +140,7 @@ class MemN2N(QAModel):
         linear_start: bool = False,
         addressing: Addressing | None = None,
         memory_size: int | None = None,
+        attend_empty_slots: bool = False,
     ) -> None:
         super().__init__()
         _check_int("MemN2N", "embedding_dim", embedding_dim, 1)
@@ -152,6 +158,9 @@ class MemN2N(QAModel):
         self.embedding_dim, self.hops, self.tying = embedding_dim, hops, tying
         self.position_encoding, self.temporal_encoding = position_encoding, temporal_encoding
         self.random_noise, self.memory_size = float(random_noise), memory_size
+        if not isinstance(attend_empty_slots, bool):
+            raise ConfigError(f"MemN2N: attend_empty_slots must be true or false, got {attend_empty_slots!r}.")
+        self.attend_empty_slots = attend_empty_slots
         self.controller = HopController(embedding_dim, linear_map=tying == "layerwise")
         self.controller.bind(embedding_dim)
 
@@ -246,6 +255,8 @@ class MemN2N(QAModel):
             if k > 0:
                 u, _ = self.controller(o, u)  # u^{k+1} = H u^k + o^k
             state = memory.load(story, times, mask, cache)
+            if self.attend_empty_slots:  # empty slots (zero key, zero value) join the softmax with score 0
+                state = state._replace(mask=torch.ones_like(state.mask))
             params = self.query_maps[min(k, len(self.query_maps) - 1)](u).unsqueeze(1)  # [B, D] -> [B, 1, P]
             read = self.head(params, memory, state, head_state, record)
             head_state = read.state  # a stateful addressing carries its state from hop to hop

@@ -299,3 +299,16 @@ def test_learns_a_small_synthetic_qa_problem():
     with torch.no_grad():
         accuracy = (model.eval()(story, question).logits.argmax(-1) == answer).float().mean().item()
     assert accuracy > 0.9, accuracy
+
+
+@pytest.mark.parametrize("attend", [False, True], ids=["masked", "attend-empty-slots"])
+def test_empty_slots_get_weight_only_when_asked(attend):
+    model = MemN2N(embedding_dim=4, hops=2, attend_empty_slots=attend)
+    model.bind(vocab_size=6, answer_size=3, max_sentences=4, sentence_length=2, question_length=2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()  # every score is 0: the softmax is uniform over the slots it may weigh
+    story = torch.tensor([[[1, 2], [3, 4], [0, 0], [0, 0]]])  # two sentences, two empty slots
+    attention = model(story, torch.tensor([[1, 5]]), record=True).trace["attention"]  # [1, K, 4]
+    expected = [0.25] * 4 if attend else [0.5, 0.5, 0.0, 0.0]
+    assert torch.allclose(attention, torch.tensor(expected).expand(1, 2, 4))
