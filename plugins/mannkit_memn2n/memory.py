@@ -155,7 +155,7 @@ def most_recent(story: Tensor, size: int) -> Tensor:
 DENSE_BAG_LIMIT = 1 << 22
 
 
-def word_weights(words: Tensor, position: bool | str = True, dtype: torch.dtype = torch.float32, dim: int = 1) -> Tensor:
+def word_weights(words: Tensor, position: bool | str = True, dtype: torch.dtype = torch.float32, dim: int | None = None) -> Tensor:
     """The weight of each word in the bags of :func:`word_bags`: ``[2, S, L]`` (``a_j``, ``b_j`` of
     :func:`mannkit.nn.text.position_coefficients`, so that ``l_kj = a_j - (k/D) b_j``) with the position
     encoding, else ``[1, S, L]`` (1 per word); 0 at padding.
@@ -163,16 +163,18 @@ def word_weights(words: Tensor, position: bool | str = True, dtype: torch.dtype 
     Args:
         words: word ids ``[S, L]``.
         position: True or ``code`` (the original code's form), ``paper`` (the printed form), False (none).
-        dim: D, the embedding width (the ``code`` form's ``a_j`` depends on it).
+        dim: D, the embedding width (the ``code`` form's ``a_j`` depends on it; needed for that form).
     """
     form = position_form(position, default="code")
     if form is None:
         return words.ne(0).to(dtype).unsqueeze(0)  # [1, S, L]
+    if form == "code" and dim is None:
+        raise ValueError("word_weights: the code form of the position encoding needs dim (D, the embedding width).")
     return torch.stack(position_coefficients(words, dim, form, dtype))  # [2, S, L]
 
 
 def word_bags(words: Tensor, vocab_size: int, position: bool | str = True, dtype: torch.dtype = torch.float32,
-              dim: int = 1) -> Tensor:
+              dim: int | None = None) -> Tensor:
     """Each sentence as weighted word counts over the vocabulary, so that ``bags @ A`` embeds every sentence.
 
     With the position encoding ``l_kj = a_j - (k/D) b_j`` a sentence is
@@ -183,7 +185,7 @@ def word_bags(words: Tensor, vocab_size: int, position: bool | str = True, dtype
         words: word ids ``[..., L]`` (0 = padding, the words of a sentence first); S sentences in all.
         vocab_size: V.
         position: True or ``code``, ``paper``: two position-weighted bags; False: one bag of counts.
-        dim: D, the width of the table the bags will multiply.
+        dim: D, the width of the table the bags will multiply (needed for the ``code`` form).
 
     Returns:
         ``[G, S, V]`` with G = 2 (position) or 1.
@@ -277,7 +279,7 @@ def _check_int(owner: str, name: str, value: object, low: int) -> None:
 
 
 def _check_position(owner: str, value: object) -> None:
-    if value not in (True, False, "code", "paper"):
+    if not (value is True or value is False or value in ("code", "paper")):  # 1 and 0 are not true and false
         raise ConfigError(
             f"{owner}: position_encoding must be true, false, code or paper, got {value!r}; use true (the original "
             "code's form, code) or paper (the form the paper prints)."

@@ -109,6 +109,11 @@ def test_word_bags_by_hand():
     assert word_bags(torch.tensor([[4, 2, 4, 0]]), V, position=False)[0, 0, 4] == 2
 
 
+def test_the_code_form_needs_the_width():
+    with pytest.raises(ValueError, match="needs dim"):
+        word_bags(torch.tensor([[4, 2, 0]]), V, position="code")
+
+
 def test_word_bags_of_the_code_form_by_hand():
     # J = 3, D = 2: c_j = (j - 2) / 3 = -1/3, 0, 1/3; a_j = 1 - 2 c_j (D + 1) / D = 2, 1, 0; b_j = -4 c_j = 4/3, 0, -4/3
     bags = word_bags(torch.tensor([[4, 2, 4, 0]]), V, position="code", dim=2)

@@ -244,6 +244,7 @@ def test_registered_as_a_model():
         ({"random_noise": -0.1}, r"MemN2N: random_noise must be a probability in \[0, 1\), got -0\.1"),
         ({"memory_size": 0}, r"MemN2N: memory_size must be an integer of at least 1, got 0"),
         ({"position_encoding": "matlab"}, r"MemN2N: position_encoding must be true, false, code or paper, got 'matlab'; use true"),
+        ({"position_encoding": 1}, r"MemN2N: position_encoding must be true, false, code or paper, got 1; use true"),
         ({"addressing": "DotProductAddressing"}, r"HopReadHead: addressing must be an Addressing component, got str"),
     ],
 )
