@@ -91,6 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory-size", type=int, default=50)
     p.add_argument("--attend-empty-slots", action="store_true",
                    help="let the hops attend to the empty memory slots too (score 0), as the original code's softmax")
+    p.add_argument("--answer-softmax", choices=("classes", "vocabulary"), default="classes",
+                   help="the answer softmax over the answer classes (default) or over the whole vocabulary, as the original code's")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-grad-norm", type=float, default=40.0, help="of the summed cost's gradient")
     p.add_argument("--clip", choices=("each", "joint"), default="each",
@@ -130,7 +132,7 @@ def build_model(args: argparse.Namespace, data: BabiDataModule) -> torch.nn.Modu
     model = MemN2N(embedding_dim=args.dim, hops=args.hops, tying=args.tying, position_encoding=position,
                    temporal_encoding=args.temporal_encoding, random_noise=args.random_noise,
                    linear_start=args.linear_start, memory_size=args.memory_size, attend_empty_slots=args.attend_empty_slots,
-                   addressing=_addressing(args.addressing))
+                   answer_softmax=args.answer_softmax, addressing=_addressing(args.addressing))
     model.bind(data.vocab_size, data.answer_size, data.max_sentences, data.sentence_length, data.question_length,
                answer_words=answer_word_ids(data.vocab, data.answers))
     return model
@@ -149,7 +151,7 @@ def evaluate(model: torch.nn.Module, split, batch_size: int = 256) -> dict:  # n
     loss_sum, scorable, wrong, total = 0.0, 0, {}, {}
     with torch.no_grad():
         for batch in batches(split, batch_size):
-            logits = model(batch["story"], batch["question"]).logits
+            logits = model(batch["story"], batch["question"]).scores()  # [B, A] (+ the other words' column)
             answer, task = batch["answer"], batch["task"]
             keep = answer >= 0
             if keep.any():
@@ -174,7 +176,7 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader
     """
     cost, nonfinite = 0.0, 0
     for batch in loader:
-        loss = F.cross_entropy(model(batch["story"], batch["question"]).logits, batch["answer"], reduction="sum")
+        loss = F.cross_entropy(model(batch["story"], batch["question"]).scores(), batch["answer"], reduction="sum")
         if not torch.isfinite(loss):
             nonfinite += 1
             continue

@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import Callback
 
 from mannkit.callbacks.memory_pictures import publish_figures
 from mannkit.core.errors import ConfigError
+from mannkit.core.interfaces import NOT_AN_ANSWER
 from mannkit.core.registry import register
 
 if TYPE_CHECKING:
@@ -150,8 +151,11 @@ def attention_figures(pl_module: Any, batch: dict[str, torch.Tensor], example_in
     text = _texts(pl_module, data, batch, example_index)
     n = int((story[example_index] != 0).any(-1).sum())  # real sentences come first
     answers = getattr(pl_module, "answers", None) or getattr(data, "answers", None)
-    predicted = int(out.logits[example_index].argmax())
-    prediction = answers[predicted] if answers and predicted < len(answers) else str(predicted)
+    predicted = int(out.scores()[example_index].argmax())  # index A when the model's `rest` wins
+    if predicted == out.logits.shape[-1]:
+        prediction = NOT_AN_ANSWER
+    else:
+        prediction = answers[predicted] if answers and predicted < len(answers) else str(predicted)
     sentences = list(text["sentences"])[:n]
     figures = {}
     for name, value in entries.items():

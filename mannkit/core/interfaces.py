@@ -45,6 +45,7 @@ __all__ = [
     "RecurrentCell",
     "QAModel",
     "QAOutput",
+    "NOT_AN_ANSWER",
     "slot_mask",
     "stack_steps",
 ]
@@ -390,6 +391,11 @@ def slot_mask(memory_state: State) -> Tensor | None:
     return getattr(memory_state, "mask", None)
 
 
+#: What a QA system writes as the prediction when a model's scores outside the answer classes win
+#: (:attr:`QAOutput.rest`).
+NOT_AN_ANSWER = "<not an answer>"
+
+
 class QAOutput(NamedTuple):
     """Output of a question-answering model."""
 
@@ -397,6 +403,22 @@ class QAOutput(NamedTuple):
     """``[B, A]`` scores over the A answer classes (before the softmax)."""
     trace: dict[str, Tensor] | None
     """Recorded internals (only when asked), e.g. ``{"attention": [B, hops, N]}`` over story sentences."""
+    rest: Tensor | None = None
+    """Optional ``[B]``: the log of the summed exponentiated scores of outputs that are no answer class (e.g. the
+    other words of the vocabulary when the model's softmax covers the whole vocabulary, as MemN2N's original
+    code does). The loss then normalises over them too, and a row where they outweigh every class is wrong."""
+
+    def scores(self) -> Tensor:
+        """The scores the loss and the metrics use: ``logits [B, A]``, or ``[B, A + 1]`` with ``rest`` as the last
+        column (a class no answer has, so it only ever counts as a wrong prediction).
+
+        >>> import torch
+        >>> QAOutput(torch.zeros(2, 3), None, torch.ones(2)).scores().shape
+        torch.Size([2, 4])
+        """
+        if self.rest is None:
+            return self.logits
+        return torch.cat([self.logits, self.rest.unsqueeze(-1)], dim=-1)  # [B, A] + [B, 1] -> [B, A + 1]
 
 
 class QAModel(Component, ABC):

@@ -34,7 +34,7 @@ from mannkit.callbacks.checkpoint_io import CheckedLoading
 from mannkit.callbacks.guard import stop_if_not_finite
 from mannkit.core.config import instantiate, to_config
 from mannkit.core.errors import ConfigError
-from mannkit.core.interfaces import QAModel, QAOutput
+from mannkit.core.interfaces import NOT_AN_ANSWER, QAModel, QAOutput
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
 from mannkit.metrics.qa import FAILURE_THRESHOLD, PerTaskError, QAAccuracy, failed_tasks, mean_task_error
@@ -252,7 +252,7 @@ class QASystem(CheckedLoading, pl.LightningModule):
 
     def _logits(self, batch: Mapping[str, Tensor]) -> Tensor:
         self._check_batch(batch)
-        return self(batch["story"], batch["question"]).logits
+        return self(batch["story"], batch["question"]).scores()  # [B, A] (or [B, A + 1] with a model's `rest`)
 
     # -- steps -----------------------------------------------------------------------------------
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
@@ -340,6 +340,8 @@ class QASystem(CheckedLoading, pl.LightningModule):
     def _answer_text(self, index: int) -> str:
         if self.answers and 0 <= index < len(self.answers):
             return self.answers[index]
+        if self.sizes is not None and index == self.sizes["answer_size"]:  # QAOutput.rest won: no answer class
+            return NOT_AN_ANSWER
         return UNKNOWN_ANSWER if index < 0 else str(index)
 
     def _text(self, ids: Tensor) -> str:

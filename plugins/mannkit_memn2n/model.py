@@ -52,6 +52,8 @@ from mannkit_memn2n.memory import (
 
 __all__ = ["MemN2N", "tied_answer_ids", "answer_matrix"]
 
+ANSWER_SOFTMAXES = ("classes", "vocabulary")
+
 TYINGS = ("adjacent", "layerwise")
 
 
@@ -127,6 +129,11 @@ class MemN2N(QAModel):
             weight on nothing. Off by default (empty slots get exactly zero weight). Jointly on bAbI 1k tasks
             1-10 and 16 (seed 0) it gave 15.0% mean test error against 17.8%, tasks 6, 9, 10 2.0 / 1.6 / 4.8%
             against 6.2 / 9.1 / 20.2%; not yet measured on all 20 tasks.
+        answer_softmax: ``classes`` (the softmax covers the A answer classes) or ``vocabulary`` (it covers every
+            word of the vocabulary as well, as the original code's output layer ``[V, D]`` does: the scores
+            ``C^K w . (u^K + o^K)`` of the words that answer nothing go into :attr:`QAOutput.rest`, so the loss
+            also pushes them down and a question they win is wrong). ``vocabulary`` needs adjacent tying and the
+            answers' words (the QA system passes them).
     """
 
     def __init__(
@@ -141,6 +148,7 @@ class MemN2N(QAModel):
         addressing: Addressing | None = None,
         memory_size: int | None = None,
         attend_empty_slots: bool = False,
+        answer_softmax: Literal["classes", "vocabulary"] = "classes",
     ) -> None:
         super().__init__()
         _check_int("MemN2N", "embedding_dim", embedding_dim, 1)
@@ -161,6 +169,17 @@ class MemN2N(QAModel):
         if not isinstance(attend_empty_slots, bool):
             raise ConfigError(f"MemN2N: attend_empty_slots must be true or false, got {attend_empty_slots!r}.")
         self.attend_empty_slots = attend_empty_slots
+        if answer_softmax not in ANSWER_SOFTMAXES:
+            raise ConfigError(
+                f"MemN2N: answer_softmax must be classes or vocabulary, got {answer_softmax!r}; classes is the paper's."
+            )
+        if answer_softmax == "vocabulary" and tying != "adjacent":
+            raise ConfigError(
+                "MemN2N: answer_softmax vocabulary scores words with the last output embedding C^K, which only adjacent "
+                f"tying ties to the answer (tying is {tying!r}); set tying: adjacent or answer_softmax: classes."
+            )
+        self.answer_softmax = answer_softmax
+        self.register_buffer("other_words", None, persistent=False)  # [V'] words no class has (bind fills it)
         self.controller = HopController(embedding_dim, linear_map=tying == "layerwise")
         self.controller.bind(embedding_dim)
 
@@ -224,6 +243,16 @@ class MemN2N(QAModel):
             self.register_buffer("answer_ids", tied_answer_ids(answer_words))  # W^T = C^K where an answer is one word
         else:
             self.answer_ids = None
+        if self.answer_softmax == "vocabulary":
+            if self.answer_ids is None:
+                raise ConfigError(
+                    "MemN2N: answer_softmax vocabulary needs the answers' words, but bind() got no answer_words; "
+                    "train it through the QA system (which passes them) or set answer_softmax: classes."
+                )
+            other = torch.ones(vocab_size, dtype=torch.bool)
+            other[0] = False  # padding
+            other[self.answer_ids] = False  # words that are answer classes are scored among the logits
+            self.other_words = other.nonzero().flatten()  # [V'] word ids
 
     # -- the forward pass -----------------------------------------------------------------------
     def forward(self, story: Tensor, question: Tensor, record: bool = False) -> QAOutput:
@@ -269,10 +298,14 @@ class MemN2N(QAModel):
         else:
             W = answer_matrix(self.memories[-1].values.words, self.answer_ids, self.answer.weight)  # [A, D]
             logits = top @ W.T  # [B, D] @ [D, A] -> [B, A]
+        rest = None
+        if self.other_words is not None and self.other_words.numel():
+            words = self.memories[-1].values.words[self.other_words]  # C^K rows of the words no class has: [V', D]
+            rest = torch.logsumexp(top @ words.T, dim=-1)  # log sum_w exp(C^K w . top): [B, V'] -> [B]
         trace = None
         if record:
             attention = torch.stack(weights, dim=1)  # K x [B, M] -> [B, K, M]
             if kept is not None:  # back onto the story's own slots: [B, K, M] -> [B, K, N], 0 at the dropped ones
                 attention = attention.new_zeros(B, self.hops, N).scatter(2, kept.unsqueeze(1).expand(-1, self.hops, -1), attention)
             trace = {"attention": attention[..., :N]}  # [B, K, N]
-        return QAOutput(logits, trace)
+        return QAOutput(logits, trace, rest)
