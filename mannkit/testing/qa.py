@@ -7,6 +7,7 @@ A answers. The model is bound to :data:`QA_SIZES`; the model-level checks are th
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -40,13 +41,30 @@ def _qa_batch(zero: bool, generator_seed: int = 0) -> tuple[Tensor, Tensor]:
 
 
 def _run_qa(model: nn.Module, x: Tensor, zero: bool) -> Tensor:
-    """Logits ``[B, A]`` on the kit's fixed story (``x`` only carries the dtype; QA inputs are word ids)."""
+    """Scores ``[B, A]`` (``[B, A + 1]`` with ``rest``) on the kit's fixed story (``x`` only carries the dtype; QA
+    inputs are word ids)."""
     story, question = _qa_batch(zero)
-    return model(story, question).logits
+    return model(story, question).scores()
+
+
+def qa_answer_words() -> Tensor:
+    """The kit's answer words ``[A, 2]`` (0-padded), as bAbI has them: class a < A-1 is the single word ``2 + a``, the
+    last class a two-word list (``n,w`` of task 19), words ``A + 1`` and ``2``.
+
+    >>> qa_answer_words().tolist()
+    [[2, 0], [3, 0], [4, 0], [5, 0], [6, 2]]
+    """
+    A = QA_SIZES["answer_size"]
+    words = torch.zeros(A, 2, dtype=torch.long)
+    words[:, 0] = torch.arange(2, 2 + A)
+    words[-1, 1] = 2
+    return words
 
 
 def _bind_qa(model: nn.Module) -> None:
-    model.bind(**QA_SIZES)
+    """Bind to :data:`QA_SIZES`, with :func:`qa_answer_words` when ``bind`` takes ``answer_words`` (as QASystem does)."""
+    extra = {"answer_words": qa_answer_words()} if "answer_words" in inspect.signature(model.bind).parameters else {}
+    model.bind(**QA_SIZES, **extra)
 
 
 def qa_model_contract(factory: Callable[[], nn.Module], where: Where) -> None:
@@ -68,6 +86,10 @@ def qa_model_contract(factory: Callable[[], nn.Module], where: Where) -> None:
                 fail(where.label, where.check, f"forward gives {out.logits.dtype} logits for {dtype} parameters.")
             if not torch.isfinite(out.logits).all():
                 fail(where.label, where.check, f"the logits hold NaN or inf on {what}.")
+            rest = getattr(out, "rest", None)
+            if rest is not None and (tuple(rest.shape) != (B,) or rest.dtype != dtype or not torch.isfinite(rest).all()):
+                fail(where.label, where.check, f"rest (the log-sum-exp of the outputs that are no answer) must be finite "
+                     f"[B] = [{B}] {dtype}, but it is {shape_of(rest)} {rest.dtype} on {what}.")
             for key, value in (out.trace or {}).items():
                 if not (isinstance(value, Tensor) and value.shape[0] == B):
                     fail(where.label, where.check, f"trace['{key}'] has shape {shape_of(value)}; recorded tensors are [B, ...].")

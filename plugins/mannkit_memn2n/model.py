@@ -246,8 +246,9 @@ class MemN2N(QAModel):
         if self.answer_softmax == "vocabulary":
             if self.answer_ids is None:
                 raise ConfigError(
-                    "MemN2N: answer_softmax vocabulary needs the answers' words, but bind() got no answer_words; "
-                    "train it through the QA system (which passes them) or set answer_softmax: classes."
+                    "MemN2N: answer_softmax vocabulary needs the answers' words, but bind() got no answer_words (QASystem "
+                    "passes them when it takes the vocabulary from the data, not with sizes set by hand); leave the model's "
+                    "sizes null or set answer_softmax: classes."
                 )
             other = torch.ones(vocab_size, dtype=torch.bool)
             other[0] = False  # padding

@@ -103,3 +103,22 @@ def test_the_system_writes_not_an_answer_when_the_rest_wins():
     system.answers = ["a", "b", "c", "d"]
     assert system._answer_text(A) == NOT_AN_ANSWER
     assert system._answer_text(1) == "b"
+
+
+def test_the_kit_checks_the_vocabulary_softmax():
+    """The conformance kit binds with answer words when ``bind`` takes them, and checks ``rest`` too."""
+    from mannkit.testing import check_qa_model
+
+    check_qa_model(lambda: MemN2N(embedding_dim=D, hops=2, answer_softmax="vocabulary"))
+
+
+def test_the_kit_fails_a_rest_of_the_wrong_shape():
+    from mannkit.testing import check_qa_model
+
+    class Broken(MemN2N):
+        def forward(self, story, question, record=False):
+            out = super().forward(story, question, record)
+            return out._replace(rest=out.rest.unsqueeze(-1))  # [B, 1] instead of [B]
+
+    with pytest.raises(AssertionError, match="rest"):
+        check_qa_model(lambda: Broken(embedding_dim=D, hops=2, answer_softmax="vocabulary"))
