@@ -12,6 +12,11 @@ Each sentence ``x_i`` is held twice (eq. 1-2 of the paper):
 default in the original code's form ``l_kj = 1 + 4 (k - (D+1)/2)(j - (J+1)/2) / (D J)``: with the form the
 paper prints, ``(1 - j/J) - (k/D)(1 - 2j/J)`` (``position_encoding: paper``), MemN2N did not learn bAbI
 task 16 (50.2% and 53.2% test error on the 1k set alone, seeds 0 and 1, against 0.5% and 0.6% with the code's form).
+One difference is kept on purpose: J here is each sentence's own length, where the original code (``build_model.m``)
+uses one J for every sentence and question, the longest sentence of the data plus one, and puts its time word in
+that last position, so its ``T_A(i)`` are scaled by ``l_kJ`` too. A patched run with the code's fixed J and scaled
+time vectors learned task 16 alone as well (0.3%, seed 0) and changed nothing jointly with task 1 (52.1% on task
+16, against 53.1-54.0% here); see benchmarks/RESULTS.md.
 ``T_A``/``T_C`` are the temporal encoding, indexed here by *recency*: 0 for the most recent sentence,
 1 for the one before, ... (so the newest sentence has the same time vector in every story).
 Random noise (RN, sec. 4.1) inserts empty memories at random while training: each real sentence
