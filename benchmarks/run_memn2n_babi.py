@@ -89,8 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--temporal-encoding", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--random-noise", type=float, default=0.1)
     p.add_argument("--memory-size", type=int, default=50)
-    p.add_argument("--attend-empty-slots", action="store_true",
-                   help="let the hops attend to the empty memory slots too (score 0), as the original code's softmax")
+    p.add_argument("--attend-empty-slots", action=argparse.BooleanOptionalAction, default=None,
+                   help="let the hops attend to the empty memory slots too (score 0), as the original code's softmax "
+                        "(default: on jointly, as the joint preset; off per task)")
     p.add_argument("--answer-softmax", choices=("classes", "vocabulary"), default="classes",
                    help="the answer softmax over the answer classes (default) or over the whole vocabulary, as the original code's")
     p.add_argument("--batch-size", type=int, default=32)
@@ -103,7 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.tasks = "all" if args.tasks.strip().lower() == "all" else [int(t) for t in args.tasks.split(",")]
     joint = args.tasks == "all" or len(args.tasks) > 1
-    defaults = {"epochs": (60, 100), "anneal_every": (15, 25), "ls_epochs": (30, 20), "dim": (50, 20)}
+    defaults = {"epochs": (60, 100), "anneal_every": (15, 25), "ls_epochs": (30, 20), "dim": (50, 20),
+                "attend_empty_slots": (True, False)}
     for name, (if_joint, per_task) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, if_joint if joint else per_task)

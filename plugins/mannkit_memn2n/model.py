@@ -126,9 +126,9 @@ class MemN2N(QAModel):
             onto the story's own N slots. Default: N, the longest story of the data.
         attend_empty_slots: let the hops' attention cover the empty slots too (zero key and value, so score 0
             and nothing read), as the original code's softmax over its fixed M slots does: a hop can then put
-            weight on nothing. Off by default (empty slots get exactly zero weight). Jointly on bAbI 1k tasks
-            1-10 and 16 (seed 0) it gave 15.0% mean test error against 17.8%, tasks 6, 9, 10 2.0 / 1.6 / 4.8%
-            against 6.2 / 9.1 / 20.2%; not yet measured on all 20 tasks.
+            weight on nothing. Off by default (empty slots get exactly zero weight); the joint bAbI preset turns it
+            on: jointly on the 20 tasks of bAbI 1k, 10 seeds, it gave 16.3% mean test error on average against
+            19.6%, every seed better (benchmarks/RESULTS.md).
         answer_softmax: ``classes`` (the softmax covers the A answer classes) or ``vocabulary`` (it covers every
             word of the vocabulary as well, as the original code's output layer ``[V, D]`` does: the scores
             ``C^K w . (u^K + o^K)`` of the words that answer nothing go into :attr:`QAOutput.rest`, so the loss
@@ -171,7 +171,8 @@ class MemN2N(QAModel):
         self.attend_empty_slots = attend_empty_slots
         if answer_softmax not in ANSWER_SOFTMAXES:
             raise ConfigError(
-                f"MemN2N: answer_softmax must be classes or vocabulary, got {answer_softmax!r}; classes is the paper's."
+                f"MemN2N: answer_softmax must be classes or vocabulary, got {answer_softmax!r}; use classes (the softmax over "
+                "the answers) or vocabulary (over every word, as the paper's W of size V x d)."
             )
         if answer_softmax == "vocabulary" and tying != "adjacent":
             raise ConfigError(

@@ -88,7 +88,7 @@ def test_scores_appends_rest_as_a_last_column():
 
 
 def test_errors_name_the_field_and_the_fix():
-    with pytest.raises(ConfigError, match="answer_softmax must be classes or vocabulary, got 'words'"):
+    with pytest.raises(ConfigError, match="answer_softmax must be classes or vocabulary, got 'words'; use classes"):
         MemN2N(answer_softmax="words")
     with pytest.raises(ConfigError, match="tying is 'layerwise'.*set tying: adjacent or answer_softmax: classes"):
         MemN2N(tying="layerwise", answer_softmax="vocabulary")

@@ -64,6 +64,8 @@ def test_the_preset_keeps_the_papers_settings():
     bench = _benchmark().parse_args(["--data-dir", "x"])
     assert (bench.ls_lr, bench.lr, bench.max_grad_norm, bench.batch_size, bench.dim, bench.memory_size) == (0.005, 0.005, 40.0, 32, 50, 50)
     assert (bench.ls_epochs, bench.epochs, bench.anneal_every, bench.ls_patience, bench.clip) == (30, 60, 15, None, "each")
+    assert system["model"]["init_args"]["attend_empty_slots"] is True and bench.attend_empty_slots is True
+    assert _benchmark().parse_args(["--data-dir", "x", "--tasks", "3"]).attend_empty_slots is False, "per task: masked"
 
 
 @pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")
