@@ -395,6 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if from_shell:
         _guard_second_interrupt()
+        _quiet_known_third_party_warnings()
     try:
         if argv[:1] == ["plugins"]:
             print(format_plugins())
@@ -414,6 +415,17 @@ def main(argv: list[str] | None = None) -> None:
         if not isinstance(cause, TrainingError) or _first_process():  # every DDP rank stops together: one says why
             print(f"mannkit: error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _quiet_known_third_party_warnings() -> None:
+    """Hide Lightning's own FutureWarning about torch's ``LeafSpec``, printed twice by every run on torch >= 2.10.
+
+    It is raised inside Lightning's loops, says nothing a mannkit user can act on, and came before every
+    progress line of every run. Only this message is hidden; every other warning still shows.
+    """
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
 
 
 def _guard_second_interrupt() -> None:
