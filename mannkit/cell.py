@@ -320,6 +320,10 @@ class MemoryCell(RecurrentCell):
         """``x [B, I]`` -> ``(y [B, O], state, trace)``; ``trace`` holds weights ``[B, heads, N]`` when recording."""
         if record or not self._compiling():
             return self._step(x, state, record)
+        return self._run_compiled(x, state)
+
+    def _run_compiled(self, x: Tensor, state: CellState) -> tuple[Tensor, CellState, dict[str, Tensor]]:
+        """The compiled step (compiled on first use); under ``auto``, a failed compile falls back to eager once."""
         fn = self.__dict__.get("_compiled_step")
         if fn is None:
             _use_compile_cache()
@@ -335,8 +339,8 @@ class MemoryCell(RecurrentCell):
             self._compiled_calls += 1
             return _with_backward_compiled_now(fn, x, state)
         except Exception as error:  # noqa: BLE001  (compile: auto never fails a run: eager computes the same)
-            if self._compile_failed:
-                raise
+            if self._compile_failed or type(error).__name__ == "_StopRecomputationError":
+                raise  # the latter is torch.utils.checkpoint ending a recomputation early: control flow
             self._compile_failed = True
             error = getattr(error, "inner_exception", None) or error  # Dynamo's BackendCompilerFailed wraps the cause
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -404,7 +408,8 @@ class MemoryCell(RecurrentCell):
         """``x [B, T, I]`` -> logits ``[B, T, O]`` (and a trace ``[B, T, ...]`` when ``record``)."""
         self._require_bound()
         check_shape(x, ("B", "T", self.input_size), "MemoryCell input", "the task's input width must match the model's")
-        timed = self.compile == "auto" and not record and not self._compiling() and self._compile_pays
+        compiled = not record and self._compiling()  # fixed for the whole forward and its recomputation
+        timed = self.compile == "auto" and not record and not compiled and self._compile_pays
         started = time.perf_counter() if timed else 0.0
         k = self.checkpoint_interval(x.shape[0], x.shape[1], x.dtype)
         if k is None or record or not torch.is_grad_enabled():
@@ -415,7 +420,7 @@ class MemoryCell(RecurrentCell):
             outputs: list[Tensor] = []
             for start in range(0, T, k):
                 # only the state at the segment's end is kept; the steps inside are recomputed in backward
-                ys, state = checkpoint(self._segment, x[:, start : start + k], state, use_reentrant=False)
+                ys, state = checkpoint(self._segment, x[:, start : start + k], state, compiled, use_reentrant=False)
                 outputs.append(ys)  # [B, <=k, O]
             out = SequenceOutput(torch.cat(outputs, dim=1), None)
         if timed and self.training and torch.is_grad_enabled():
@@ -432,11 +437,19 @@ class MemoryCell(RecurrentCell):
         step_bytes = sum(saved_bytes_per_step(mem, batch_size, dtype) for mem in self._all)
         return auto_checkpoint_every(step_bytes, steps)
 
-    def _segment(self, x: Tensor, state: CellState) -> tuple[Tensor, CellState]:
-        """Run ``x [B, k, I]`` from ``state``: ``(logits [B, k, O], state)``."""
+    def _segment(self, x: Tensor, state: CellState, compiled: bool) -> tuple[Tensor, CellState]:
+        """Run ``x [B, k, I]`` from ``state``: ``(logits [B, k, O], state)``.
+
+        ``compiled`` is decided once per forward and handed to the checkpoint, so that the backward's
+        recomputation runs the step as the forward did even when ``compile: auto`` turns on in between
+        (a compiled and an eager step save different tensors, which the checkpoint refuses).
+        """
         outputs = []
         for t in range(x.shape[1]):
-            y, state, _ = self.step(x[:, t], state, False)
+            if compiled and not self._compile_failed:
+                y, state, _ = self._run_compiled(x[:, t], state)
+            else:
+                y, state, _ = self._step(x[:, t], state, False)
             outputs.append(y)
         return torch.stack(outputs, dim=1), state
 

@@ -264,3 +264,32 @@ def test_a_compiled_large_dnc_runs_its_link_update_eagerly_and_matches(monkeypat
     (want * weights).sum().backward()
     for (name, a), (_, b) in zip(compiled.named_parameters(), eager.named_parameters()):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch")
+@pytest.mark.filterwarnings("ignore::UserWarning:torch")
+def test_the_recomputation_of_a_checkpointed_segment_runs_as_its_forward_did(monkeypatch):
+    """compile: auto turning on between a forward and its backward must not change how the segments recompute.
+
+    Found by ``mannkit fit --config configs/dnc/babi_small.yaml``: the eager budget ran out in the forward
+    that checkpointed the long bAbI streams; the backward recomputed with the compiled step, whose early
+    stop (torch's ``_StopRecomputationError``, control flow, not a failure) was taken for a failed compile;
+    the eager retry then crashed the run with ``Unexpected state: target_frame.early_stop is set``.
+    """
+    made = _fast_compile(monkeypatch)
+    monkeypatch.setattr(cell_module, "AUTO_CHECKPOINT_BYTES", 1)  # checkpoint even this tiny memory
+    monkeypatch.setattr(cell_module, "AUTO_COMPILE_AFTER_S", 1e-12)  # the first forward uses up the budget
+    torch.manual_seed(0)
+    cell, plain = _dnc().train(), _dnc(compile=False, checkpoint_every=None).train()
+    plain.load_state_dict(cell.state_dict())
+    x = torch.randn(B, T, I)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):  # eager forward, then a compiled one; both recomputed in their backward
+            cell.zero_grad()
+            cell(x).logits.pow(2).sum().backward()
+    assert not [w for w in caught if "compiling the MemoryCell step failed" in str(w.message)]
+    assert len(made) == 1 and not cell._compile_failed
+    plain(x).logits.pow(2).sum().backward()
+    for (name, a), (_, b) in zip(cell.named_parameters(), plain.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
