@@ -298,12 +298,13 @@ class SequenceSystem(CheckedLoading, pl.LightningModule):
         name = self.test_set_names[dataloader_idx] if dataloader_idx < len(self.test_set_names) else f"set{dataloader_idx}"
         if name not in self.test_metrics:
             self.test_metrics[name] = nn.ModuleDict(self.objective.metrics()).to(self.device)
+        prefix = "test/" if name == "test" else f"test/{name}/"  # one unnamed test set: test/seq_accuracy ...
         for metric_name, metric in self.test_metrics[name].items():
             metric(logits, batch["target"], batch["mask"])
-            self.log(f"test/{name}/{metric_name}", metric, batch_size=B, add_dataloader_idx=False)
+            self.log(prefix + metric_name, metric, batch_size=B, add_dataloader_idx=False)
         if "reference_bits" in batch:
             self.log(
-                f"test/{name}/reference_bits_per_seq", batch["reference_bits"].mean(),
+                prefix + "reference_bits_per_seq", batch["reference_bits"].mean(),
                 batch_size=B, add_dataloader_idx=False, sync_dist=True,
             )
         if self.objective.categorical and carries_questions(batch):

@@ -141,7 +141,7 @@ def test_a_categorical_task_is_trained_and_scored_with_cross_entropy():
     assert metrics["train/step_accuracy"].item() == pytest.approx(1 / 3)
     assert "val/bits_per_seq" not in metrics and "train/bits_per_seq" not in metrics
     trainer.test(model, datamodule=_ce_data())
-    assert trainer.callback_metrics["test/test/step_accuracy"].item() == pytest.approx(1 / 3)
+    assert trainer.callback_metrics["test/step_accuracy"].item() == pytest.approx(1 / 3)
 
 
 def test_categorical_predictions_are_class_ids():
