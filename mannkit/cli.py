@@ -276,14 +276,19 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _quiet_known_third_party_warnings() -> None:
-    """Hide Lightning's own FutureWarning about torch's ``LeafSpec``, printed twice by every run on torch >= 2.10.
+    """Hide three known messages of Lightning and torch that a mannkit user cannot act on; every other one shows.
 
-    It is raised inside Lightning's loops, says nothing a mannkit user can act on, and came before every
-    progress line of every run. Only this message is hidden; every other warning still shows.
+    Lightning's FutureWarning about torch's ``LeafSpec`` (twice per run on torch >= 2.10), inductor's about
+    ``torch._prims_common.check`` (once per compiled graph) and Lightning's advertisement for its cloud
+    logger, which came before the first line of every run.
     """
     import warnings
 
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*torch\._prims_common\.check. is deprecated.*", category=FutureWarning)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in str(record.getMessage())
+    )
 
 
 def _guard_second_interrupt() -> None:
