@@ -1,6 +1,5 @@
 """benchmarks/run_memn2n_babi.py runs end to end on the tiny bAbI fixtures and writes its per-task JSON."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,15 +8,8 @@ import pytest
 ROOT = Path(__file__).parents[3]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("run_memn2n_babi", ROOT / "benchmarks" / "run_memn2n_babi.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_defaults_follow_the_paper():
-    script = _script()
+def test_defaults_follow_the_paper(benchmark_script):
+    script = benchmark_script("run_memn2n_babi")
     joint = script.parse_args(["--data-dir", "x"])
     assert (joint.dim, joint.epochs, joint.anneal_every, joint.ls_epochs, joint.lr, joint.ls_patience) == (50, 60, 15, 30, 0.005, None)
     assert script.parse_args(["--data-dir", "x", "--ls-patience", "3"]).ls_patience == 3
@@ -27,10 +19,10 @@ def test_defaults_follow_the_paper():
     assert (one.tasks, one.dim, one.epochs, one.anneal_every, one.lr) == ([3], 20, 100, 25, 0.01)
 
 
-def test_runs_on_tiny_tasks_and_writes_per_task_errors(tmp_path, capsys):
+def test_runs_on_tiny_tasks_and_writes_per_task_errors(tmp_path, capsys, benchmark_script):
     args = ["--data-dir", str(ROOT / "tests" / "fixtures" / "babi"), "--tasks", "1,8", "--epochs", "2", "--ls-epochs", "1",
             "--dim", "8", "--batch-size", "4", "--out", str(tmp_path)]
-    _script().main(args)
+    benchmark_script("run_memn2n_babi").main(args)
     result = json.loads((tmp_path / "memn2n_babi_task1-8_seed0.json").read_text())
     assert set(result["test_error_percent"]) == {"1", "8"} and result["epochs"] == 3 and result["linear_epochs"] == 1
     assert [row["phase"] for row in result["history"]] == ["linear", "softmax", "softmax"]

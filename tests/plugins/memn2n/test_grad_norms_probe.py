@@ -1,15 +1,12 @@
 """benchmarks/memn2n_grad_norms.py runs on the bAbI fixture and reports every weight of the preset's MemN2N."""
 
-import importlib.util
 from pathlib import Path
 
 ROOT = Path(__file__).parents[3]
 
 
-def test_the_probe_prints_each_weight_and_the_joint_norm(capsys):
-    spec = importlib.util.spec_from_file_location("probe", ROOT / "benchmarks" / "memn2n_grad_norms.py")
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+def test_the_probe_prints_each_weight_and_the_joint_norm(capsys, benchmark_script):
+    probe = benchmark_script("memn2n_grad_norms")
     probe.main(["--data-dir", str(ROOT / "tests" / "fixtures" / "babi"), "--tasks", "1,8", "--batches", "2"])
     out = capsys.readouterr().out.splitlines()
     names = [line.split()[0] for line in out[1:-1]]

@@ -4,21 +4,17 @@ A learning check on the real data (skipped without it; set MANNKIT_BABI_DIR to t
 ``benchmarks/run_memn2n_babi.py --tasks 16 --seed 0`` with the per-task schedule, about 30 s per run on one thread.
 """
 
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parents[3]
 REAL = Path(os.environ.get("MANNKIT_BABI_DIR", "/work/shared/data/babi/tasks_1-20_v1-2")) / "en"
 
 
 @pytest.mark.skipif(not (REAL / "qa16_basic-induction_train.txt").exists(), reason=f"bAbI 1k data not found in {REAL}")
-def test_task16_is_learned_with_the_code_form_and_not_with_the_printed_one(tmp_path):
-    spec = importlib.util.spec_from_file_location("run_memn2n_babi", ROOT / "benchmarks" / "run_memn2n_babi.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_task16_is_learned_with_the_code_form_and_not_with_the_printed_one(tmp_path, benchmark_script):
+    bench = benchmark_script("run_memn2n_babi")
     errors = {}
     for form in ("code", "paper"):
         args = bench.parse_args(["--data-dir", str(REAL), "--tasks", "16", "--seed", "0", "--position-form", form, "--out", str(tmp_path)])

@@ -7,7 +7,6 @@ same initial weights, batch order, random-noise draws, summed cost, gradient cli
 epoch, and the same switch from linear start.
 """
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,6 @@ PRESET = ROOT / "configs" / "memn2n" / "babi_1k_joint.yaml"
 FIXTURES = ROOT / "tests" / "fixtures" / "babi"
 SEED, LR, DIM, BATCH, LINEAR, MAIN, ANNEAL = 3, 0.05, 8, 3, 2, 3, 2
 CLIP = 0.5  # low enough that the fixture's gradients are clipped (each weight alone, in both)
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("run_memn2n_babi", ROOT / "benchmarks" / "run_memn2n_babi.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _shrunk_preset(tmp_path: Path, patience: int | None = None, linear: int = LINEAR) -> Path:
@@ -51,7 +43,7 @@ def _shrunk_preset(tmp_path: Path, patience: int | None = None, linear: int = LI
     return path
 
 
-def test_the_preset_keeps_the_papers_settings():
+def test_the_preset_keeps_the_papers_settings(benchmark_script):
     config = yaml.safe_load(PRESET.read_text())
     trainer, system = config["trainer"], config["model"]["init_args"]
     schedule = next(c["init_args"] for c in trainer["callbacks"] if c["class_path"] == "LinearStartSchedule")
@@ -61,18 +53,18 @@ def test_the_preset_keeps_the_papers_settings():
     assert clip == {"max_norm": 40.0, "norm": "spectral"}, "each weight clipped alone, as the original code's nn/Weight.m"
     assert schedule == {"monitor": None, "max_linear_epochs": 30, "main_epochs": 60}, "30 linear epochs, as the original code"
     assert trainer["max_epochs"] >= 30 + 60
-    bench = _benchmark().parse_args(["--data-dir", "x"])
+    bench = benchmark_script("run_memn2n_babi").parse_args(["--data-dir", "x"])
     assert (bench.ls_lr, bench.lr, bench.max_grad_norm, bench.batch_size, bench.dim, bench.memory_size) == (0.005, 0.005, 40.0, 32, 50, 50)
     assert (bench.ls_epochs, bench.epochs, bench.anneal_every, bench.ls_patience, bench.clip) == (30, 60, 15, None, "each")
     assert system["model"]["init_args"]["attend_empty_slots"] is True and bench.attend_empty_slots is True
-    assert _benchmark().parse_args(["--data-dir", "x", "--tasks", "3"]).attend_empty_slots is False, "per task: masked"
+    assert benchmark_script("run_memn2n_babi").parse_args(["--data-dir", "x", "--tasks", "3"]).attend_empty_slots is False, "per task: masked"
 
 
 @pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")
 @pytest.mark.parametrize(("patience", "linear"), [(None, LINEAR), (3, LINEAR), (0, 12)],
                          ids=["fixed-linear-epochs", "linear-epochs-capped", "val-loss-stops-falling"])
-def test_same_seed_same_weights_as_the_benchmark(tmp_path, patience, linear):
-    bench = _benchmark()
+def test_same_seed_same_weights_as_the_benchmark(tmp_path, patience, linear, benchmark_script):
+    bench = benchmark_script("run_memn2n_babi")
     args = bench.parse_args(["--data-dir", str(FIXTURES), "--tasks", "1,8", "--seed", str(SEED), "--dim", str(DIM),
                              "--batch-size", str(BATCH), "--ls-lr", str(LR), "--ls-epochs", str(linear),
                              "--ls-patience", str(patience).lower(), "--epochs", str(MAIN), "--anneal-every", str(ANNEAL),

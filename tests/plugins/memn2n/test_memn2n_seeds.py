@@ -1,6 +1,5 @@
 """benchmarks/memn2n_seeds.py: the paper's best-of-N protocol through ``mannkit fit`` and ``mannkit test``, on the tiny fixture."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,21 +10,14 @@ ROOT = Path(__file__).parents[3]
 FIXTURES = ROOT / "tests" / "fixtures" / "babi"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("memn2n_seeds", ROOT / "benchmarks" / "memn2n_seeds.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _result(seed, train, val, test):
     return {"seed": seed, "epochs": 90, "linear_epochs": 30, "seconds_per_epoch": 1.0, "mean_train_error_percent": train,
             "mean_val_error_percent": val, "mean_test_error_percent": test, "failed_tasks": 0,
             "test_error_percent": {1: test, 2: test}}
 
 
-def test_seeds_and_the_selection_rule():
-    script = _script()
+def test_seeds_and_the_selection_rule(benchmark_script):
+    script = benchmark_script("memn2n_seeds")
     assert script.parse_seeds("0-9") == list(range(10)) and script.parse_seeds("1,4-5") == [1, 4, 5]
     args, extra = script.parse_args(["--data-dir", "x", "--", "--trainer.max_epochs", "2"])
     assert args.seeds == list(range(10)) and args.select == "train" and extra == ["--trainer.max_epochs", "2"]
@@ -37,14 +29,14 @@ def test_seeds_and_the_selection_rule():
 
 
 @pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")
-def test_one_seed_through_the_cli_on_tiny_tasks(tmp_path, capsys):
+def test_one_seed_through_the_cli_on_tiny_tasks(tmp_path, capsys, benchmark_script):
     config = yaml.safe_load((ROOT / "configs" / "memn2n" / "babi_1k_joint.yaml").read_text())
     config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if c["class_path"] != "AttentionPictures"]
     config["model"]["init_args"]["model"]["init_args"]["embedding_dim"] = 8
     config["data"]["init_args"].update(tasks=[1, 8], batch_size=3)
     preset = tmp_path / "preset.yaml"
     preset.write_text(yaml.safe_dump(config))
-    script = _script()
+    script = benchmark_script("memn2n_seeds")
     script.main(["--data-dir", str(FIXTURES), "--config", str(preset), "--seeds", "4", "--out", str(tmp_path / "out"),
                  "--", "--trainer.max_epochs", "2"])
     result = json.loads((tmp_path / "out" / "seed4" / "result.json").read_text())
