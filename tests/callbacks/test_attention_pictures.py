@@ -45,15 +45,17 @@ class OneHopQA(QAModel):
 
 
 class FixedTrace(nn.Module):
-    """Answers class ``answer`` and returns a given trace; records the mode it ran in."""
+    """Answers class ``answer`` and returns a given trace; records the mode it ran in. ``rest``: QAOutput.rest."""
 
-    def __init__(self, trace, answer: int = 0, answers=None) -> None:
+    def __init__(self, trace, answer: int = 0, answers=None, rest: float | None = None) -> None:
         super().__init__()
-        self.trace, self.answer, self.answers, self.modes = trace, answer, answers, []
+        self.trace, self.answer, self.answers, self.rest, self.modes = trace, answer, answers, rest, []
 
     def forward(self, story, question, record=False):
         self.modes.append((self.training, torch.is_grad_enabled(), record))
-        return QAOutput(nn.functional.one_hot(torch.full((story.shape[0],), self.answer), 10).float(), self.trace)
+        B = story.shape[0]
+        rest = None if self.rest is None else torch.full((B,), self.rest)
+        return QAOutput(nn.functional.one_hot(torch.full((B,), self.answer), 10).float(), self.trace, rest)
 
 
 def _data() -> BabiDataModule:
@@ -110,6 +112,16 @@ def test_figures_cut_the_padded_slots_and_use_the_datas_text():
     text = data.example(1)
     assert _rows(figures["attention"]) == [("* " if i in text["supporting"] else "") + s for i, s in enumerate(text["sentences"])]
     assert ax.get_title(loc="left") == f"Q: {text['question']}\nanswer: {text['answer']}   predicted: kitchen"
+
+
+@pytest.mark.parametrize("rest, caption", [(5.0, "<not an answer>"), (0.5, "kitchen")])
+def test_the_caption_says_when_the_other_words_outweigh_every_answer(rest, caption):
+    """A model whose softmax covers the whole vocabulary (QAOutput.rest) can predict a word that is no answer."""
+    data = _data()
+    batch = data.example_batch(1)
+    model = FixedTrace({"attention": torch.rand(1, 2, data.max_sentences)}, answer=data.answers.index("kitchen"), rest=rest)
+    figures = attention_figures(model, batch, data=data)
+    assert figures["attention"].axes[0].get_title(loc="left").endswith(f"predicted: {caption}")
 
 
 def test_a_smaller_memory_covers_the_most_recent_sentences():
