@@ -24,10 +24,8 @@ torch.Size([4, 7, 2])
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -39,8 +37,10 @@ from mannkit.core.interfaces import Controller, Head, Memory, RecurrentCell, Seq
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
 from mannkit.nn.cells import OnMemory
+from mannkit.nn.compile_cache import compile_cache_dir
+from mannkit.nn.compile_cache import use_compile_cache as _use_compile_cache
 
-__all__ = ["MemoryCell", "CellState"]
+__all__ = ["MemoryCell", "CellState", "compile_cache_dir"]
 
 #: Inductor settings for the compiled step: its generated code re-checks the size, stride and
 #: alignment of every buffer on each call, about a tenth of a small step's time; these checks
@@ -72,55 +72,6 @@ def _with_backward_compiled_now(fn: Any, x: Tensor, state: Any) -> Any:
         return fn(x, state, False)
     finally:
         functorch_config.force_non_lazy_backward_lowering = before
-
-
-def compile_cache_dir() -> Path | None:
-    """Where torch's compile caches (Inductor's FX graph cache, the AOTAutograd cache) live across runs.
-
-    ``$TORCHINDUCTOR_CACHE_DIR`` if set; else ``$MANNKIT_CACHE_DIR/torchinductor``, else
-    ``$XDG_CACHE_HOME/mannkit/torchinductor`` or ``~/.cache/mannkit/torchinductor`` (a per-user cache
-    that survives reboots, unlike torch's default under /tmp). ``MANNKIT_CACHE_DIR=none`` leaves
-    torch's default alone and returns None.
-    """
-    if _user_set_torch_cache():
-        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
-    root = os.environ.get("MANNKIT_CACHE_DIR", "")
-    if root.lower() == "none":
-        return None
-    if root:
-        base = Path(root).expanduser()
-        if base.exists() and not base.is_dir():
-            raise ConfigError(
-                f"MANNKIT_CACHE_DIR is {root!r}, which is a file, not a folder; point it at a folder, "
-                "or set it to none to keep torch's own compile cache."
-            )
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mannkit"
-    return base / "torchinductor"
-
-
-def _user_set_torch_cache() -> bool:
-    """Whether ``$TORCHINDUCTOR_CACHE_DIR`` is set, and not just to the /tmp default torch writes there itself on import."""
-    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if not current:
-        return False
-    try:
-        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-    except ImportError:  # another torch layout: take the setting as the user's
-        return True
-    return os.path.abspath(current) != os.path.abspath(default_cache_dir())
-
-
-def _use_compile_cache() -> None:
-    """Point torch's compile caches at :func:`compile_cache_dir` before the first compile (if it can be made)."""
-    path = compile_cache_dir()
-    if path is None or _user_set_torch_cache():
-        return
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:  # a read-only home: torch's default (/tmp) still caches, within this boot
-        return
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
 
 
 def saved_bytes_per_step(memory: Memory, batch_size: int, dtype: torch.dtype) -> int:

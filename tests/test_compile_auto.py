@@ -5,6 +5,7 @@ The compiled steps here use the aot_eager backend (Dynamo and AOTAutograd, no co
 a few seconds), as the other compile tests do; the real inductor compile is timed in benchmarks/.
 """
 
+import os
 import warnings
 
 import pytest
@@ -175,7 +176,7 @@ def test_the_compile_cache_is_under_the_users_cache(monkeypatch, tmp_path):
     assert compile_cache_dir() == tmp_path / "mine" / "torchinductor"
     cell_module._use_compile_cache()
     assert (tmp_path / "mine" / "torchinductor").is_dir()
-    assert cell_module.os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine" / "torchinductor")
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine" / "torchinductor")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "torch's"))
     assert compile_cache_dir() == tmp_path / "torch's"  # torch's own setting wins
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
@@ -245,7 +246,7 @@ def test_torchs_own_tmp_default_does_not_count_as_the_users_choice(monkeypatch, 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # what importing torch._inductor.config writes
     assert compile_cache_dir() == tmp_path / "mannkit" / "torchinductor"
     _dnc()  # a cell that may compile points the cache at the user's cache when it is built
-    assert cell_module.os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mannkit" / "torchinductor")
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mannkit" / "torchinductor")
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:torch")
