@@ -62,13 +62,23 @@ __all__ = [
 DPI = 100
 PANEL = (3.6, 2.8)  # inches per panel (width, height)
 MAX_COLUMNS = 4  # panels per row before wrapping
+LABEL_WIDTH = 0.11  # inches per time step when each step is labelled (a word of a bAbI stream)
 
 
-def new_figure(panels: int = 1, columns: int | None = None) -> tuple[Figure, list]:
-    """A figure on its own Agg canvas with ``panels`` axes in rows of at most ``MAX_COLUMNS``."""
-    columns = max(1, min(panels, columns or MAX_COLUMNS))
+def new_figure(panels: int = 1, columns: int | None = None, labelled_steps: int = 0) -> tuple[Figure, list]:
+    """A figure on its own Agg canvas with ``panels`` axes in rows of at most ``MAX_COLUMNS``.
+
+    ``labelled_steps``: T > 0 when every time step gets a text label (a word): the panels are stacked
+    one per row, each wide enough for T vertical labels.
+    """
+    if labelled_steps:
+        columns = 1
+        width, height = max(PANEL[0], LABEL_WIDTH * labelled_steps), PANEL[1] + 0.7  # room for the labels
+    else:
+        columns = max(1, min(panels, columns or MAX_COLUMNS))
+        width, height = PANEL[0], PANEL[1]
     rows = -(-panels // columns)  # ceil
-    fig = Figure(figsize=(PANEL[0] * columns + 0.8, PANEL[1] * rows), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(width * columns + 0.8, height * rows), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(rows, columns, i + 1) for i in range(panels)]
     return fig, axes
@@ -95,6 +105,16 @@ def _integer_ticks(ax) -> None:  # noqa: ANN001
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _time_axis(ax, labels: Sequence[str] | None) -> None:  # noqa: ANN001
+    """Label the time axis: every step with its text (``labels``, e.g. the words read), else integer steps."""
+    if not labels:
+        ax.set_xlabel("time step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        return
+    ax.set_xticks(np.arange(len(labels)), list(labels), rotation=90, fontsize=6)
+    ax.set_xlabel("input at each time step")
+
+
 def _title(name: str) -> str:
     return name.replace("_", " ")
 
@@ -118,12 +138,14 @@ def view_of(name: str, value: np.ndarray) -> str | None:
     return None
 
 
-def draw_example(input: np.ndarray, target: np.ndarray, prediction: np.ndarray, mask: np.ndarray | None = None) -> Figure:
+def draw_example(input: np.ndarray, target: np.ndarray, prediction: np.ndarray, mask: np.ndarray | None = None,
+                 step_labels: Sequence[str] | None = None) -> Figure:
     """Input ``[T, I]``, target ``[T, O]`` and prediction ``[T, O]`` (probabilities) as time x channel panels.
 
-    Steps where ``mask [T]`` is 0 (not scored) are hatched over in the target and prediction.
+    Steps where ``mask [T]`` is 0 (not scored) are hatched over in the target and prediction;
+    ``step_labels`` (T texts) label the time axis.
     """
-    fig, axes = new_figure(3, columns=3)
+    fig, axes = new_figure(3, columns=3, labelled_steps=len(step_labels or ()))
     hatched = " (hatched: not scored)" if mask is not None and (np.asarray(mask) == 0).any() else ""
     panels = (("input", input, None), (f"target{hatched}", target, mask), ("prediction (probability)", prediction, mask))
     for ax, (title, data, scored) in zip(axes, panels):
@@ -131,24 +153,26 @@ def draw_example(input: np.ndarray, target: np.ndarray, prediction: np.ndarray, 
         if scored is not None:
             for t in np.flatnonzero(np.asarray(scored) == 0):
                 ax.axvspan(t - 0.5, t + 0.5, facecolor="none", edgecolor="tab:blue", hatch="//", linewidth=0, alpha=0.3)
-        ax.set(title=title, xlabel="time step", ylabel="channel")
+        ax.set(title=title, ylabel="channel")
         _integer_ticks(ax)
+        _time_axis(ax, step_labels)
     fig.colorbar(image, ax=axes, label="value", shrink=0.8)
     return fig
 
 
-def draw_head_weights(name: str, weights: np.ndarray) -> Figure:
+def draw_head_weights(name: str, weights: np.ndarray, step_labels: Sequence[str] | None = None) -> Figure:
     """``weights [T, h, N]`` (entry ``name`` = ``<kind>_weights``) as one time x slot panel per head."""
     if weights.ndim != 3:
         raise ValueError(f"draw_head_weights: {name} has shape {list(weights.shape)} but [T, h, N] was expected.")
     kind = _title(name[: -len("_weights")] if name.endswith("_weights") else name)
     heads = weights.shape[1]
-    fig, axes = new_figure(heads)
+    fig, axes = new_figure(heads, labelled_steps=len(step_labels or ()))
     for k, ax in enumerate(axes):
         image = ax.imshow(weights[:, k, :].T, aspect="auto", origin="lower", cmap="viridis", vmin=0.0, vmax=1.0,
                           interpolation="nearest")  # [N, T]: slots on y, time on x
-        ax.set(title=f"{kind} head {k}", xlabel="time step", ylabel="memory slot")
+        ax.set(title=f"{kind} head {k}", ylabel="memory slot")
         _integer_ticks(ax)
+        _time_axis(ax, step_labels)
     fig.colorbar(image, ax=axes, label="weight", shrink=0.8)
     return fig
 
@@ -175,19 +199,20 @@ def draw_final_matrix(name: str, value: np.ndarray) -> Figure:
     return fig
 
 
-def draw_over_time(name: str, value: np.ndarray, slots: int | None = None) -> Figure:
+def draw_over_time(name: str, value: np.ndarray, slots: int | None = None, step_labels: Sequence[str] | None = None) -> Figure:
     """``value [T]`` as a line, or ``value [T, K]`` as a time x index heatmap (index = memory slot when K == slots)."""
-    fig, (ax,) = new_figure(1)
+    fig, (ax,) = new_figure(1, labelled_steps=len(step_labels or ()))
     if value.ndim == 1:
         ax.plot(np.arange(value.shape[0]), value, marker="o")
-        ax.set(title=_title(name), xlabel="time step", ylabel=_title(name))
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(title=_title(name), ylabel=_title(name))
+        _time_axis(ax, step_labels)
         return fig
     if value.ndim != 2:
         raise ValueError(f"draw_over_time: {name} has shape {list(value.shape)} but [T] or [T, K] was expected.")
     image = ax.imshow(value.T, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest")  # [K, T]
-    ax.set(title=_title(name), xlabel="time step", ylabel="memory slot" if value.shape[1] == slots else f"{_title(name)} index")
+    ax.set(title=_title(name), ylabel="memory slot" if value.shape[1] == slots else f"{_title(name)} index")
     _integer_ticks(ax)
+    _time_axis(ax, step_labels)
     fig.colorbar(image, ax=ax, label="value")
     return fig
 
@@ -196,20 +221,20 @@ def draw_over_time(name: str, value: np.ndarray, slots: int | None = None) -> Fi
 MODE_NAMES = {"read_modes": ("backward", "content", "forward")}
 
 
-def draw_modes(name: str, value: np.ndarray) -> Figure:
+def draw_modes(name: str, value: np.ndarray, step_labels: Sequence[str] | None = None) -> Figure:
     """``value [T, h, M]``, a mixture over M modes per head and step (e.g. DNC read modes), as M lines per head."""
     if value.ndim != 3:
         raise ValueError(f"draw_modes: {name} has shape {list(value.shape)} but [T, h, M] was expected.")
     modes = MODE_NAMES.get(name.rpartition("/")[2], ())
     labels = [modes[m] if m < len(modes) else f"mode {m}" for m in range(value.shape[2])]
     kind = _title(name[: -len("_modes")] if name.endswith("_modes") else name)
-    fig, axes = new_figure(value.shape[1])
+    fig, axes = new_figure(value.shape[1], labelled_steps=len(step_labels or ()))
     steps = np.arange(value.shape[0])
     for k, ax in enumerate(axes):
         for m, label in enumerate(labels):
             ax.plot(steps, value[:, k, m], marker=".", label=label)
-        ax.set(title=f"{kind} modes, head {k}", xlabel="time step", ylabel="weight", ylim=(-0.02, 1.02))
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(title=f"{kind} modes, head {k}", ylabel="weight", ylim=(-0.02, 1.02))
+        _time_axis(ax, step_labels)
         ax.legend(loc="best", fontsize="small")
     return fig
 
@@ -222,21 +247,24 @@ def _slots(trace: Mapping[str, np.ndarray]) -> int | None:
     return None
 
 
-def draw_trace(trace: Mapping[str, np.ndarray]) -> dict[str, Figure]:
-    """One figure per drawable entry of a one-example trace (each ``[T, ...]``); see the module docstring."""
+def draw_trace(trace: Mapping[str, np.ndarray], step_labels: Sequence[str] | None = None) -> dict[str, Figure]:
+    """One figure per drawable entry of a one-example trace (each ``[T, ...]``); see the module docstring.
+
+    ``step_labels``: one text per time step (the words a bAbI stream reads), put on every time axis.
+    """
     slots = _slots(trace)
     figures: dict[str, Figure] = {}
     for name, value in trace.items():
         value = np.asarray(value, dtype=np.float32)
         view = view_of(name, value)
         if view == "heads":
-            figures[name] = draw_head_weights(name, value)
+            figures[name] = draw_head_weights(name, value, step_labels)
         elif view == "final":
             figures[name] = draw_final_matrix(name, value)
         elif view == "modes":
-            figures[name] = draw_modes(name, value)
+            figures[name] = draw_modes(name, value, step_labels)
         elif view == "over_time":
-            figures[name] = draw_over_time(name, value, slots)
+            figures[name] = draw_over_time(name, value, slots, step_labels)
     return figures
 
 

@@ -24,10 +24,12 @@ __all__ = ["MemoryPictures", "example_figures"]
 
 
 def example_figures(pl_module: Any, batch: dict[str, torch.Tensor], example_index: int = 0,
-                    max_time: int | None = None) -> dict[str, Figure]:
+                    max_time: int | None = None, step_labels: list[str] | None = None) -> dict[str, Figure]:
     """Run ``pl_module(batch["input"], record=True)`` and draw example ``example_index``.
 
     The module runs in eval mode without gradients; its train/eval mode is restored after.
+    ``step_labels`` (one text per time step of the example, e.g. the words of a bAbI stream) label
+    every time axis.
 
     Returns:
         name -> figure: ``"example"`` (input, target and prediction, time x channel) and one
@@ -63,9 +65,12 @@ def example_figures(pl_module: Any, batch: dict[str, torch.Tensor], example_inde
         if "mask" in batch:
             target = target * (batch["mask"] > 0).unsqueeze(-1)  # no class drawn at unscored steps
         prediction = torch.softmax(logits, dim=-1)
+    labels = None if step_labels is None else list(step_labels)[steps]
+    if labels is not None and len(labels) != one(x).shape[0]:
+        raise ValueError(f"example_figures: {len(labels)} step labels for {one(x).shape[0]} time steps; give one per step.")
     return {
-        "example": viz.draw_example(one(x), one(target), one(prediction), mask),
-        **viz.draw_trace({name: one(value) for name, value in (trace or {}).items()}),
+        "example": viz.draw_example(one(x), one(target), one(prediction), mask, labels),
+        **viz.draw_trace({name: one(value) for name, value in (trace or {}).items()}, labels),
     }
 
 
@@ -104,6 +109,9 @@ class MemoryPictures(Callback):
     ``<log_dir>/pictures/step{global_step:06d}_<entry>.png``; the entry ``example`` is
     input, target and prediction. Only global rank zero draws, and the sanity-check
     validation before training is skipped (it would draw the untrained model at step 0).
+
+    A task with ``step_labels(batch, index)`` (one text per time step of example ``index``, as
+    ``BabiSequenceTask`` gives the words of a story) gets them on every time axis.
 
     Any recurrent core is drawn the same way: a cell with several memories gives entries
     ``<memory>/<entry>``, stacked cells ``layer<k>/<entry>``, and a memory whose state grows
@@ -156,7 +164,9 @@ class MemoryPictures(Callback):
             return
         batch = trainer.datamodule.example_batch(self.example_index + 1)
         batch = {k: v.to(pl_module.device, pl_module.dtype if v.is_floating_point() else v.dtype) for k, v in batch.items()}
-        figures = example_figures(pl_module, batch, self.example_index, self.max_time)
+        labelling = getattr(trainer.datamodule, "step_labels", None)
+        labels = labelling(batch, self.example_index) if callable(labelling) else None
+        figures = example_figures(pl_module, batch, self.example_index, self.max_time, labels)
         self.last_files = publish_figures(trainer, figures, "memory", self.tensorboard, self.png)
 
     # -- checkpointed state -----------------------------------------------------------------

@@ -266,6 +266,14 @@ class BabiSequenceTask(pl.LightningDataModule):
         answers = [self.answer_words[int(t)] if t >= 0 else "<unknown>" for t in ids["target"][0][ids["mask"][0] > 0]]
         return {"task": int(ids["task"][0]), "words": words, "answers": answers}
 
+    def step_labels(self, batch: dict[str, Tensor], index: int) -> list[str]:
+        """The word read at each time step of stream ``index`` of ``batch`` (``-`` at answer slots, "" after its end).
+
+        ``MemoryPictures`` puts them on its time axes, so the pictures show what the memory does at each word.
+        """
+        ids = batch["input"][index].argmax(-1).tolist()  # [T] one-hot -> word ids
+        return ["" if i == 0 else self.vocab[i] for i in ids]  # id 0: <pad>
+
     def _example_split(self, split: str) -> _Streams:
         data = self.split(split)
         return data if len(data) or split != "val" else self.split("train")

@@ -107,6 +107,19 @@ def test_one_panel_per_head_with_time_and_slot_axes():
             assert ax.images[0].get_array().shape == (7, 5)  # [N, T]
 
 
+def test_step_labels_name_every_time_step_on_every_time_axis():
+    words = ["mary", "went", "home", ".", "-"]
+    figures = viz.draw_trace(_synthetic_trace(), step_labels=words)
+    for name in ("read_weights", "usage", "ponder"):
+        for ax in [a for a in figures[name].axes if a.get_label() != "<colorbar>" and a.get_title()]:
+            assert [t.get_text() for t in ax.get_xticklabels()] == words, name
+            assert ax.get_xlabel() == "input at each time step"
+    plain = viz.draw_trace(_synthetic_trace())["read_weights"]
+    assert figures["read_weights"].get_size_inches()[1] > plain.get_size_inches()[1]  # panels stacked, labels fit
+    example = viz.draw_example(np.zeros((5, 3)), np.zeros((5, 2)), np.zeros((5, 2)), step_labels=words)
+    assert [t.get_text() for t in _titled(example, "input")[0].get_xticklabels()] == words
+
+
 def test_memory_is_drawn_at_the_last_step():
     trace = _synthetic_trace()
     (ax,) = _titled(viz.draw_trace(trace)["memory"], "memory")
@@ -147,6 +160,11 @@ def test_example_figures_from_a_model_in_eval_mode():
     np.testing.assert_array_equal(inputs.images[0].get_array(), batch["input"][1, :3].T.numpy())
     with pytest.raises(ConfigError, match=r"example_index 2 is outside the example batch of 2; use 0 to 1\."):
         example_figures(system, batch, example_index=2)
+    labels = [f"w{t}" for t in range(batch["input"].shape[1])]
+    labelled = example_figures(system, batch, example_index=1, max_time=3, step_labels=labels)
+    assert [t.get_text() for t in _titled(labelled["read_weights"], "read head 0")[0].get_xticklabels()] == labels[:3]
+    with pytest.raises(ValueError, match=r"2 step labels for \d+ time steps; give one per step"):
+        example_figures(system, batch, step_labels=labels[:2])
     assert torch.is_grad_enabled()  # no_grad is left behind
 
 

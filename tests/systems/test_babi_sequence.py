@@ -137,3 +137,17 @@ def test_memory_pictures_show_what_the_dnc_does_while_it_reads_a_story(tmp_path)
     ])
     names = {p.name.split("_", 1)[1] for p in tmp_path.rglob("pictures/*.png")}
     assert {"example.png", "write_weights.png", "read_weights.png", "allocation_weights.png", "usage.png"} <= names
+
+
+def test_step_labels_are_the_words_of_the_stream():
+    from mannkit.tasks import BabiSequenceTask
+
+    data = BabiSequenceTask(str(FIXTURES), tasks=[1, 8], batch_size=2)
+    data.setup("fit")
+    batch = data.example_batch(2)
+    labels = data.step_labels(batch, 1)
+    words = data.example(1)["words"]
+    assert len(labels) == batch["input"].shape[1] >= len(words)
+    real = [w for w in words if w != "<pad>"]
+    assert labels[: len(real)] == real and set(labels[len(real):]) <= {""}
+    assert "-" in labels and labels.index("-") > 0  # the answer slot follows its question
