@@ -36,8 +36,8 @@ from mannkit.core.errors import ConfigError, ShapeError
 from mannkit.core.interfaces import Controller, Head, Memory, RecurrentCell, SequenceOutput, State
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
-from mannkit.nn.cells import OnMemory
-from mannkit.nn.compile_cache import compile_cache_dir
+from mannkit.nn.cells import MAIN_MEMORY, OnMemory, named_memories
+from mannkit.nn.compile_cache import compile_cache_dir, with_backward_compiled_now
 from mannkit.nn.compile_cache import use_compile_cache as _use_compile_cache
 
 __all__ = ["MemoryCell", "CellState", "compile_cache_dir"]
@@ -62,18 +62,6 @@ AUTO_CHECKPOINT_BYTES = 512 * 2**20
 EAGER_BACKWARD_LOWERING_CALLS = 1000
 
 
-def _with_backward_compiled_now(fn: Any, x: Tensor, state: Any) -> Any:
-    """``fn(x, state, False)`` with AOTAutograd told to compile any new graph's backward at once."""
-    import torch._functorch.config as functorch_config
-
-    before = functorch_config.force_non_lazy_backward_lowering
-    functorch_config.force_non_lazy_backward_lowering = True
-    try:
-        return fn(x, state, False)
-    finally:
-        functorch_config.force_non_lazy_backward_lowering = before
-
-
 def saved_bytes_per_step(memory: Memory, batch_size: int, dtype: torch.dtype) -> int:
     """What one step of ``memory`` saves for the backward pass, by its own estimate (0 if it has none)."""
     estimate = getattr(memory, "saved_bytes_per_step", None)
@@ -90,10 +78,6 @@ def auto_checkpoint_every(step_bytes: int, steps: int, budget: int | None = None
     if step_bytes <= 0 or steps * step_bytes <= budget:
         return None
     return max(1, math.ceil(math.sqrt(steps)))
-
-
-#: The name of the cell's ``memory`` among several (``memories`` adds others).
-MAIN = "memory"
 
 
 class CellState(NamedTuple):
@@ -153,7 +137,7 @@ class MemoryCell(RecurrentCell):
         memories: dict[str, Memory] | None = None,
     ) -> None:
         super().__init__()
-        named = _named_memories(memory, memories)
+        named = named_memories(memory, memories)
         if not heads:
             raise ConfigError("MemoryCell: heads is empty; give at least one head, e.g. a ReadHead and a WriteHead.")
         for i, head in enumerate(heads):
@@ -184,7 +168,7 @@ class MemoryCell(RecurrentCell):
         names = list(named)
         self._where = []  # head i acts on memory self._where[i] (an index into names)
         for i, head in enumerate(heads):
-            name = head.memory_name if isinstance(head, OnMemory) else MAIN
+            name = head.memory_name if isinstance(head, OnMemory) else MAIN_MEMORY
             if name not in named:
                 raise ConfigError(
                     f"MemoryCell: heads[{i}] ({type(head.head).__name__} in OnMemory) acts on memory {name!r}, which the "
@@ -194,7 +178,7 @@ class MemoryCell(RecurrentCell):
         self.dropout = dropout
         self.checkpoint_every = checkpoint_every
         self.controller, self.memory = controller, memory
-        self.memories = nn.ModuleDict({k: v for k, v in named.items() if k != MAIN}) if len(named) > 1 else None
+        self.memories = nn.ModuleDict({k: v for k, v in named.items() if k != MAIN_MEMORY}) if len(named) > 1 else None
         self._names = names if len(named) > 1 else None  # None: one memory, whose state is CellState.memory itself
         self._all = tuple(named.values())  # the memories, in the order of names
         self._prefix = [("" if self._where[i] == 0 else names[self._where[i]] + "/") for i in range(len(heads))]
@@ -288,7 +272,7 @@ class MemoryCell(RecurrentCell):
             if self._compiled_calls >= EAGER_BACKWARD_LOWERING_CALLS:
                 return fn(x, state, False)
             self._compiled_calls += 1
-            return _with_backward_compiled_now(fn, x, state)
+            return with_backward_compiled_now(fn, x, state)
         except Exception as error:  # noqa: BLE001  (compile: auto never fails a run: eager computes the same)
             if self._compile_failed or type(error).__name__ == "_StopRecomputationError":
                 raise  # the latter is torch.utils.checkpoint ending a recomputation early: control flow
@@ -408,27 +392,3 @@ class MemoryCell(RecurrentCell):
         state = self.__dict__.copy()
         state.pop("_compiled_step", None)  # compiled functions do not pickle (DDP spawn pickles the model)
         return state
-
-
-def _named_memories(memory: Memory, memories: dict[str, Memory] | None) -> dict[str, Memory]:
-    """``{"memory": memory, **memories}``, each checked (a Memory, a name usable as a key)."""
-    if not isinstance(memory, Memory):
-        raise ConfigError(f"MemoryCell: memory is a {type(memory).__name__}, not a Memory; give a memory class_path such as MatrixMemory.")
-    if memories is None:
-        return {MAIN: memory}
-    if not isinstance(memories, dict):
-        raise ConfigError(
-            f"MemoryCell: memories must map names to memories, got {type(memories).__name__}; "
-            "write e.g. memories: {tape: {class_path: MatrixMemory}}."
-        )
-    named = {MAIN: memory}
-    for name, mem in memories.items():
-        if not isinstance(name, str) or not name.isidentifier() or name == MAIN:
-            raise ConfigError(
-                f"MemoryCell: memories has the name {name!r}, but a name must be an identifier other than "
-                f"'{MAIN}' (the main memory's); rename it, e.g. tape."
-            )
-        if not isinstance(mem, Memory):
-            raise ConfigError(f"MemoryCell: memories.{name} is a {type(mem).__name__}, not a Memory; give a memory class_path.")
-        named[name] = mem
-    return named

@@ -38,7 +38,10 @@ from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
 from mannkit.testing.defaults import SIZES, register_example
 
-__all__ = ["OnMemory", "CellController", "ControllerCell", "StackedCells"]
+__all__ = ["OnMemory", "CellController", "ControllerCell", "StackedCells", "named_memories", "MAIN_MEMORY"]
+
+#: The name of a MemoryCell's ``memory`` among several (``memories`` adds others).
+MAIN_MEMORY = "memory"
 
 
 @register
@@ -294,3 +297,27 @@ def _kit_controller_cell() -> ControllerCell:
 
 
 register_example(ControllerCell, _kit_controller_cell)
+
+
+def named_memories(memory: Memory, memories: dict[str, Memory] | None) -> dict[str, Memory]:
+    """``{"memory": memory, **memories}`` for ``MemoryCell``, each checked (a Memory, a name usable as a key)."""
+    if not isinstance(memory, Memory):
+        raise ConfigError(f"MemoryCell: memory is a {type(memory).__name__}, not a Memory; give a memory class_path such as MatrixMemory.")
+    if memories is None:
+        return {MAIN_MEMORY: memory}
+    if not isinstance(memories, dict):
+        raise ConfigError(
+            f"MemoryCell: memories must map names to memories, got {type(memories).__name__}; "
+            "write e.g. memories: {tape: {class_path: MatrixMemory}}."
+        )
+    named = {MAIN_MEMORY: memory}
+    for name, mem in memories.items():
+        if not isinstance(name, str) or not name.isidentifier() or name == MAIN_MEMORY:
+            raise ConfigError(
+                f"MemoryCell: memories has the name {name!r}, but a name must be an identifier other than "
+                f"'{MAIN_MEMORY}' (the main memory's); rename it, e.g. tape."
+            )
+        if not isinstance(mem, Memory):
+            raise ConfigError(f"MemoryCell: memories.{name} is a {type(mem).__name__}, not a Memory; give a memory class_path.")
+        named[name] = mem
+    return named

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+from torch import Tensor
 
 from mannkit.core.errors import ConfigError
 
-__all__ = ["compile_cache_dir", "use_compile_cache", "user_set_torch_cache"]
+__all__ = ["compile_cache_dir", "use_compile_cache", "user_set_torch_cache", "with_backward_compiled_now"]
 
 
 def compile_cache_dir() -> Path | None:
@@ -61,3 +64,15 @@ def use_compile_cache() -> None:
     except OSError:  # a read-only home: torch's default (/tmp) still caches, within this boot
         return
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
+
+
+def with_backward_compiled_now(fn: Any, x: Tensor, state: Any) -> Any:
+    """``fn(x, state, False)`` with AOTAutograd told to compile any new graph's backward at once."""
+    import torch._functorch.config as functorch_config
+
+    before = functorch_config.force_non_lazy_backward_lowering
+    functorch_config.force_non_lazy_backward_lowering = True
+    try:
+        return fn(x, state, False)
+    finally:
+        functorch_config.force_non_lazy_backward_lowering = before
