@@ -25,7 +25,7 @@ from mannkit.core.interfaces import Addressing, Controller, Head, HeadOutput, Me
 from mannkit.core.registry import register
 from mannkit.nn.addressing import DotProductAddressing
 from mannkit.nn.addressing import dot_product_scores as dot_scores  # u^T m_i (eq. 1), re-exported for this plugin's API
-from mannkit_memn2n.memory import INIT_STD
+from mannkit_memn2n.encoding import INIT_STD
 
 __all__ = ["DotProductAddressing", "HopReadHead", "HopController", "dot_scores", "linear_weights", "has_scores"]
 

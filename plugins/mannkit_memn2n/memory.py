@@ -44,13 +44,20 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mannkit.core.errors import ConfigError, ShapeError
 from mannkit.core.interfaces import Memory
 from mannkit.core.registry import register
-from mannkit.nn.text import encode_sentences, position_coefficients, position_form
+from mannkit_memn2n.encoding import (
+    DENSE_BAG_LIMIT,
+    INIT_STD,
+    SentenceEncoder,
+    _word_ids,
+    embed_sentences,
+    word_bags,
+    word_weights,
+)
 
 __all__ = [
     "INIT_STD",
@@ -67,10 +74,6 @@ __all__ = [
     "DENSE_BAG_LIMIT",
 ]
 
-#: The standard deviation of every weight at initialisation: N(0, 0.1) (sec. 4.2 of the paper).
-INIT_STD = 0.1
-
-
 class StoryState(NamedTuple):
     """One hop's view of a story."""
 
@@ -80,13 +83,6 @@ class StoryState(NamedTuple):
     """The output memories ``c_i`` ``[B, N, D]`` that a read returns."""
     mask: Tensor
     """bool ``[B, N]``, True where a slot holds a sentence."""
-
-
-def _word_ids(story: Tensor) -> Tensor:
-    """Word ids ``[..., L]`` of a story given as ids, or, for word distributions ``[..., L, V]``, 1 where a word is."""
-    if story.is_floating_point():
-        return (story.abs().sum(-1) > 0).long()  # soft words: every position with any mass is a word
-    return story
 
 
 def story_mask(story: Tensor) -> Tensor:
@@ -154,128 +150,6 @@ def most_recent(story: Tensor, size: int) -> Tensor:
     """
     index = recent_slots(story_mask(story), size)  # [B, M]
     return story.gather(1, index.unsqueeze(-1).expand(-1, -1, story.shape[-1]))  # [B, M] -> [B, M, L] row picks
-
-
-#: Above this many entries (sentences x vocabulary) :func:`embed_sentences` uses ``embedding_bag`` instead of a dense bag matrix.
-DENSE_BAG_LIMIT = 1 << 22
-
-
-def word_weights(words: Tensor, position: bool | str = True, dtype: torch.dtype = torch.float32, dim: int | None = None) -> Tensor:
-    """The weight of each word in the bags of :func:`word_bags`: ``[2, S, L]`` (``a_j``, ``b_j`` of
-    :func:`mannkit.nn.text.position_coefficients`, so that ``l_kj = a_j - (k/D) b_j``) with the position
-    encoding, else ``[1, S, L]`` (1 per word); 0 at padding.
-
-    Args:
-        words: word ids ``[S, L]``.
-        position: True or ``code`` (the original code's form), ``paper`` (the printed form), False (none).
-        dim: D, the embedding width (the ``code`` form's ``a_j`` depends on it; needed for that form).
-    """
-    form = position_form(position, default="code")
-    if form is None:
-        return words.ne(0).to(dtype).unsqueeze(0)  # [1, S, L]
-    if form == "code" and dim is None:
-        raise ValueError("word_weights: the code form of the position encoding needs dim (D, the embedding width).")
-    return torch.stack(position_coefficients(words, dim, form, dtype))  # [2, S, L]
-
-
-def word_bags(words: Tensor, vocab_size: int, position: bool | str = True, dtype: torch.dtype = torch.float32,
-              dim: int | None = None) -> Tensor:
-    """Each sentence as weighted word counts over the vocabulary, so that ``bags @ A`` embeds every sentence.
-
-    With the position encoding ``l_kj = a_j - (k/D) b_j`` a sentence is
-    ``sum_j a_j A x_j - (k/D) sum_j b_j A x_j``: two bags, weighted by ``a_j`` and ``b_j``
-    (:func:`word_weights`); without it, one bag of counts. Padding (id 0) weighs 0.
-
-    Args:
-        words: word ids ``[..., L]`` (0 = padding, the words of a sentence first); S sentences in all.
-        vocab_size: V.
-        position: True or ``code``, ``paper``: two position-weighted bags; False: one bag of counts.
-        dim: D, the width of the table the bags will multiply (needed for the ``code`` form).
-
-    Returns:
-        ``[G, S, V]`` with G = 2 (position) or 1.
-
-    >>> word_bags(torch.tensor([[2, 1, 0]]), 3, position="paper").tolist()   # J = 2: weights 1/2, 0 and 0, -1
-    [[[0.0, 0.0, 0.5]], [[0.0, -1.0, 0.0]]]
-    """
-    flat = words.reshape(-1, words.shape[-1])  # [..., L] -> [S, L], one row per sentence
-    weights = word_weights(flat, position, dtype, dim)  # [G, S, L]
-    index = flat.unsqueeze(0).expand(weights.shape[0], -1, -1)  # [G, S, L]
-    return torch.zeros(weights.shape[0], flat.shape[0], vocab_size, device=words.device, dtype=dtype).scatter_add_(-1, index, weights)
-
-
-def embed_sentences(words: Tensor, table: Tensor, position: bool | str = True, bags: Tensor | None = None) -> Tensor:
-    """``sum_j l_j * A x_j`` for word ids, without an ``[..., L, D]`` intermediate.
-
-    The same numbers as :func:`mannkit.nn.text.encode_sentences` of the looked-up embeddings,
-    computed as ``word_bags(words) @ A`` (one dense product forward and backward, several times
-    faster than the gather on CPU), or with ``embedding_bag`` for a vocabulary too large for the
-    dense bags.
-
-    Args:
-        words: word ids ``[..., L]``.
-        table: A, ``[V, D]``.
-        position: the position encoding: True or ``code``, ``paper``; False for a plain bag of words.
-        bags: :func:`word_bags` of ``words`` if already made (hops share them).
-
-    Returns:
-        ``[..., D]``.
-    """
-    L, (V, D) = words.shape[-1], table.shape
-    k = torch.arange(1, D + 1, device=words.device, dtype=table.dtype) / D  # k / D, [D]
-    if bags is None and words.numel() // L * V > DENSE_BAG_LIMIT:
-        flat = words.reshape(-1, L)  # [S, L]
-        if position_form(position) is None:
-            return F.embedding_bag(flat, table, mode="sum", padding_idx=0).reshape(*words.shape[:-1], D)  # [S, D] -> [..., D]
-        weights = word_weights(flat, position, table.dtype, D)  # [2, S, L]
-        first, second = (F.embedding_bag(flat, table, per_sample_weights=w, mode="sum", padding_idx=0) for w in weights)
-        return (first - k * second).reshape(*words.shape[:-1], D)  # [S, D] -> [..., D]
-    bags = word_bags(words, V, position, table.dtype, D) if bags is None else bags
-    sums = bags @ table  # [G, S, V] @ [V, D] -> [G, S, D]
-    out = sums[0] - k * sums[1] if bags.shape[0] == 2 else sums[0]  # [S, D]
-    return out.reshape(*words.shape[:-1], D)  # [S, D] -> [..., D]
-
-
-class SentenceEncoder(nn.Module):
-    """One embedding of sentences: a word table (``A``, ``B`` or ``C`` of the paper, ``[V, D]``) and,
-    with ``slots``, a temporal table (``T_A`` or ``T_C``, ``[slots, D]``), both drawn from N(0, 0.1).
-
-    Hops share encoders by holding the same instance (weight tying).
-
-    Args:
-        vocab_size: V, words in the vocabulary (row 0, padding, is never used).
-        dim: D, the embedding width.
-        slots: rows of the temporal table (0 for no temporal encoding).
-        position: the position encoding: True or ``code`` (the original code's form), ``paper`` (the
-            printed form); False for a bag of words.
-    """
-
-    def __init__(self, vocab_size: int, dim: int, slots: int = 0, position: bool | str = True) -> None:
-        super().__init__()
-        self.position = position_form(position, default="code")  # "code", "paper" or None
-        self.words = nn.Parameter(torch.randn(vocab_size, dim) * INIT_STD)  # A (or B, C): [V, D]
-        self.time = nn.Parameter(torch.randn(slots, dim) * INIT_STD) if slots else None  # T_A (or T_C): [slots, D]
-
-    def forward(self, words: Tensor, times: Tensor | None = None, bags: Tensor | None = None) -> Tensor:
-        """``sum_j l_j * A x_j (+ T_A(t))``.
-
-        Args:
-            words: word ids ``[..., L]``, or word distributions ``[..., L, V]`` (soft one-hot words,
-                each row with any mass counting as a word).
-            times: int64 indices ``[...]`` into the temporal table (ignored without one).
-            bags: :func:`word_bags` of ``words`` (ids only) if already made; encoders of one story share them.
-
-        Returns:
-            ``[..., D]``.
-        """
-        if words.is_floating_point():
-            embedded = words @ self.words  # [..., L, V] @ [V, D] -> [..., L, D]
-            sentences = encode_sentences(embedded, _word_ids(words), self.position or False)  # [..., D]
-        else:
-            sentences = embed_sentences(words, self.words, self.position or False, bags)  # [..., D]
-        if self.time is not None and times is not None:
-            sentences = sentences + self.time[times]  # + T_A(i): [...] indices -> [..., D]
-        return sentences
 
 
 def _check_int(owner: str, name: str, value: object, low: int) -> None:

@@ -11,7 +11,7 @@ from mannkit.core.errors import ConfigError, ShapeError
 from mannkit.nn.text import position_weights
 from mannkit.testing import check_memory
 from mannkit.nn.text import encode_sentences
-from mannkit_memn2n import memory as memory_module
+from mannkit_memn2n import encoding as encoding_module
 from mannkit_memn2n.memory import (
     SentenceEncoder,
     StoryMemory,
@@ -89,7 +89,7 @@ def test_story_mask_of_ids_and_of_word_distributions():
 @pytest.mark.parametrize("dense", [True, False], ids=["dense-bags", "embedding-bag"])
 def test_embed_sentences_matches_the_shared_position_encoding(position, dense, monkeypatch):
     if not dense:
-        monkeypatch.setattr(memory_module, "DENSE_BAG_LIMIT", 0)
+        monkeypatch.setattr(encoding_module, "DENSE_BAG_LIMIT", 0)
     table = torch.randn(V, D, generator=torch.Generator().manual_seed(1), dtype=torch.float64, requires_grad=True)
     story = _story()
     expected = encode_sentences(F.embedding(story, table), story, position)  # [B, N, D], the core's dense form
