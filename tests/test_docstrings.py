@@ -13,7 +13,10 @@ import pytest
 
 import mannkit
 
-PACKAGES = ["mannkit", "mannkit_ntm", "mannkit_dnc", "mannkit_attention", "mannkit_memn2n", "mannkit_dmn", "mannkit_stack", "mannkit_relational"]
+PACKAGES = [
+    "mannkit", "mannkit_ntm", "mannkit_dnc", "mannkit_attention", "mannkit_memn2n", "mannkit_dmn", "mannkit_stack",
+    "mannkit_relational", "mannkit_act", "mannkit_mann",
+]
 
 
 def _modules() -> list[str]:
