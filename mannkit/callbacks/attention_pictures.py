@@ -177,7 +177,7 @@ class AttentionPictures(Callback):
     The question is ``trainer.datamodule.example_batch()``'s ``example_index``-th (the same each time), so
     successive pictures show the attention being learnt. Each trace entry ``[B, K, N]`` (``attention``
     of MemN2N's hops or DMN+'s passes) goes to TensorBoard as ``story/<entry>`` (the ``Images`` tab) and
-    to ``<log_dir>/pictures/step{global_step:06d}_<entry>.png``. Only global rank zero draws; the
+    to ``<log_dir>/pictures/step{step:06d}_<entry>.png`` (the training step; in ``validate``/``test`` that of the checkpoint). Only global rank zero draws; the
     sanity-check validation is skipped.
 
     Args:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any
 
 import lightning.pytorch as pl
@@ -50,6 +51,14 @@ class Checkpoint(ModelCheckpoint):
         super().setup(trainer, pl_module, stage)
         if trainer.is_global_zero and self.dirpath and "://" not in str(self.dirpath):
             clean_stale_temporaries(self.dirpath)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As ModelCheckpoint, without its warning that the folder changed: every ``mannkit`` run (a resumed
+        ``fit``, a ``validate``/``test`` of a checkpoint) writes into a ``version_N`` of its own, so the folder
+        always changes; the earlier run's best and top-k files stay in its folder and this run ranks its own."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The dirpath has changed", category=UserWarning)
+            super().load_state_dict(state_dict)
 
     # -- saving -----------------------------------------------------------------------------------
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:

@@ -211,7 +211,19 @@ def _unreadable(path: Path, field: str, exc: BaseException) -> CheckpointError:
 
 
 class CheckedLoading:
-    """Mixin for LightningModules: ``load_from_checkpoint`` of a file that is not a checkpoint is one sentence."""
+    """Mixin for LightningModules: ``load_from_checkpoint`` of a file that is not a checkpoint is one sentence,
+    and ``checkpoint_step`` holds the training step of the checkpoint the weights came from (None if none), so
+    that ``validate``/``test``/``predict`` (where ``trainer.global_step`` is 0) can name pictures and rows by it."""
+
+    checkpoint_step: int | None = None
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the checkpoint's ``global_step`` (Lightning calls this in every stage that loads weights)."""
+        step = checkpoint.get("global_step")
+        self.checkpoint_step = int(step) if isinstance(step, int) else None
+        parent = getattr(super(), "on_load_checkpoint", None)
+        if parent is not None:
+            parent(checkpoint)
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
 
 from mannkit.core.errors import ConfigError
 from mannkit.core.registry import register
@@ -74,6 +75,15 @@ def example_figures(pl_module: Any, batch: dict[str, torch.Tensor], example_inde
     }
 
 
+def picture_step(trainer: Any) -> int:
+    """The training step a picture shows: ``trainer.global_step`` while fitting; in ``validate``/``test``/``predict``
+    the step of the checkpoint the weights came from (``--ckpt_path``), 0 for weights that never trained."""
+    if trainer.state.fn == TrainerFn.FITTING:
+        return trainer.global_step
+    step = getattr(trainer.lightning_module, "checkpoint_step", None)
+    return step if isinstance(step, int) else trainer.global_step
+
+
 def publish_figures(trainer: Any, figures: dict[str, Any], prefix: str, tensorboard: bool, png: bool) -> list[Path]:
     """Send figures to every TensorBoard logger as ``<prefix>/<name>`` and/or write them as
     ``<run>/pictures/step{step:06d}_<name>.png``; returns the PNG paths (shared by the picture callbacks)."""
@@ -82,7 +92,7 @@ def publish_figures(trainer: Any, figures: dict[str, Any], prefix: str, tensorbo
     from mannkit.viz import safe_name, to_rgb
 
     images = {name: to_rgb(fig) for name, fig in figures.items()}  # name -> [H, W, 3] uint8
-    step = trainer.global_step
+    step = picture_step(trainer)
     if tensorboard:
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
@@ -106,7 +116,7 @@ class MemoryPictures(Callback):
     The example comes from ``trainer.datamodule.example_batch()`` (seeded, the same batch each
     time), so pictures of successive validations show how the access pattern is learnt.
     Pictures go to TensorBoard (tags ``memory/<entry>``, the ``Images`` tab) and to
-    ``<log_dir>/pictures/step{global_step:06d}_<entry>.png``; the entry ``example`` is
+    ``<log_dir>/pictures/step{step:06d}_<entry>.png`` (the training step; in ``validate``/``test`` that of the checkpoint); the entry ``example`` is
     input, target and prediction. Only global rank zero draws, and the sanity-check
     validation before training is skipped (it would draw the untrained model at step 0).
 

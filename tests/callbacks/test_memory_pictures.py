@@ -82,6 +82,16 @@ def test_every_n_validations_and_png_only_from_the_command_line(tmp_path):
     assert events.Tags()["images"] == []
 
 
+def test_validate_names_pictures_by_the_step_of_its_checkpoint(tmp_path):
+    # fit to step 6, then `mannkit validate --ckpt_path last.ckpt`: its pictures show the weights of step 6, not 0
+    main(["fit", "--config", str(FIXTURE), "--trainer.default_root_dir", str(tmp_path)])
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    main(["validate", "--config", str(FIXTURE), "--trainer.default_root_dir", str(tmp_path), "--ckpt_path", str(ckpt),
+          "--trainer.callbacks+=MemoryPictures", "--trainer.callbacks.tensorboard", "false"])
+    pictures = sorted(p.name for p in tmp_path.rglob("pictures/*.png"))
+    assert pictures == sorted(f"step000006_{n}.png" for n in ENTRIES)
+
+
 # -- drawing, without a trainer ---------------------------------------------------------------
 def _synthetic_trace(T=5, N=7, W=11, read=2, write=3):
     rng = np.random.default_rng(0)
