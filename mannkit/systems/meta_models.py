@@ -23,26 +23,13 @@ import math
 import torch
 from torch import Tensor, nn
 
-from mannkit.core.config import Configurable
+from mannkit.core.component import Component
 from mannkit.core.errors import ConfigError
 
 __all__ = ["FewShotMLP", "FewShotConvNet"]
 
 
-class _Bindable(Configurable, nn.Module):
-    """A net whose layers are created by ``bind(input_size, output_size)`` once the task's sizes are known."""
-
-    def _bind_once(self, **sizes: int) -> bool:
-        old = self.__dict__.get("_bound_sizes")
-        if old is None:
-            self.__dict__["_bound_sizes"] = dict(sizes)
-            return True
-        if old != sizes:
-            raise ConfigError(f"{type(self).__name__} is already built for {old} and cannot be rebuilt for {sizes}; use a fresh one.")
-        return False
-
-
-class FewShotMLP(_Bindable):
+class FewShotMLP(Component):
     """ReLU MLP ``x [S, I] -> [S, O]``; MAML's sinusoid network is ``hidden_sizes: [40, 40]``.
 
     Args:
@@ -71,7 +58,7 @@ class FewShotMLP(_Bindable):
         return self.net(x)
 
 
-class FewShotConvNet(_Bindable):
+class FewShotConvNet(Component):
     """The few-shot Omniglot conv net (Vinyals et al. 2016; MAML): ``blocks`` x [3x3 conv, batch norm, ReLU,
     2x2 max-pool], then a linear layer over the flattened features.
 
