@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from mannkit.core.errors import ConfigError
 from mannkit.core.registry import register
+from mannkit.tasks.base import test_metric_key
 
 __all__ = [
     "LengthGeneralisation",
@@ -108,7 +109,7 @@ def collect_rows(
     metric: str,
     columns: Sequence[str] = tuple(COLUMNS),
 ) -> tuple[str, str | None, list[GeneralisationRow]]:
-    """Read ``test/<set>/<metric>`` (and the table's ``columns``) from ``metrics`` for every test set.
+    """Read ``test/<set>/<metric>`` (:func:`~mannkit.tasks.base.test_metric_key`; and the table's ``columns``) from ``metrics`` for every test set.
 
     Raises:
         ConfigError: ``metric`` was logged for none of the test sets (the message lists what was).
@@ -117,7 +118,8 @@ def collect_rows(
     wanted = [*columns, *([metric] if metric not in columns else [])]
     rows = []
     for (name, _), difficulty in zip(difficulties, values):
-        found = {m: float(metrics[f"test/{name}/{m}"]) for m in wanted if f"test/{name}/{m}" in metrics}
+        keys = {m: test_metric_key(name, m) for m in wanted}
+        found = {m: float(metrics[k]) for m, k in keys.items() if k in metrics}
         rows.append(GeneralisationRow(name, difficulty, {m: found.get(m, math.nan) for m in wanted}))
     if rows and all(math.isnan(r.values[metric]) for r in rows):
         logged = sorted({k.rsplit("/", 1)[-1] for k in metrics if k.startswith("test/")})

@@ -47,6 +47,7 @@ from mannkit.systems.losses import Objective, masked_bce_loss, objective
 from mannkit.systems.optim import DEFAULT_OPTIMIZER, build_optimization, torch_class
 from mannkit.systems.regularisers import access_consistency, access_sparsity, weighting_keys
 from mannkit.systems.task_errors import NUM_TASKS, carries_questions, log_task_errors, update_task_errors, write_task_results
+from mannkit.tasks.base import test_metric_key
 
 __all__ = ["SequenceSystem", "masked_bce_loss"]
 
@@ -298,13 +299,12 @@ class SequenceSystem(CheckedLoading, pl.LightningModule):
         name = self.test_set_names[dataloader_idx] if dataloader_idx < len(self.test_set_names) else f"set{dataloader_idx}"
         if name not in self.test_metrics:
             self.test_metrics[name] = nn.ModuleDict(self.objective.metrics()).to(self.device)
-        prefix = "test/" if name == "test" else f"test/{name}/"  # one unnamed test set: test/seq_accuracy ...
-        for metric_name, metric in self.test_metrics[name].items():
+        for metric_name, metric in self.test_metrics[name].items():  # one unnamed test set: test/seq_accuracy ...
             metric(logits, batch["target"], batch["mask"])
-            self.log(prefix + metric_name, metric, batch_size=B, add_dataloader_idx=False)
+            self.log(test_metric_key(name, metric_name), metric, batch_size=B, add_dataloader_idx=False)
         if "reference_bits" in batch:
             self.log(
-                prefix + "reference_bits_per_seq", batch["reference_bits"].mean(),
+                test_metric_key(name, "reference_bits_per_seq"), batch["reference_bits"].mean(),
                 batch_size=B, add_dataloader_idx=False, sync_dist=True,
             )
         if self.objective.categorical and carries_questions(batch):
