@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if from_shell:
         _guard_second_interrupt()
-        _quiet_known_third_party_warnings()
+        _quiet_known_third_party_warnings(argv[0] if argv else None)
     try:
         if argv[:1] == ["plugins"]:
             print(format_plugins())
@@ -275,17 +275,21 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
 
 
-def _quiet_known_third_party_warnings() -> None:
-    """Hide three known messages of Lightning and torch that a mannkit user cannot act on; every other one shows.
+def _quiet_known_third_party_warnings(subcommand: str | None = None) -> None:
+    """Hide known messages of Lightning and torch that a mannkit user cannot act on; every other one shows.
 
     Lightning's FutureWarning about torch's ``LeafSpec`` (twice per run on torch >= 2.10), inductor's about
     ``torch._prims_common.check`` (once per compiled graph) and Lightning's advertisement for its cloud
-    logger, which came before the first line of every run.
+    logger, which came before the first line of every run. For ``validate``, ``test`` and ``predict`` also
+    Lightning's advice to add the callbacks a checkpoint was made with (e.g. the ``Timer`` of
+    ``--trainer.max_time``): only ``fit`` restores callback state, so for these it asks for nothing useful.
     """
     import warnings
 
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r".*torch\._prims_common\.check. is deprecated.*", category=FutureWarning)
+    if subcommand in ("validate", "test", "predict"):
+        warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used to create")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
         lambda record: "litlogger" not in str(record.getMessage())
     )
