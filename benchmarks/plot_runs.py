@@ -1,6 +1,6 @@
 """Draw one logged scalar of several ``mannkit fit`` runs against training steps, one line per run.
 
-Reads the TensorBoard events each run wrote (the newest events file below each folder) and writes
+Reads the TensorBoard events each run wrote (the newest events file below each folder that logged the tag) and writes
 one PNG; prints each run's last value and its best:
 
     python benchmarks/plot_runs.py runs/meta/mann_sequential_omniglot runs/meta/lstm_sequential_omniglot \
@@ -34,13 +34,18 @@ def main() -> None:
 
     figure, axes = plt.subplots(figsize=(6, 4))
     for run, label in zip(args.runs, labels):
-        files = sorted(run.rglob("events.out.tfevents*"), key=lambda p: p.stat().st_mtime)
+        files = sorted(run.rglob("events.out.tfevents*"), key=lambda p: p.stat().st_mtime, reverse=True)
         if not files:
             raise SystemExit(f"no TensorBoard events under {run}; give the run's default_root_dir.")
-        events = EventAccumulator(str(files[-1]), size_guidance={"scalars": 0})
-        events.Reload()
-        if args.tag not in events.Tags()["scalars"]:
-            raise SystemExit(f"{run} logged no '{args.tag}'; it logged {sorted(events.Tags()['scalars'])}.")
+        found = []
+        for file in files:  # the newest that logged the tag (a later `mannkit test` of the run writes its own)
+            events = EventAccumulator(str(file), size_guidance={"scalars": 0})
+            events.Reload()
+            found.append(events)
+            if args.tag in events.Tags()["scalars"]:
+                break
+        else:
+            raise SystemExit(f"{run} logged no '{args.tag}'; it logged {sorted(found[0].Tags()['scalars'])}.")
         points = events.Scalars(args.tag)
         axes.plot([(p.step + 1) * args.per_step for p in points], [p.value for p in points], label=label)
         best = max(p.value for p in points)

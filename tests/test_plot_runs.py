@@ -28,6 +28,16 @@ def test_plots_each_run_and_prints_last_and_highest(tmp_path, benchmark_script, 
     assert imread(out).shape[2] in (3, 4)
 
 
+def test_the_newest_events_file_with_the_tag_is_read(tmp_path, benchmark_script, monkeypatch, capsys):
+    run = _run(tmp_path / "a", [(9, 0.5)])
+    test_events = SummaryWriter(str(run / "lightning_logs" / "version_1"))  # a later `mannkit test` of the run
+    test_events.add_scalar("test/acc", 0.9, 0)
+    test_events.close()
+    monkeypatch.setattr(sys, "argv", ["plot_runs", str(run), "--tag", "val/acc", "--out", str(tmp_path / "x.png")])
+    benchmark_script("plot_runs").main()
+    assert "a: val/acc = 0.5000 at step 10" in capsys.readouterr().out
+
+
 def test_a_run_without_the_tag_names_what_it_logged(tmp_path, benchmark_script, monkeypatch):
     a = _run(tmp_path / "a", [(0, 1.0)], tag="train/loss")
     monkeypatch.setattr(sys, "argv", ["plot_runs", str(a), "--tag", "val/acc", "--out", str(tmp_path / "x.png")])
