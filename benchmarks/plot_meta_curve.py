@@ -26,11 +26,17 @@ def main() -> None:
     import matplotlib.pyplot as plt
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    files = sorted(args.run.rglob("events.out.tfevents*"), key=lambda p: p.stat().st_mtime)
+    files = sorted(args.run.rglob("events.out.tfevents*"), key=lambda p: p.stat().st_mtime, reverse=True)
     if not files:
         raise SystemExit(f"no TensorBoard events under {args.run}; give the run's default_root_dir.")
-    events = EventAccumulator(str(files[-1]), size_guidance={"scalars": 0})
-    events.Reload()
+    wanted = {f"val/{args.metric}_step{k}" for k in args.steps}
+    for file in files:  # the newest with validation curves (a later `mannkit test` of the run writes its own file)
+        events = EventAccumulator(str(file), size_guidance={"scalars": 0})
+        events.Reload()
+        if wanted & set(events.Tags()["scalars"]):
+            break
+    else:
+        raise SystemExit(f"no run under {args.run} logged any of {sorted(wanted)}.")
     figure, axes = plt.subplots(figsize=(6, 4))
     for k in args.steps:
         tag = f"val/{args.metric}_step{k}"
