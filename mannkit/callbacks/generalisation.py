@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from mannkit.core.errors import ConfigError
 from mannkit.core.registry import register
-from mannkit.tasks.base import test_metric_key
+from mannkit.metrics.keys import test_metric_key
 
 __all__ = [
     "LengthGeneralisation",
@@ -109,7 +109,7 @@ def collect_rows(
     metric: str,
     columns: Sequence[str] = tuple(COLUMNS),
 ) -> tuple[str, str | None, list[GeneralisationRow]]:
-    """Read ``test/<set>/<metric>`` (:func:`~mannkit.tasks.base.test_metric_key`; and the table's ``columns``) from ``metrics`` for every test set.
+    """Read ``test/<set>/<metric>`` (:func:`~mannkit.metrics.keys.test_metric_key`; and the table's ``columns``) from ``metrics`` for every test set.
 
     Raises:
         ConfigError: ``metric`` was logged for none of the test sets (the message lists what was).

@@ -203,7 +203,7 @@ def _give(choices: list[str], none_ok: bool) -> str:
 def _interface_of(cls: Any) -> type | None:
     """The mannkit interface ``cls`` implements (``Memory``, ``Controller``, ``RecurrentCell`` ...), if any."""
     for base in getattr(cls, "__mro__", ())[1:]:
-        if base.__module__ == "mannkit.core.interfaces" and base.__name__ != "Component":
+        if base.__module__ in ("mannkit.core.interfaces", "mannkit.core.models"):
             return base
     return None
 

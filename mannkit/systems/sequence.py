@@ -42,12 +42,12 @@ from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import SequenceModel
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
+from mannkit.metrics.keys import test_metric_key
 from mannkit.metrics.qa import JudgedTaskError
 from mannkit.systems.losses import Objective, masked_bce_loss, objective
 from mannkit.systems.optim import DEFAULT_OPTIMIZER, build_optimization, torch_class
 from mannkit.systems.regularisers import access_consistency, access_sparsity, weighting_keys
 from mannkit.systems.task_errors import NUM_TASKS, carries_questions, log_task_errors, update_task_errors, write_task_results
-from mannkit.tasks.base import test_metric_key
 
 __all__ = ["SequenceSystem", "masked_bce_loss"]
 

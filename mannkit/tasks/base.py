@@ -44,18 +44,7 @@ from mannkit.tasks.difficulty import (
     difficulties_of_test_sets,
 )
 
-__all__ = [
-    "SequenceTask", "Batch", "Difficulty", "LOSSES", "seed_from", "check_at_least", "check_order", "check_list", "test_metric_key",
-]
-
-def test_metric_key(test_set: str, metric: str) -> str:
-    """The logged name of a test metric: ``test/<set>/<metric>``, or ``test/<metric>`` for a single set named ``test``.
-
-    >>> test_metric_key("len40", "bits_per_seq"), test_metric_key("test", "seq_accuracy")
-    ('test/len40/bits_per_seq', 'test/seq_accuracy')
-    """
-    return f"test/{metric}" if test_set == "test" else f"test/{test_set}/{metric}"
-
+__all__ = ["SequenceTask", "Batch", "Difficulty", "LOSSES", "seed_from", "check_at_least", "check_order", "check_list"]
 
 #: The losses a task may declare (``SequenceTask.loss``); the sequence system follows it.
 LOSSES = ("bce", "ce", "mse")
