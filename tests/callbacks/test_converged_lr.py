@@ -93,3 +93,66 @@ def test_two_drops_with_their_own_thresholds_and_checkpoints(tmp_path):
     assert (first.lowered_at, second.lowered_at) == (4, 8)
     saved = torch.load(next(tmp_path.rglob("*.ckpt")), weights_only=True)["callbacks"]
     assert sorted(state["lowered_at"] for key, state in saved.items() if key.startswith("LowerLROnTarget")) == [4, 8]
+
+
+class _Levels(pl.LightningDataModule):
+    """A task whose ``max_length`` a test raises by hand; one batch per loader."""
+
+    difficulty_attributes = ("max_length",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.max_length = 5
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader([0] * 2, batch_size=None)
+
+    val_dataloader = train_dataloader
+
+
+class _RaiseAfterValidation(pl.Callback):
+    """Raises ``max_length`` by 5 at the end of every validation, as Curriculum does (listed before the drop)."""
+
+    def on_validation_end(self, trainer, pl_module):  # noqa: ANN001
+        if not trainer.sanity_checking:
+            trainer.datamodule.max_length += 5
+
+
+def test_level_counts_only_validations_run_at_the_last_level():
+    # val/cost 4, 2, 1, 0.5 at lengths 5, 10, 15, 20 (raised after each validation): below 2.5 from the
+    # second validation, but only the fourth ran at length >= 20, so the drop comes after step 8
+    model, data = _Falling(), _Levels()
+    callback = LowerLROnTarget(monitor="val/cost", threshold=2.5, factor=0.1, level="max_length>=20")
+    pl.Trainer(
+        max_steps=10, callbacks=[_RaiseAfterValidation(), callback], logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=1,
+    ).fit(model, datamodule=data)
+    assert callback.lowered_at == 8
+    assert model.rates == pytest.approx([0.01] * 8 + [0.001] * 2)
+    # without level the same run drops at the second validation, as before
+    model, data = _Falling(), _Levels()
+    callback = LowerLROnTarget(monitor="val/cost", threshold=2.5, factor=0.1)
+    pl.Trainer(
+        max_steps=10, callbacks=[_RaiseAfterValidation(), callback], logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=1,
+    ).fit(model, datamodule=data)
+    assert callback.lowered_at == 4
+
+
+def test_a_level_keeps_old_state_keys_and_gets_its_own():
+    plain = LowerLROnTarget(monitor="val/cost", threshold=1.0, factor=0.1)
+    assert plain.state_key == "LowerLROnTarget{'monitor': 'val/cost', 'threshold': 1.0, 'factor': 0.1, 'mode': 'min'}"
+    assert LowerLROnTarget(monitor="val/cost", level="max_length>=20").state_key != plain.state_key
+
+
+@pytest.mark.parametrize("level", ["max_length=20", "max_length>=", ">=20", "max length>=20", "max_length>=inf", 20])
+def test_a_malformed_level_is_one_sentence(level):
+    with pytest.raises(ConfigError, match=r"^LowerLROnTarget: level must read ATTRIBUTE>=NUMBER, got .*; use e\.g\. \"max_length>=20\" or leave it out\.$"):
+        LowerLROnTarget(level=level)
+
+
+def test_a_level_the_task_lacks_names_its_attributes():
+    callback = LowerLROnTarget(monitor="val/cost", level="max_depth>=3")
+    with pytest.raises(ConfigError, match=r"^LowerLROnTarget: level 'max_depth>=3' names 'max_depth', which is not a number on the task _Levels; name one of its difficulty attributes \['max_length'\] or leave level out\.$"):
+        pl.Trainer(max_steps=1, callbacks=[callback], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False).fit(_Falling(), datamodule=_Levels())

@@ -89,3 +89,13 @@ def test_the_ntm_copy_presets_train_at_batch_2(name: str):
 def test_the_ntm_copy_presets_lower_the_rate_once_converged(name: str):
     callbacks = {c["class_path"]: c.get("init_args", {}) for c in _preset(name)["trainer"]["callbacks"]}
     assert callbacks["LowerLROnTarget"] == {"monitor": "val/bits_per_seq", "threshold": 1.0, "factor": 0.1}
+
+
+def test_the_curriculum_lowers_the_rate_at_its_last_level_only():
+    """Seed 5 of copy_curriculum.yaml collapsed to chance at full rate after converging at length 20."""
+    preset = _preset("ntm/copy_curriculum.yaml")
+    callbacks = {c["class_path"]: c.get("init_args", {}) for c in preset["trainer"]["callbacks"]}
+    maximum = callbacks["Curriculum"]["maximum"]
+    assert callbacks["LowerLROnTarget"] == {"monitor": "val/bits_per_seq", "threshold": 1.0, "factor": 0.1, "level": f"max_length>={maximum}"}
+    names = [c["class_path"] for c in preset["trainer"]["callbacks"]]
+    assert names.index("Curriculum") < names.index("LowerLROnTarget")
