@@ -47,7 +47,7 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["ops", "build_directory", "SOURCE", "MAX_HEADS"]
+__all__ = ["ops", "build_directory", "build_inline", "SOURCE", "MAX_HEADS"]
 
 #: the row loops are unrolled over the read heads, for R = 0 ... MAX_HEADS (more heads: the PyTorch form)
 MAX_HEADS = 8
@@ -304,24 +304,34 @@ def build_directory() -> Path | None:
     return base / "torch_extensions"
 
 
-def _build() -> ModuleType:
+def build_inline(prefix: str, source: str, functions: list[str], what: str, skip_hint: str) -> ModuleType:
+    """Compile (or load from the cache) a C++ extension of ``source`` exporting ``functions``.
+
+    Cached under :func:`build_directory` in ``<prefix>_<hash>``, the hash covering the source, the
+    flags, the CPU (``-march=native``) and the torch version; ``what`` and ``skip_hint`` name it in the
+    one line printed before the slow first build.
+    """
     import torch
     from torch.utils.cpp_extension import load_inline
 
     flags = _FLAGS + _native_flag()
-    key = hashlib.sha256("\0".join([SOURCE, *flags, _cpu_signature(), torch.__version__]).encode()).hexdigest()[:16]
-    name = f"mannkit_dnc_link_{key}"
+    key = hashlib.sha256("\0".join([source, *flags, _cpu_signature(), torch.__version__]).encode()).hexdigest()[:16]
+    name = f"{prefix}_{key}"
     directory = build_directory()
     if directory is not None:
         directory = directory / name
         directory.mkdir(parents=True, exist_ok=True)
         if not (directory / f"{name}.so").exists():  # the one slow first use: say what the pause is
-            print(f"mannkit_dnc: building the DNC's C++ link kernel once (about a minute) into {directory}; "
-                  "MANNKIT_DNC_LINK_KERNEL=0 skips it.", file=sys.stderr, flush=True)
+            print(f"mannkit_dnc: building {what} once (about a minute) into {directory}; "
+                  f"{skip_hint} skips it.", file=sys.stderr, flush=True)
     return load_inline(
-        name=name, cpp_sources=[SOURCE], functions=["link_forward", "link_backward"],
+        name=name, cpp_sources=[source], functions=functions,
         extra_cflags=flags, build_directory=None if directory is None else str(directory), verbose=False,
     )  # fmt: skip
+
+
+def _build() -> ModuleType:
+    return build_inline("mannkit_dnc_link", SOURCE, ["link_forward", "link_backward"], "the DNC's C++ link kernel", "MANNKIT_DNC_LINK_KERNEL=0")
 
 
 def ops() -> ModuleType | None:
