@@ -20,6 +20,8 @@ read, for one batch element and head h::
 
     c^r_h   = softmax(beta_h K(k_h, M_t));   w^r_h = pi_b b_h + pi_c c^r_h + pi_f f_h;   r_h = w^r_h M_t
 
+and the write between them, ``M_t = M_{t-1} (1 - w^w e^T) + w^w v^T`` (one pass over M forward, one backward).
+
 The backwards are the hand-written ones of :mod:`mannkit_dnc.fused` (the allocation's through the
 suffix sums, which needs ``eps > 0``: with ``eps = 0`` the PyTorch form runs). Batch elements run in
 parallel (``at::parallel_for``). Built like :mod:`mannkit_dnc.link_kernel` (same cache, same
@@ -33,6 +35,7 @@ import warnings
 from types import ModuleType
 
 from mannkit_dnc import link_kernel
+from mannkit_dnc.read_write_kernel import READ_WRITE_SOURCE
 
 __all__ = ["ops", "SOURCE"]
 
@@ -267,102 +270,9 @@ std::vector<torch::Tensor> write_backward(torch::Tensor d_usage, torch::Tensor d
   return {d_memory, d_u, d_ww, d_wr, d_key, d_strength, d_free, d_ga, d_gw};
 }
 
-// memory [B, N, W], keys [B, R, W], strengths [B, R], modes [B, R, 3] (backward, content, forward),
-// forward/backward [B, R, N]. Returns reads [B, R, W], weights, sims, content [B, R, N], mem_sq [B, N], key_sq [B, R]
-std::vector<torch::Tensor> read_forward(torch::Tensor memory, torch::Tensor keys, torch::Tensor strengths,
-                                        torch::Tensor modes, torch::Tensor forward, torch::Tensor backward) {
-  const int64_t B = memory.size(0), N = memory.size(1), W = memory.size(2), R = keys.size(1);
-  auto reads = torch::zeros_like(keys), weights = torch::empty_like(forward), sims = torch::empty_like(forward);
-  auto content = torch::empty_like(forward), mem_sq = torch::empty({B, N}, memory.options());
-  auto key_sq = torch::empty({B, R}, memory.options());
-  AT_DISPATCH_FLOATING_TYPES(memory.scalar_type(), "read_forward", [&] {
-    using T = scalar_t;
-    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b)
-        for (int64_t h = 0; h < R; ++h) {
-          const int64_t bh = b * R + h;
-          key_sq.data_ptr<T>()[bh] = scores_one<T>(memory.data_ptr<T>() + b * N * W, keys.data_ptr<T>() + bh * W,
-                                                   strengths.data_ptr<T>()[bh], N, W, h == 0, mem_sq.data_ptr<T>() + b * N,
-                                                   sims.data_ptr<T>() + bh * N, content.data_ptr<T>() + bh * N);
-        }
-    });
-    content = at::_softmax(content, -1, false);  // c^r = softmax(beta K), [B, R, N]
-    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b) {
-        const T* M = memory.data_ptr<T>() + b * N * W;
-        for (int64_t h = 0; h < R; ++h) {
-          const int64_t bh = b * R + h;
-          const T *pi = modes.data_ptr<T>() + bh * 3, *c = content.data_ptr<T>() + bh * N;
-          const T *fw = forward.data_ptr<T>() + bh * N, *bw = backward.data_ptr<T>() + bh * N;
-          T* w = weights.data_ptr<T>() + bh * N;
-          T* r = reads.data_ptr<T>() + bh * W;
-          for (int64_t n = 0; n < N; ++n) {
-            w[n] = pi[0] * bw[n] + pi[1] * c[n] + pi[2] * fw[n];
-            axpy(w[n], M + n * W, r, W);  // r_h = w^r_h M
-          }
-        }
-      }
-    });
-  });
-  return {reads, weights, sims, content, mem_sq, key_sq};
-}
-
-// the gradients of read_forward for d_reads [B, R, W] and d_weights [B, R, N] (absent ones all zeros);
-// returns d_memory [B, N, W], d_keys [B, R, W], d_strengths [B, R], d_modes [B, R, 3], d_forward, d_backward [B, R, N]
-std::vector<torch::Tensor> read_backward(torch::Tensor d_reads, bool has_reads, torch::Tensor d_weights, bool has_weights,
-                                         torch::Tensor memory, torch::Tensor keys, torch::Tensor strengths,
-                                         torch::Tensor modes, torch::Tensor forward, torch::Tensor backward,
-                                         torch::Tensor weights, torch::Tensor sims, torch::Tensor content,
-                                         torch::Tensor mem_sq, torch::Tensor key_sq) {
-  const int64_t B = memory.size(0), N = memory.size(1), W = memory.size(2), R = keys.size(1);
-  auto d_memory = torch::zeros_like(memory), d_keys = torch::zeros_like(keys);
-  auto d_strengths = torch::empty_like(strengths), d_modes = torch::empty_like(modes);
-  auto d_forward = torch::empty_like(forward), d_backward = torch::empty_like(backward);
-  AT_DISPATCH_FLOATING_TYPES(memory.scalar_type(), "read_backward", [&] {
-    using T = scalar_t;
-    const T* d_weights_ = d_weights.data_ptr<T>();  // (data_ptr checks the dtype: not in the loops)
-    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-      std::vector<T> dw(N), dc(N);
-      for (int64_t b = begin; b < end; ++b) {
-        const T* M = memory.data_ptr<T>() + b * N * W;
-        T* dM = d_memory.data_ptr<T>() + b * N * W;
-        for (int64_t h = 0; h < R; ++h) {
-          const int64_t bh = b * R + h;
-          const T* w = weights.data_ptr<T>() + bh * N;
-          if (has_weights) std::copy(d_weights_ + bh * N, d_weights_ + (bh + 1) * N, dw.begin());
-          else std::fill(dw.begin(), dw.end(), T(0));
-          if (has_reads) {  // r = w M: dw[n] += dr . M[n], dM[n] += w[n] dr
-            const T* dr = d_reads.data_ptr<T>() + bh * W;
-            for (int64_t n = 0; n < N; ++n) {
-              const T* row = M + n * W;
-              T* drow = dM + n * W;
-              axpy(w[n], dr, drow, W);
-              dw[n] += dot(dr, row, W);
-            }
-          }
-          const T* pi = modes.data_ptr<T>() + bh * 3;
-          const T *c = content.data_ptr<T>() + bh * N, *fw = forward.data_ptr<T>() + bh * N, *bw = backward.data_ptr<T>() + bh * N;
-          T *dfw = d_forward.data_ptr<T>() + bh * N, *dbw = d_backward.data_ptr<T>() + bh * N;
-          T m0 = 0, m1 = 0, m2 = 0;
-          for (int64_t n = 0; n < N; ++n) {
-            m0 += dw[n] * bw[n]; m1 += dw[n] * c[n]; m2 += dw[n] * fw[n];
-            dc[n] = dw[n] * pi[1];
-            dfw[n] = dw[n] * pi[2];
-            dbw[n] = dw[n] * pi[0];
-          }
-          T* dm = d_modes.data_ptr<T>() + bh * 3;
-          dm[0] = m0; dm[1] = m1; dm[2] = m2;
-          d_strengths.data_ptr<T>()[bh] = content_one_backward<T>(
-              M, keys.data_ptr<T>() + bh * W, strengths.data_ptr<T>()[bh], key_sq.data_ptr<T>()[bh],
-              mem_sq.data_ptr<T>() + b * N, sims.data_ptr<T>() + bh * N, c, dc.data(), N, W,
-              d_keys.data_ptr<T>() + bh * W, dM);
-        }
-      }
-    });
-  });
-  return {d_memory, d_keys, d_strengths, d_modes, d_forward, d_backward};
-}
 """
+
+SOURCE = SOURCE + READ_WRITE_SOURCE  # one extension: the read addressing and erase/add use the helpers above
 
 _state: dict[str, ModuleType | None] = {}
 
@@ -380,7 +290,7 @@ def ops() -> ModuleType | None:
         return None
     try:
         _state["module"] = link_kernel.build_inline(
-            "mannkit_dnc_addressing", SOURCE, ["write_forward", "write_backward", "read_forward", "read_backward"],
+            "mannkit_dnc_addressing", SOURCE, ["write_forward", "write_backward", "read_forward", "read_backward", "erase_add_forward", "erase_add_backward"],
             "the DNC's C++ addressing kernel", "MANNKIT_DNC_ADDRESSING_KERNEL=0",
         )  # fmt: skip
     except Exception as error:  # noqa: BLE001  (any build or load failure: fall back, once)

@@ -11,7 +11,11 @@ run fused:
 - :func:`temporal_step` — link, precedence and the directional weightings (in
   :mod:`mannkit_dnc.fused_link`: the C++ row loops of :mod:`mannkit_dnc.link_kernel` on CPU, else the
   PyTorch form; re-exported here);
-- :func:`read_addressing` — read content weightings, read modes and the read vectors.
+- :func:`read_addressing` — read content weightings, read modes and the read vectors;
+- :func:`erase_add` — the write of M_t, one pass over M forward and one backward.
+
+On CPU (float32/64, eager) the loops of the write and read addressing and of the erase/add are C++
+(:mod:`mannkit_dnc.addressing_kernel`), the same equations with fewer passes and calls.
 
 Each equals the composition of the pure functions (``*_reference`` below, checked in the
 tests); a double backward differentiates that composition instead of the hand-written one.
@@ -24,8 +28,9 @@ import torch
 from torch import Tensor
 
 from mannkit.nn.addressing import EPS, content_weights, cosine_similarity_parts, cosine_similarity_vjp
+from mannkit.nn.memory import erase_add as _erase_add_core
 from mannkit.nn.memory import outer_sum, read
-from mannkit_dnc import addressing_kernel
+from mannkit_dnc.fused_cpu import _EraseAddKernel, _kernel_applies, _ReadAddressingKernel, _WriteAddressingKernel
 from mannkit_dnc.fused_link import _reference_vjp, temporal_step, temporal_step_eager, temporal_step_reference
 from mannkit_dnc.mechanisms import allocation_weights, read_weighting, retention, update_usage, write_weighting
 
@@ -37,6 +42,8 @@ __all__ = [
     "temporal_step_reference",
     "read_addressing",
     "read_addressing_reference",
+    "erase_add",
+    "erase_add_reference",
 ]
 
 _aten = torch.ops.aten
@@ -264,81 +271,24 @@ def read_addressing(
     return (_ReadAddressingKernel if _kernel_applies(*inputs) else _ReadAddressing).apply(*inputs)
 
 
-# -- the same two nodes with their loops in C++ (mannkit_dnc.addressing_kernel) ------------------
-def _kernel_applies(*tensors: Tensor) -> bool:
-    """Whether the C++ addressing applies: CPU, one float32/float64 dtype throughout, eager, built."""
-    first = tensors[0]
-    return (
-        first.device.type == "cpu"
-        and first.dtype in (torch.float32, torch.float64)
-        and all(t.dtype == first.dtype and t.device == first.device for t in tensors)
-        and not torch.compiler.is_compiling()
-        and addressing_kernel.ops() is not None
-    )
+def erase_add_reference(memory: Tensor, weights: Tensor, erase: Tensor, add: Tensor) -> tuple[Tensor]:
+    """:func:`erase_add` as :func:`mannkit.nn.memory.erase_add` computes it (for tests and second-order gradients)."""
+    return (_erase_add_core(memory, weights.unsqueeze(1), erase.unsqueeze(1), add.unsqueeze(1)),)
 
 
-def _write_kernel_inputs(memory, usage, previous_write, previous_read, key, strength, free_gates, allocation_gate, write_gate):  # noqa: ANN001, ANN202
-    """The write inputs as the C++ kernel takes them: contiguous, key ``[B, W]``, strength and gates ``[B]``."""
-    B = memory.shape[0]
-    return (memory.contiguous(), usage.contiguous(), previous_write.contiguous(), previous_read.contiguous(),
-            key.reshape(B, -1).contiguous(), strength.reshape(B).contiguous(), free_gates.contiguous(),
-            allocation_gate.reshape(B).contiguous(), write_gate.reshape(B).contiguous())  # fmt: skip
+def erase_add(memory: Tensor, weights: Tensor, erase: Tensor, add: Tensor) -> Tensor:
+    """The DNC write ``M_t = M_{t-1} (1 - w e^T) + w v^T`` for one head, fused.
 
+    Args:
+        memory: M_{t-1}, ``[B, N, W]``.
+        weights: w^w_t, ``[B, N]``.
+        erase: e, ``[B, 1, W]``.
+        add: v, ``[B, 1, W]``.
 
-class _WriteAddressingKernel(torch.autograd.Function):
-    """:class:`_WriteAddressing` with its loops in C++ (needs ``eps > 0``); same inputs, outputs and equations."""
-
-    @staticmethod
-    def forward(ctx, memory, usage, previous_write, previous_read, key, strength, free_gates, allocation_gate, write_gate, eps):  # noqa: ANN001, ANN205
-        originals = (memory, usage, previous_write, previous_read, key, strength, free_gates, allocation_gate, write_gate)
-        new_usage, weights, allocation, *parts = addressing_kernel.ops().write_forward(*_write_kernel_inputs(*originals), eps)
-        ctx.eps = eps
-        ctx.mark_non_differentiable(allocation)
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(*originals, allocation, *parts)  # the inputs themselves: a double backward differentiates them
-        return new_usage, weights, allocation
-
-    @staticmethod
-    def backward(ctx, d_usage, d_weights, _d_allocation):  # noqa: ANN001, ANN205
-        saved, needs = ctx.saved_tensors, ctx.needs_input_grad
-        if torch.is_grad_enabled():  # a double backward: differentiate the composition
-            return _reference_vjp(write_addressing_reference, (*saved[:9], ctx.eps), needs, (d_usage, d_weights, None))
-        if d_usage is None and d_weights is None:
-            return (None,) * 10
-        usage = saved[1]
-        d_usage = torch.zeros_like(usage) if d_usage is None else d_usage.contiguous()
-        has_weights = d_weights is not None
-        d_weights = d_weights.contiguous() if has_weights else usage
-        grads = addressing_kernel.ops().write_backward(d_usage, d_weights, has_weights, *_write_kernel_inputs(*saved[:9]), *saved[9:], ctx.eps)
-        by_input = [g.view(x.shape) for g, x in zip(grads, saved[:9])]  # the kernel's [B, W] and [B] back to [B, 1, W], [B, 1]
-        if not has_weights:  # nothing flowed into the content weighting or the gates
-            for i in (0, 4, 5, 7, 8):
-                by_input[i] = None
-        return tuple(g if needs[i] else None for i, g in enumerate(by_input)) + (None,)
-
-
-class _ReadAddressingKernel(torch.autograd.Function):
-    """:class:`_ReadAddressing` with its loops in C++; same inputs, outputs and equations."""
-
-    @staticmethod
-    def forward(ctx, memory, keys, strengths, modes, forward, backward):  # noqa: ANN001, ANN205
-        originals = (memory, keys, strengths, modes, forward, backward)
-        reads, weights, *parts = addressing_kernel.ops().read_forward(*(t.contiguous() for t in originals))
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(*originals, weights, *parts)  # the inputs themselves: a double backward differentiates them
-        return reads, weights
-
-    @staticmethod
-    def backward(ctx, d_reads, d_weights):  # noqa: ANN001, ANN205
-        saved, needs = ctx.saved_tensors, ctx.needs_input_grad
-        if torch.is_grad_enabled():
-            return _reference_vjp(read_addressing_reference, saved[:6], needs, (d_reads, d_weights))
-        if d_reads is None and d_weights is None:
-            return (None,) * 6
-        keys, weights = saved[1], saved[6]
-        has_reads, has_weights = d_reads is not None, d_weights is not None
-        grads = addressing_kernel.ops().read_backward(
-            d_reads.contiguous() if has_reads else keys, has_reads, d_weights.contiguous() if has_weights else weights,
-            has_weights, *(t.contiguous() for t in saved[:6]), *saved[6:],
-        )  # fmt: skip
-        return tuple(g if needs[i] else None for i, g in enumerate(grads))
+    Returns:
+        M_t, ``[B, N, W]``.
+    """
+    if _kernel_applies(memory, weights, erase, add):
+        B = memory.shape[0]
+        return _EraseAddKernel.apply(memory, weights, erase.reshape(B, -1), add.reshape(B, -1))
+    return _erase_add_core(memory, weights.unsqueeze(1), erase, add)

@@ -40,6 +40,7 @@ from mannkit.core.interfaces import Memory
 from mannkit.core.registry import register
 from mannkit.nn.memory import erase_add, read
 from mannkit_dnc.buffers import keep_freed_memory
+from mannkit_dnc.fused import erase_add as fused_erase_add
 from mannkit_dnc.fused import read_addressing, temporal_step, temporal_step_eager, write_addressing
 from mannkit_dnc.mechanisms import ALLOCATION_EPS
 
@@ -186,7 +187,7 @@ class DNCMemory(Memory):
             key, strength, free_gates, allocation_gate, write_gate, self.allocation_eps,
         )  # fmt: skip
         write_weights = weights.unsqueeze(1)  # [B, N] -> [B, 1, N]
-        memory = erase_add(state.memory, write_weights, erase, vector)  # M_t
+        memory = fused_erase_add(state.memory, weights, erase, vector)  # M_t
         link_step = temporal_step_eager if torch.compiler.is_compiling() and self.slots > self.COMPILE_LINK_UP_TO_SLOTS else temporal_step
         link, precedence, forward, backward = link_step(state.link, weights, state.precedence, state.read_weights)
         new = DNCState(memory, usage, link, precedence, state.read_weights, write_weights, forward, backward)

@@ -46,7 +46,7 @@ def _read_inputs(N: int, W: int, R: int, dtype: torch.dtype = F64, seed: int = 0
 
 
 def _outputs_and_grads(function, inputs, extra=(), seed: int = 1, use=None):  # noqa: ANN001, ANN202
-    outputs = function.apply(*inputs, *extra)
+    outputs = getattr(function, "apply", function)(*inputs, *extra)
     g = torch.Generator().manual_seed(seed)
     used = [o for i, o in enumerate(outputs) if o.requires_grad and (use is None or i in use)]
     weights = [torch.randn(o.shape, generator=g, dtype=o.dtype) for o in used]
@@ -137,3 +137,41 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
     monkeypatch.delitem(addressing_kernel._state, "module")
     monkeypatch.setenv("MANNKIT_DNC_ADDRESSING_KERNEL", "0")
     assert addressing_kernel.ops() is None
+
+
+def _erase_add_inputs(N: int, W: int, dtype: torch.dtype = F64, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    memory = torch.randn(B, N, W, generator=g, dtype=dtype)
+    weights = torch.softmax(torch.randn(B, N, generator=g, dtype=dtype), -1)
+    erase = torch.rand(B, W, generator=g, dtype=dtype)
+    add = torch.randn(B, W, generator=g, dtype=dtype)
+    return tuple(t.requires_grad_() for t in (memory, weights, erase, add))
+
+
+@pytest.mark.parametrize(("N", "W"), [(5, 3), (19, 8), (33, 37)])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_erase_add_kernel_equals_the_core_write(N, W, dtype):
+    inputs = _erase_add_inputs(N, W, dtype)
+    got, got_grads = _outputs_and_grads(lambda *xs: (fused._EraseAddKernel.apply(*xs),), inputs)  # noqa: E731
+    expected, expected_grads = _outputs_and_grads(lambda *xs: fused.erase_add_reference(*xs), inputs)  # noqa: E731
+    _assert_same(got, expected, dtype)
+    _assert_same(got_grads, expected_grads, dtype)
+    # by hand at one entry: M' = M (1 - w e) + w a
+    memory, weights, erase, add = (t.detach() for t in inputs)
+    by_hand = memory[1, 2, 0] * (1 - weights[1, 2] * erase[1, 0]) + weights[1, 2] * add[1, 0]
+    torch.testing.assert_close(got[0][1, 2, 0], by_hand)
+
+
+def test_erase_add_kernel_gradcheck_and_gradgradcheck():
+    inputs = _erase_add_inputs(6, 5)
+    assert gradcheck(fused._EraseAddKernel.apply, inputs)
+    assert gradgradcheck(fused._EraseAddKernel.apply, inputs)
+
+
+def test_erase_add_without_the_memory_gradient():
+    memory, weights, erase, add = _erase_add_inputs(7, 9)
+    memory = memory.detach()  # needs_input_grad[0] False: the kernel skips dM
+    out = fused._EraseAddKernel.apply(memory, weights, erase, add)
+    grads = torch.autograd.grad(out.sum(), (weights, erase, add))
+    expected = torch.autograd.grad(fused.erase_add_reference(memory, weights, erase, add)[0].sum(), (weights, erase, add))
+    _assert_same(grads, expected, F64)
