@@ -30,8 +30,6 @@ fallback: one warning, then the PyTorch form); ``MANNKIT_DNC_ADDRESSING_KERNEL=0
 
 from __future__ import annotations
 
-import os
-import warnings
 from types import ModuleType
 
 from mannkit_dnc import link_kernel
@@ -278,30 +276,16 @@ _state: dict[str, ModuleType | None] = {}
 
 
 def ops() -> ModuleType | None:
-    """The compiled ``write_forward``/``write_backward``/``read_forward``/``read_backward``; None where unavailable.
+    """The compiled write/read addressing and erase/add functions, built on first call; None where unavailable.
 
     None when ``MANNKIT_DNC_ADDRESSING_KERNEL=0`` or when the build fails (one warning, naming the
     error; the DNC then runs the PyTorch form, which gives the same numbers, more slowly).
     """
-    if "module" in _state:
-        return _state["module"]
-    if os.environ.get("MANNKIT_DNC_ADDRESSING_KERNEL", "1").strip().lower() in ("0", "false", "no", "off"):
-        _state["module"] = None
-        return None
-    try:
-        _state["module"] = link_kernel.build_inline(
-            "mannkit_dnc_addressing", SOURCE, ["write_forward", "write_backward", "read_forward", "read_backward", "erase_add_forward", "erase_add_backward"],
-            "the DNC's C++ addressing kernel", "MANNKIT_DNC_ADDRESSING_KERNEL=0",
-        )  # fmt: skip
-    except Exception as error:  # noqa: BLE001  (any build or load failure: fall back, once)
-        _state["module"] = None
-        first = str(error).strip().splitlines()[:1]
-        warnings.warn(
-            "mannkit_dnc: the C++ addressing kernel could not be built or loaded "
-            f"({type(error).__name__}: {first[0] if first else ''}); the DNC runs its PyTorch addressing "
-            "instead (same results, slower). Needs a C++ compiler and ninja; "
-            "set MANNKIT_DNC_ADDRESSING_KERNEL=0 to skip the attempt.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return _state["module"]
+    functions = ["write_forward", "write_backward", "read_forward", "read_backward", "erase_add_forward", "erase_add_backward"]
+    return link_kernel.load_once(
+        _state, "MANNKIT_DNC_ADDRESSING_KERNEL",
+        lambda: link_kernel.build_inline(
+            "mannkit_dnc_addressing", SOURCE, functions, "the DNC's C++ addressing kernel", "MANNKIT_DNC_ADDRESSING_KERNEL=0"
+        ),
+        "the C++ addressing kernel", "its PyTorch addressing instead (same results, slower)",
+    )  # fmt: skip

@@ -46,8 +46,9 @@ import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
+from typing import Callable
 
-__all__ = ["ops", "build_directory", "build_inline", "SOURCE", "MAX_HEADS"]
+__all__ = ["ops", "build_directory", "build_inline", "load_once", "SOURCE", "MAX_HEADS"]
 
 #: the row loops are unrolled over the read heads, for R = 0 ... MAX_HEADS (more heads: the PyTorch form)
 MAX_HEADS = 8
@@ -334,28 +335,39 @@ def _build() -> ModuleType:
     return build_inline("mannkit_dnc_link", SOURCE, ["link_forward", "link_backward"], "the DNC's C++ link kernel", "MANNKIT_DNC_LINK_KERNEL=0")
 
 
+def load_once(state: dict, switch: str, build: Callable[[], ModuleType], what: str, fallback: str) -> ModuleType | None:
+    """``state["module"]``: ``build()``'s module, built on the first call; None where unavailable.
+
+    None when the environment variable ``switch`` is 0/false/no/off, or when the build fails: one
+    RuntimeWarning naming ``what`` and the error and saying that ``fallback`` runs instead; the result,
+    None included, is kept in ``state``, so there is no second attempt and no second warning.
+    """
+    if "module" in state:
+        return state["module"]
+    if os.environ.get(switch, "1").strip().lower() in ("0", "false", "no", "off"):
+        state["module"] = None
+        return None
+    try:
+        state["module"] = build()
+    except Exception as error:  # noqa: BLE001  (any build or load failure: fall back, once)
+        state["module"] = None
+        first = str(error).strip().splitlines()[:1]
+        warnings.warn(
+            f"mannkit_dnc: {what} could not be built or loaded ({type(error).__name__}: {first[0] if first else ''}); "
+            f"the DNC runs {fallback}. Needs a C++ compiler and ninja; set {switch}=0 to skip the attempt.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return state["module"]
+
+
 def ops() -> ModuleType | None:
     """The compiled ``link_forward`` / ``link_backward``, built on first call; None where unavailable.
 
     None when ``MANNKIT_DNC_LINK_KERNEL=0`` or when the build fails (one warning, naming the
     error; the DNC then runs the PyTorch form, which gives the same numbers, more slowly).
     """
-    if "module" in _state:
-        return _state["module"]
-    if os.environ.get("MANNKIT_DNC_LINK_KERNEL", "1").strip().lower() in ("0", "false", "no", "off"):
-        _state["module"] = None
-        return None
-    try:
-        _state["module"] = _build()
-    except Exception as error:  # noqa: BLE001  (any build or load failure: fall back, once)
-        _state["module"] = None
-        first = str(error).strip().splitlines()[:1]
-        warnings.warn(
-            "mannkit_dnc: the C++ link kernel could not be built or loaded "
-            f"({type(error).__name__}: {first[0] if first else ''}); the DNC runs its PyTorch link update "
-            "instead (same results, slower at N >= 256). Needs a C++ compiler and ninja; "
-            "set MANNKIT_DNC_LINK_KERNEL=0 to skip the attempt.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return _state["module"]
+    return load_once(
+        _state, "MANNKIT_DNC_LINK_KERNEL", lambda: _build(), "the C++ link kernel",
+        "its PyTorch link update instead (same results, slower at N >= 256)",
+    )  # fmt: skip
