@@ -23,8 +23,13 @@ with weight exactly 0 (``torch.where`` masks, no per-example loop, no shrinking 
 
 ``forward`` returns in :class:`~mannkit.core.interfaces.SequenceOutput`:
 
-- ``losses["ponder"]``: ``tau * mean_B sum_t (N(t) + R(t))`` (eq. 12; every input step counts),
-  which ``SequenceSystem`` adds to the task loss and logs as ``train/loss_ponder``;
+- ``losses["ponder"]``: ``tau * mean_B (1/T) sum_t (N(t) + R(t))`` (eq. 12 per input step; every
+  input step counts), which ``SequenceSystem`` adds to the task loss and logs as ``train/loss_ponder``.
+  The paper adds ``tau * sum_t rho_t`` to a task loss *summed* over the steps; mannkit's task losses
+  are means over the steps, so the ponder cost is too, and ``tau`` keeps the paper's meaning (for a
+  loss that also averages over D outputs per step, as addition's 6 digits, the paper's tau is D x
+  this one). Until 2026-12-04 the cost was summed over steps, which weighted time T times more;
+  figures measured before then say so;
 - ``stats``: ``ponder_mean`` (N(t) over batch and input steps) and ``ponder_max``;
 - with ``record``: ``ponder [B, T]`` (N(t)), ``remainder [B, T]``, ``halting_p [B, T, n]`` (p_t^n,
   zero-padded to the longest ponder of the sequence), and every entry of the cell's trace mixed
@@ -214,7 +219,8 @@ class ACT(RecurrentCell):
         N = torch.stack(counts, dim=1)  # N(t) [B, T]
         R = torch.stack(remainders, dim=1)  # R(t) [B, T]
         rho = N.to(R.dtype) + R  # rho_t = N(t) + R(t) (eq. 11)
-        losses = {"ponder": self.tau * rho.sum(dim=1).mean()}  # tau * P(x), P(x) = sum_t rho_t (eq. 12)
+        # tau * P(x) / T, P(x) = sum_t rho_t (eq. 12): per input step, as the task losses are means over steps
+        losses = {"ponder": self.tau * rho.mean(dim=1).mean()}
         stats = {"ponder_mean": N.float().mean(), "ponder_max": N.max().float()}
         stacked = None
         if record:

@@ -80,7 +80,7 @@ def test_halting_weights_by_hand_with_forced_remainder():
 def test_ponder_cost_by_hand_and_the_remainder_gradient():
     act, logits = scripted_act(tau=0.5, requires_grad=True)
     out = act(torch.zeros(3, 1, 2, dtype=torch.float64))
-    # tau * mean_B sum_t (N(t) + R(t)) = 0.5 * mean(3.2, 2.0, 3.8)
+    # tau * mean_B (1/T) sum_t (N(t) + R(t)) = 0.5 * mean(3.2, 2.0, 3.8) with T = 1
     torch.testing.assert_close(out.losses["ponder"], torch.tensor(1.5, dtype=torch.float64))
     assert out.stats["ponder_mean"].item() == pytest.approx(7 / 3) and out.stats["ponder_max"].item() == 3
     out.losses["ponder"].backward()
@@ -242,3 +242,16 @@ def test_a_memory_updated_in_place_is_refused():
 def test_unbound_act_says_how_to_build_it():
     with pytest.raises(ConfigError, match=r"ACT is not built yet; call act\.bind"):
         ACT(ControllerCell(RNNController(3)))(torch.zeros(1, 2, 2))
+
+
+
+def test_the_ponder_cost_is_per_input_step():
+    """The task losses are means over input steps, so the ponder cost is too: tau * mean over B and T of N + R."""
+    torch.manual_seed(0)
+    act = ACT(ControllerCell(RNNController(5)), max_ponder=4, tau=0.3, halting_bias_init=-1.0)
+    act.bind(input_size=3, output_size=2)
+    act.double()
+    out = act(torch.randn(4, 6, 3, dtype=torch.float64), record=True)
+    rho = out.trace["ponder"].to(torch.float64) + out.trace["remainder"]  # [B, T]
+    assert rho.shape == (4, 6) and (rho >= 1).all()
+    torch.testing.assert_close(out.losses["ponder"], 0.3 * rho.mean())  # not 0.3 * rho.sum(1).mean(): 6x that
