@@ -51,13 +51,15 @@ def temporal_step_reference(
 
 
 def _link_backward_start(ctx: Any, grads: tuple) -> tuple[tuple[Tensor, ...], tuple | None]:
-    """The saved ``(L_{t-1}, w^w, p_{t-1}, w^r)`` of a link step, and, when differentiating twice, the gradients of
-    the reference form instead (None otherwise): the hand-written backwards are first-order only."""
-    link, write, precedence, read = ctx.saved_tensors[:4]
+    """The saved tensors of a link step (``L_{t-1}, w^w, p_{t-1}, w^r`` first), and, when differentiating twice, the
+    gradients of the reference form instead (None otherwise): the hand-written backwards are first-order only.
+
+    ``ctx.saved_tensors`` is read here once: under ``torch.utils.checkpoint`` a second read raises."""
+    saved = ctx.saved_tensors
+    link, write, precedence, read = saved[:4]
     if torch.is_grad_enabled():
-        return (link, write, precedence, read), _reference_vjp(
-            temporal_step_reference, (link, write, precedence, read), ctx.needs_input_grad, grads)
-    return (link, write, precedence, read), None
+        return saved, _reference_vjp(temporal_step_reference, (link, write, precedence, read), ctx.needs_input_grad, grads)
+    return saved, None
 
 
 class _TemporalStep(torch.autograd.Function):
@@ -101,10 +103,10 @@ class _TemporalStep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_link, d_prec, d_fwd, d_bwd):  # noqa: ANN001, ANN205
-        (link, write, precedence, read), twice = _link_backward_start(ctx, (d_link, d_prec, d_fwd, d_bwd))
+        saved, twice = _link_backward_start(ctx, (d_link, d_prec, d_fwd, d_bwd))
         if twice is not None:
             return twice
-        new_link = ctx.saved_tensors[4]
+        link, write, precedence, read, new_link = saved
         need_link, need_write, need_prec, need_read = ctx.needs_input_grad
         B, N = write.shape
         directional = read.shape[1] > 0 and (d_fwd is not None or d_bwd is not None)
@@ -196,9 +198,10 @@ class _TemporalStepKernel(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_link, d_prec, d_fwd, d_bwd):  # noqa: ANN001, ANN205
-        (link, write, precedence, read), twice = _link_backward_start(ctx, (d_link, d_prec, d_fwd, d_bwd))
+        saved, twice = _link_backward_start(ctx, (d_link, d_prec, d_fwd, d_bwd))
         if twice is not None:
             return twice
+        link, write, precedence, read = saved
         need_link, need_write, need_prec, need_read = ctx.needs_input_grad
         B, N = write.shape
         directional = read.shape[1] > 0 and (d_fwd is not None or d_bwd is not None)

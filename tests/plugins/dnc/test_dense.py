@@ -269,9 +269,17 @@ def test_no_nan_with_an_all_zero_memory_and_inputs():
     assert torch.isfinite(x.grad).all() and all(torch.isfinite(p.grad).all() for p in cell.parameters())
 
 
+@pytest.mark.parametrize("kernels", ["built", "unavailable"])
 @pytest.mark.parametrize("every", [1, 2, 4])
-def test_checkpointing_over_time_gives_the_same_outputs_and_gradients(every):
-    """MemoryCell(checkpoint_every=k) recomputes the DNC steps (and their link matrices) in the backward pass."""
+def test_checkpointing_over_time_gives_the_same_outputs_and_gradients(every, kernels, monkeypatch):
+    """MemoryCell(checkpoint_every=k) recomputes the DNC steps (and their link matrices) in the backward pass,
+    with the C++ kernels and with the PyTorch forms a machine without a compiler runs (each backward may read
+    ``ctx.saved_tensors`` only once under checkpointing)."""
+    if kernels == "unavailable":
+        from mannkit_dnc import addressing_kernel, link_kernel
+
+        monkeypatch.setitem(link_kernel._state, "module", None)
+        monkeypatch.setitem(addressing_kernel._state, "module", None)
     grads = []
     for checkpoint_every in (None, every):
         torch.manual_seed(0)
