@@ -9,6 +9,12 @@ as in Grefenstette et al. 2015: ``d = sigmoid``, ``u = sigmoid``, ``v = tanh``. 
 ``u``, pushes ``(v, d)`` and the head reads, per end, the top (or bottom) unit of strength:
 ``reads [B, 1, E W]``. It changes the memory and reads it, so it acts with the writers (stage 0).
 
+``gates="exclusive"`` (not in the paper) makes push and pop compete: ``[push | pop | no-op | value W]``
+per end (P = E (W + 3)), ``(d, u, n) = softmax``, so ``d + u <= 1``. With the paper's independent
+sigmoids, once ``d >= u`` a step's read is the value just pushed whatever ``u`` is, so the pop
+strength gets almost no gradient (what a trained Dyck model showed: push about 0.9 on every bracket);
+under the softmax raising ``u`` lowers ``d``, and the pop is learned through the push.
+
 >>> import torch
 >>> from mannkit.cell import MemoryCell
 >>> from mannkit.nn import LSTMController
@@ -56,11 +62,26 @@ class NeuralStackHead(Head):
     """Push strength, pop strength and value for each end of a NeuralStack, NeuralQueue or NeuralDeque, then its read.
 
     P = E (W + 2) parameters (``[push | pop | value W]`` per end), reads ``[B, 1, E W]``; E and W come
-    from the memory. No arguments: one bank drives every end.
+    from the memory; one bank drives every end.
+
+    Args:
+        gates: ``"independent"`` (the paper: a sigmoid each for push and pop) or ``"exclusive"``
+            (a softmax over push, pop and no-op per end, P = E (W + 3); see the module docstring).
     """
 
     stage = 0
     needs = ("pop", "push", "peek")
+    GATES = ("independent", "exclusive")
+
+    def __init__(self, gates: str = "independent") -> None:
+        super().__init__()
+        if gates not in self.GATES:
+            raise ConfigError(
+                f"NeuralStackHead: gates is {gates!r}; use one of {', '.join(map(repr, self.GATES))} "
+                f"(independent: the paper's sigmoid push and pop; exclusive: a softmax over push, pop and no-op)."
+            )
+        self.gates = gates
+        self._gate_count = 2 if gates == "independent" else 3
 
     @property
     def count(self) -> int:
@@ -70,18 +91,21 @@ class NeuralStackHead(Head):
         require("NeuralStackHead", memory, self.needs, "such as NeuralStack, NeuralQueue or NeuralDeque")
 
     def param_size(self, memory: Memory) -> int:
-        return len(memory.ends) * (memory.word_size + 2)
+        return len(memory.ends) * (memory.word_size + self._gate_count)
 
     def read_size(self, memory: Memory) -> int:
         return len(memory.ends) * memory.word_size
 
     def forward(self, params: Tensor, memory: Memory, memory_state: State, state: State, record: bool = False) -> HeadOutput:
-        """``params [B, 1, E (W + 2)]`` -> reads ``[B, 1, E W]`` and the state with E more values."""
-        B, E, W = params.shape[0], len(memory.ends), memory.word_size
-        per_end = params.view(B, E, W + 2)  # [B, 1, E (W + 2)] -> [B, E, W + 2]
-        gates = torch.sigmoid(per_end[..., :2])  # [B, E, 2]: d (push), u (pop)
+        """``params [B, 1, E (W + G)]`` (G = 2 gates, or 3 when exclusive) -> reads ``[B, 1, E W]`` and the state with E more values."""
+        B, E, W, G = params.shape[0], len(memory.ends), memory.word_size, self._gate_count
+        per_end = params.view(B, E, W + G)  # [B, 1, E (W + G)] -> [B, E, W + G]
+        if G == 2:
+            gates = torch.sigmoid(per_end[..., :2])  # [B, E, 2]: d (push), u (pop), each in (0, 1)
+        else:
+            gates = torch.softmax(per_end[..., :3], dim=-1)  # [B, E, 3]: d, u, no-op; d + u + n = 1
         push, pop = gates[..., 0], gates[..., 1]  # d_t, u_t: [B, E] each
-        value = torch.tanh(per_end[..., 2:])  # v_t: [B, E, W]
+        value = torch.tanh(per_end[..., G:])  # v_t: [B, E, W]
         memory_state = memory.push(memory.pop(memory_state, pop), value, push)
         reads, weights = memory.peek(memory_state)  # r_t: [B, E, W], [B, E, t]
         trace = {"push": push, "pop": pop, "read_weights": weights} if record else {}

@@ -33,6 +33,46 @@ def test_the_heads_conform():
     check_head(PushPopStackHead)
 
 
+def test_the_exclusive_stack_head_conforms():
+    check_head(lambda: NeuralStackHead(gates="exclusive"), memory=lambda: NeuralDeque(word_size=11),
+               harness=lambda head: MemoryCell(LSTMController(9), NeuralDeque(word_size=11), [head]))
+
+
+def test_exclusive_gates_compete_and_sum_to_at_most_one():
+    memory, head = NeuralDeque(word_size=4), NeuralStackHead(gates="exclusive")
+    head.bind(memory)
+    assert head.param_size(memory) == 2 * (4 + 3)  # [push | pop | no-op | value 4] per end
+    torch.manual_seed(0)
+    params = torch.randn(5, 1, 14, dtype=torch.float64)
+    state = memory.initial_state(5, torch.device("cpu"), torch.float64)
+    out = head(params, memory, state, (), record=True)
+    push, pop = out.trace["push"], out.trace["pop"]  # [B, E]
+    assert bool((push + pop <= 1).all()) and bool((push > 0).all()) and bool((pop > 0).all())
+    # hand-computed: logits (push, pop, no-op) = (0, 0, 0) give d = u = 1/3 at each end
+    zero = torch.zeros(1, 1, 14, dtype=torch.float64)
+    out = head(zero, memory, memory.initial_state(1, torch.device("cpu"), torch.float64), (), record=True)
+    torch.testing.assert_close(out.trace["push"], torch.full((1, 2), 1 / 3, dtype=torch.float64))
+    # raising the pop logit lowers the push strength (the gradient the independent gates lack)
+    logits = torch.zeros(1, 1, 14, dtype=torch.float64, requires_grad=True)
+    out = head(logits, memory, memory.initial_state(1, torch.device("cpu"), torch.float64), (), record=True)
+    (grad,) = torch.autograd.grad(out.trace["push"][0, 0], logits)
+    assert grad[0, 0, 1] < 0 and grad[0, 0, 0] > 0
+
+
+def test_exclusive_gates_gradcheck_through_a_cell():
+    torch.manual_seed(1)
+    cell = MemoryCell(LSTMController(6), NeuralStack(word_size=3), [NeuralStackHead(gates="exclusive")])
+    cell.bind(input_size=4, output_size=2)
+    cell.double()
+    x = torch.randn(2, 5, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: cell(x).logits, (x,))
+
+
+def test_an_unknown_gates_value_is_refused_in_one_sentence():
+    with pytest.raises(ConfigError, match=r"^NeuralStackHead: gates is 'softmax'; use one of 'independent', 'exclusive' "):
+        NeuralStackHead(gates="softmax")
+
+
 def test_the_lstm_baseline_conforms():
     check_sequence_model(lambda: ControllerCell(LSTMController(13)))
 
