@@ -72,8 +72,19 @@ def evaluate(core: torch.nn.Module, batches: list[dict], categorical: bool) -> d
     return {"coarse": round(coarse / count, 4), "fine": round(fine / count, 4)}
 
 
+def _override(text: str) -> tuple[str, object]:
+    key, value = text.split("=", 1)
+    return key, yaml.safe_load(value)
+
+
 def run(args: argparse.Namespace, seed: int) -> dict:
     preset = yaml.safe_load(Path(args.config).read_text())
+    for path, value in args.set:  # e.g. model.init_args.core.init_args.controller.init_args.hidden_size=64
+        *parents, leaf = path.split(".")
+        node = preset
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
     overrides = json.loads(args.data_overrides) if args.data_overrides else {}
     core, task, optimizer, clip = build(preset, seed, overrides, args.lr)
     categorical = task.loss == "ce"
@@ -100,23 +111,64 @@ def run(args: argparse.Namespace, seed: int) -> dict:
                 reached = seen
                 break
     tests = {name: evaluate(core, batches, categorical) for name, batches in zip(task.test_set_names, task.test_sets)}
-    return {"config": args.config, "seed": seed, "parameters": params, "sequences": seen,
+    return {"config": args.config, "set": dict(args.set), "seed": seed, "parameters": params, "sequences": seen,
             "reached_at_sequences": reached, "threshold": args.threshold, "minutes": round((time.time() - start) / 60, 1),
             "curve": curve, "test": tests}
 
 
+def _set_label(changes: dict) -> str:
+    """``{"...controller.init_args.hidden_size": 64}`` -> ``" (controller.hidden_size=64)"``."""
+    parts = [f"{'.'.join(k.split('.')[-3::2])}={v}" for k, v in changes.items()]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def summary(path: Path) -> str:
+    """A markdown table of the JSON lines in ``path``: one row per run, then the median per preset."""
+    import statistics
+
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    names = list(dict.fromkeys(name for r in rows for name in r["test"]))
+    head = ("| preset | seed | parameters | sequences to val coarse >= threshold | test coarse "
+            + " / ".join(names) + " | test fine " + " / ".join(names) + " | minutes |")
+    lines = [head, "|" + "---|" * 7]
+    by_preset: dict[str, list[dict]] = {}
+    for r in rows:
+        by_preset.setdefault(Path(r["config"]).stem + _set_label(r.get("set", {})), []).append(r)
+        reached = (f"**{r['reached_at_sequences']:,}**" if r["reached_at_sequences"] is not None
+                   else f"not within {r['sequences']:,} (last val coarse {r['curve'][-1][2] if r['curve'] else '-'})")
+        coarse = " / ".join(f"{r['test'][n]['coarse']:.2f}" if n in r["test"] else "-" for n in names)
+        fine = " / ".join(f"{r['test'][n]['fine']:.2f}" if n in r["test"] else "-" for n in names)
+        label = Path(r["config"]).stem + _set_label(r.get("set", {}))
+        lines.append(f"| {label} | {r['seed']} | {r['parameters']:,} | {reached} | {coarse} | {fine} | {r['minutes']} |")
+    lines.append("")
+    for preset, runs in by_preset.items():
+        longest = names[-1] if names else None
+        med = statistics.median(r["test"][longest]["coarse"] for r in runs if longest in r["test"]) if longest else float("nan")
+        hit = sum(r["reached_at_sequences"] is not None for r in runs)
+        lines.append(f"- {preset}: {hit} of {len(runs)} seeds reached the threshold; median test coarse at {longest}: {med:.2f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--summary", type=Path, default=None, help="print a markdown table of this JSON-lines file and stop")
+    parser.add_argument("--config")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--max-sequences", type=int, default=1_000_000)
     parser.add_argument("--max-minutes", type=float, default=60.0)
     parser.add_argument("--eval-every", type=int, default=2000)
     parser.add_argument("--threshold", type=float, default=0.99)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--set", type=_override, nargs="*", default=[],
+                        help="change the preset itself: dotted.path=value (e.g. a controller's hidden_size)")
     parser.add_argument("--data-overrides", default="", help='JSON, e.g. \'{"test_batches": 4}\'')
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.summary is not None:
+        print(summary(args.summary))
+        return
+    if not args.config:
+        parser.error("--config is required (or --summary FILE)")
     torch.set_num_threads(1)
     out = Path(args.out or Path(__file__).resolve().parent / "out" / f"learn_stack_{Path(args.config).stem}.jsonl")
     out.parent.mkdir(exist_ok=True)
