@@ -15,6 +15,13 @@ sigmoids, once ``d >= u`` a step's read is the value just pushed whatever ``u`` 
 strength gets almost no gradient (what a trained Dyck model showed: push about 0.9 on every bracket);
 under the softmax raising ``u`` lowers ``d``, and the pop is learned through the push.
 
+``push_bias`` / ``pop_bias`` (not in the paper) set the initial bias of the push and pop numbers
+(through :meth:`~mannkit.Head.param_bias`). At the projection's own initialisation both gates start
+near 0.5, so every step pops half a unit: a queue then holds only its newest value, the first input
+is gone before the output starts, and the relu in the strength update gives a popped value no
+gradient. ``push_bias: 3, pop_bias: -3`` start the memory as "keep everything" (d about 0.95, u
+about 0.05), so every stored value is still there, and has a gradient, when the output needs it.
+
 >>> import torch
 >>> from mannkit.cell import MemoryCell
 >>> from mannkit.nn import LSTMController
@@ -27,6 +34,8 @@ under the softmax raising ``u`` lowers ``d``, and the pop is learned through the
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -67,14 +76,20 @@ class NeuralStackHead(Head):
     Args:
         gates: ``"independent"`` (the paper: a sigmoid each for push and pop) or ``"exclusive"``
             (a softmax over push, pop and no-op per end, P = E (W + 3); see the module docstring).
+        push_bias, pop_bias: initial bias of the push and pop numbers (logits; None keeps the
+            projection's own initialisation, as in the paper).
     """
 
     stage = 0
     needs = ("pop", "push", "peek")
     GATES = ("independent", "exclusive")
 
-    def __init__(self, gates: str = "independent") -> None:
+    def __init__(self, gates: str = "independent", push_bias: float | None = None, pop_bias: float | None = None) -> None:
         super().__init__()
+        for name, value in (("push_bias", push_bias), ("pop_bias", pop_bias)):
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"NeuralStackHead: {name} is {value}; give a finite number (a logit, e.g. 3 or -3) or leave it out.")
+        self.push_bias, self.pop_bias = push_bias, pop_bias
         if gates not in self.GATES:
             raise ConfigError(
                 f"NeuralStackHead: gates is {gates!r}; use one of {', '.join(map(repr, self.GATES))} "
@@ -95,6 +110,18 @@ class NeuralStackHead(Head):
 
     def read_size(self, memory: Memory) -> int:
         return len(memory.ends) * memory.word_size
+
+    def param_bias(self, memory: Memory) -> Tensor | None:
+        """``[E (W + G)]``: ``push_bias`` and ``pop_bias`` on each end's first two numbers (and 0 on the no-op when exclusive), NaN (kept) elsewhere; None without them."""
+        if self.push_bias is None and self.pop_bias is None:
+            return None
+        per_end = torch.full((memory.word_size + self._gate_count,), float("nan"))
+        for index, value in ((0, self.push_bias), (1, self.pop_bias)):
+            if value is not None:
+                per_end[index] = value
+        if self._gate_count == 3:
+            per_end[2] = 0.0  # exclusive: the no-op logit's bias is the reference the other two are set against
+        return per_end.repeat(len(memory.ends))  # [W + G] -> [E (W + G)], ends in the memory's order
 
     def forward(self, params: Tensor, memory: Memory, memory_state: State, state: State, record: bool = False) -> HeadOutput:
         """``params [B, 1, E (W + G)]`` (G = 2 gates, or 3 when exclusive) -> reads ``[B, 1, E W]`` and the state with E more values."""

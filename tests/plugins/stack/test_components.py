@@ -146,3 +146,42 @@ def test_the_stack_is_the_only_path_through_time_and_it_carries_information():
     x = torch.randn(2, 5, 3, requires_grad=True)
     cell(x).logits[:, -1].sum().backward()
     assert x.grad[:, 0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("gates", ["independent", "exclusive"])
+def test_push_and_pop_biases_start_the_memory_keeping_everything(gates):
+    torch.manual_seed(0)
+    head = NeuralStackHead(gates=gates, push_bias=3.0, pop_bias=-3.0)
+    memory = NeuralDeque(word_size=4)
+    G = 2 if gates == "independent" else 3
+    bias = head.param_bias(memory)
+    assert bias.shape == (2 * (4 + G),)  # both ends
+    for end in range(2):
+        row = bias[end * (4 + G) : (end + 1) * (4 + G)]
+        assert row[:2].tolist() == [3.0, -3.0] and bool(row[G:].isnan().all())
+        assert G == 2 or row[2].item() == 0.0  # exclusive: the no-op logit is the reference
+    cell = MemoryCell(LSTMController(8), memory, [head])
+    cell.bind(input_size=3, output_size=2)
+    with torch.no_grad():  # zero weights on the projection: the gates are the biases alone
+        for name, p in cell.named_parameters():
+            if p.dim() == 2 and p.shape[0] == bias.shape[0]:
+                p.zero_()
+    out = cell(torch.zeros(2, 5, 3), record=True)
+    push, pop = out.trace["push"], out.trace["pop"]  # [B, T, E]
+    if gates == "independent":
+        torch.testing.assert_close(push, torch.full_like(push, torch.sigmoid(torch.tensor(3.0)).item()))
+    else:
+        expected = torch.softmax(torch.tensor([3.0, -3.0, 0.0]), 0)
+        torch.testing.assert_close(push, torch.full_like(push, expected[0].item()))
+        torch.testing.assert_close(pop, torch.full_like(pop, expected[1].item()))
+    assert bool((pop < 0.06).all())
+
+
+def test_no_biases_keep_the_projection_initialisation():
+    assert NeuralStackHead().param_bias(NeuralStack(word_size=4)) is None
+
+
+@pytest.mark.parametrize("name", ["push_bias", "pop_bias"])
+def test_a_non_finite_bias_is_refused_in_one_sentence(name):
+    with pytest.raises(ConfigError, match=rf"^NeuralStackHead: {name} is nan; give a finite number"):
+        NeuralStackHead(**{name: float("nan")})
