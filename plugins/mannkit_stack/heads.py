@@ -21,6 +21,9 @@ near 0.5, so every step pops half a unit: a queue then holds only its newest val
 is gone before the output starts, and the relu in the strength update gives a popped value no
 gradient. ``push_bias: 3, pop_bias: -3`` start the memory as "keep everything" (d about 0.95, u
 about 0.05), so every stored value is still there, and has a gradient, when the output needs it.
+Either may be a list with one value per end (the memory's ``ends`` order): a deque given
+``push_bias: [3, -3]`` starts pushing at the top only, so its top read is the newest value (a
+stack's) and its bottom read the oldest (a queue's).
 
 >>> import torch
 >>> from mannkit.cell import MemoryCell
@@ -76,19 +79,26 @@ class NeuralStackHead(Head):
     Args:
         gates: ``"independent"`` (the paper: a sigmoid each for push and pop) or ``"exclusive"``
             (a softmax over push, pop and no-op per end, P = E (W + 3); see the module docstring).
-        push_bias, pop_bias: initial bias of the push and pop numbers (logits; None keeps the
-            projection's own initialisation, as in the paper).
+        push_bias, pop_bias: initial bias of the push and pop numbers (logits), one number for
+            every end or a list with one per end; None keeps the projection's own initialisation,
+            as in the paper.
     """
 
     stage = 0
     needs = ("pop", "push", "peek")
     GATES = ("independent", "exclusive")
 
-    def __init__(self, gates: str = "independent", push_bias: float | None = None, pop_bias: float | None = None) -> None:
+    def __init__(
+        self, gates: str = "independent", push_bias: float | list[float] | None = None, pop_bias: float | list[float] | None = None
+    ) -> None:
         super().__init__()
         for name, value in (("push_bias", push_bias), ("pop_bias", pop_bias)):
-            if value is not None and not math.isfinite(value):
-                raise ConfigError(f"NeuralStackHead: {name} is {value}; give a finite number (a logit, e.g. 3 or -3) or leave it out.")
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if value is not None and (not values or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)):
+                raise ConfigError(
+                    f"NeuralStackHead: {name} is {value}; give a finite number (a logit, e.g. 3 or -3), a list with one "
+                    f"per end of the memory, or leave it out."
+                )
         self.push_bias, self.pop_bias = push_bias, pop_bias
         if gates not in self.GATES:
             raise ConfigError(
@@ -104,6 +114,13 @@ class NeuralStackHead(Head):
 
     def bind(self, memory: Memory) -> None:
         require("NeuralStackHead", memory, self.needs, "such as NeuralStack, NeuralQueue or NeuralDeque")
+        E = len(memory.ends)
+        for name, value in (("push_bias", self.push_bias), ("pop_bias", self.pop_bias)):
+            if isinstance(value, (list, tuple)) and len(value) != E:
+                raise ConfigError(
+                    f"NeuralStackHead: {name} has {len(value)} values but {type(memory).__name__} has {E} end"
+                    f"{'s' if E > 1 else ''} ({', '.join(memory.ends)}); give one value, or one per end in that order."
+                )
 
     def param_size(self, memory: Memory) -> int:
         return len(memory.ends) * (memory.word_size + self._gate_count)
@@ -115,13 +132,14 @@ class NeuralStackHead(Head):
         """``[E (W + G)]``: ``push_bias`` and ``pop_bias`` on each end's first two numbers (and 0 on the no-op when exclusive), NaN (kept) elsewhere; None without them."""
         if self.push_bias is None and self.pop_bias is None:
             return None
-        per_end = torch.full((memory.word_size + self._gate_count,), float("nan"))
+        E = len(memory.ends)
+        bias = torch.full((E, memory.word_size + self._gate_count), float("nan"))  # [E, W + G]
         for index, value in ((0, self.push_bias), (1, self.pop_bias)):
             if value is not None:
-                per_end[index] = value
+                bias[:, index] = torch.tensor(value if isinstance(value, (list, tuple)) else [value] * E, dtype=bias.dtype)
         if self._gate_count == 3:
-            per_end[2] = 0.0  # exclusive: the no-op logit's bias is the reference the other two are set against
-        return per_end.repeat(len(memory.ends))  # [W + G] -> [E (W + G)], ends in the memory's order
+            bias[:, 2] = 0.0  # exclusive: the no-op logit's bias is the reference the other two are set against
+        return bias.flatten()  # [E, W + G] -> [E (W + G)], ends in the memory's order
 
     def forward(self, params: Tensor, memory: Memory, memory_state: State, state: State, record: bool = False) -> HeadOutput:
         """``params [B, 1, E (W + G)]`` (G = 2 gates, or 3 when exclusive) -> reads ``[B, 1, E W]`` and the state with E more values."""

@@ -185,3 +185,18 @@ def test_no_biases_keep_the_projection_initialisation():
 def test_a_non_finite_bias_is_refused_in_one_sentence(name):
     with pytest.raises(ConfigError, match=rf"^NeuralStackHead: {name} is nan; give a finite number"):
         NeuralStackHead(**{name: float("nan")})
+    with pytest.raises(ConfigError, match=rf"^NeuralStackHead: {name} is \[1.0, 'x'\]; give a finite number"):
+        NeuralStackHead(**{name: [1.0, "x"]})
+
+
+def test_biases_per_end_start_a_deque_pushing_at_the_top_only():
+    head, memory = NeuralStackHead(push_bias=[3.0, -3.0], pop_bias=-3.0), NeuralDeque(word_size=2)
+    head.bind(memory)
+    bias = head.param_bias(memory).view(2, 4)  # [E, W + 2]: top, then bottom
+    assert bias[:, :2].tolist() == [[3.0, -3.0], [-3.0, -3.0]]
+
+
+def test_a_bias_list_of_the_wrong_length_is_refused_in_one_sentence():
+    cell = MemoryCell(LSTMController(8), NeuralQueue(word_size=3), [NeuralStackHead(push_bias=[3.0, -3.0])])
+    with pytest.raises(ConfigError, match=r"^NeuralStackHead: push_bias has 2 values but NeuralQueue has 1 end \(top\); give one value"):
+        cell.bind(4, 3)
