@@ -29,10 +29,10 @@ from mannkit.core.registry import load_plugins
 from mannkit.systems.losses import objective
 from mannkit.tasks.base import make_generator
 
+from learn_from_config import parse_entry, set_entries  # benchmarks/, the script's own folder
 
-def _override(text: str) -> tuple[str, Any]:
-    key, value = text.split("=", 1)
-    return key, yaml.safe_load(value)
+
+_override = parse_entry  # "dotted.path=value" -> (path, value read as YAML)
 
 
 def evaluate(core: torch.nn.Module, batches: list[dict], loss: str) -> dict[str, float]:
@@ -57,12 +57,7 @@ def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     import mannkit.tasks  # noqa: F401
 
     preset = yaml.safe_load(Path(args.config).read_text())
-    for path, value in args.set:  # e.g. model.init_args.core.init_args.cell.init_args.controller.init_args.hidden_size=128
-        *parents, leaf = path.split(".")
-        node = preset
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+    set_entries(preset, args.set)  # e.g. model.init_args.core.init_args.cell.init_args.controller.init_args.hidden_size=128
     torch.manual_seed(seed)
     core_config = preset["model"]["init_args"]["core"]
     if args.tau is not None:

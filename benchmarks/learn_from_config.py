@@ -126,8 +126,22 @@ def run_seed(seed: int, args: argparse.Namespace, preset: dict[str, Any]) -> dic
 
 
 def _override(text: str) -> tuple[str, Any]:
+    """``"dotted.path=value"`` -> ``("dotted.path", value)``, the value read as YAML (``--override`` / ``--set``)."""
     key, _, value = text.partition("=")
     return key, yaml.safe_load(value)
+
+
+parse_entry = _override
+
+
+def set_entries(preset: dict[str, Any], entries: list[tuple[str, Any]]) -> None:
+    """Change a loaded preset in place: each ``(dotted.path, value)``, e.g. a controller's ``hidden_size``."""
+    for path, value in entries:  # e.g. model.init_args.core.init_args.controller.init_args.hidden_size
+        *parents, leaf = path.split(".")
+        node = preset
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
 
 
 def main() -> None:

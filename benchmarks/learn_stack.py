@@ -30,6 +30,8 @@ from mannkit.metrics import coarse_accuracy, fine_accuracy  # noqa: E402
 from mannkit.systems.losses import masked_bce_loss, masked_cross_entropy_loss  # noqa: E402
 from mannkit.tasks.base import make_generator  # noqa: E402
 
+from learn_from_config import parse_entry, set_entries  # noqa: E402  (benchmarks/, the script's own folder)
+
 
 def build(preset: dict, seed: int, overrides: dict, lr: float | None) -> tuple:
     """The preset's core (bound to the task's input and output sizes), task (seeded), optimizer and gradient-norm clip."""
@@ -72,19 +74,9 @@ def evaluate(core: torch.nn.Module, batches: list[dict], categorical: bool) -> d
     return {"coarse": round(coarse / count, 4), "fine": round(fine / count, 4)}
 
 
-def _override(text: str) -> tuple[str, object]:
-    key, value = text.split("=", 1)
-    return key, yaml.safe_load(value)
-
-
 def run(args: argparse.Namespace, seed: int) -> dict:
     preset = yaml.safe_load(Path(args.config).read_text())
-    for path, value in args.set:  # e.g. model.init_args.core.init_args.controller.init_args.hidden_size=64
-        *parents, leaf = path.split(".")
-        node = preset
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+    set_entries(preset, args.set)  # e.g. model.init_args.core.init_args.controller.init_args.hidden_size=64
     overrides = json.loads(args.data_overrides) if args.data_overrides else {}
     core, task, optimizer, clip = build(preset, seed, overrides, args.lr)
     categorical = task.loss == "ce"
@@ -159,7 +151,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=2000)
     parser.add_argument("--threshold", type=float, default=0.99)
     parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--set", type=_override, nargs="*", default=[],
+    parser.add_argument("--set", type=parse_entry, nargs="*", default=[],
                         help="change the preset itself: dotted.path=value (e.g. a controller's hidden_size)")
     parser.add_argument("--data-overrides", default="", help='JSON, e.g. \'{"test_batches": 4}\'')
     parser.add_argument("--out", default=None)
