@@ -32,8 +32,6 @@ from mannkit.tasks.base import make_generator
 from learn_from_config import parse_entry, set_entries  # benchmarks/, the script's own folder
 
 
-_override = parse_entry  # "dotted.path=value" -> (path, value read as YAML)
-
 
 def evaluate(core: torch.nn.Module, batches: list[dict], loss: str) -> dict[str, float]:
     """Sequence error and mean/max ponder steps over fixed batches (eval mode, no gradients)."""
@@ -120,8 +118,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--override", type=_override, nargs="*", default=[])
-    parser.add_argument("--set", type=_override, nargs="*", default=[],
+    parser.add_argument("--override", type=parse_entry, nargs="*", default=[])
+    parser.add_argument("--set", type=parse_entry, nargs="*", default=[],
                         help="change the preset itself: dotted.path=value (e.g. a controller's hidden_size)")
     parser.add_argument("--tau", type=float, default=None, help="ACT's time penalty (default: the preset's)")
     parser.add_argument("--lr", type=float, default=None)

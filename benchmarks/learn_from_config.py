@@ -125,13 +125,11 @@ def run_seed(seed: int, args: argparse.Namespace, preset: dict[str, Any]) -> dic
     }
 
 
-def _override(text: str) -> tuple[str, Any]:
+def parse_entry(text: str) -> tuple[str, Any]:
     """``"dotted.path=value"`` -> ``("dotted.path", value)``, the value read as YAML (``--override`` / ``--set``)."""
     key, _, value = text.partition("=")
     return key, yaml.safe_load(value)
 
-
-parse_entry = _override
 
 
 def set_entries(preset: dict[str, Any], entries: list[tuple[str, Any]]) -> None:
@@ -155,7 +153,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
     parser.add_argument("--lr", type=float, default=None, help="default: the preset's optimizer's")
     parser.add_argument("--max-seconds", type=float, default=None, help="stop a seed after this much wall time")
-    parser.add_argument("--override", type=_override, nargs="*", default=[], help="task init_args, e.g. max_length=10")
+    parser.add_argument("--override", type=parse_entry, nargs="*", default=[], help="task init_args, e.g. max_length=10")
     parser.add_argument("--train-past-target", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)

@@ -125,12 +125,12 @@ def summary(path: Path) -> str:
     lines = [head, "|" + "---|" * 7]
     by_preset: dict[str, list[dict]] = {}
     for r in rows:
-        by_preset.setdefault(Path(r["config"]).stem + _set_label(r.get("set", {})), []).append(r)
+        label = Path(r["config"]).stem + _set_label(r.get("set", {}))
+        by_preset.setdefault(label, []).append(r)
         reached = (f"**{r['reached_at_sequences']:,}**" if r["reached_at_sequences"] is not None
                    else f"not within {r['sequences']:,} (last val coarse {r['curve'][-1][2] if r['curve'] else '-'})")
         coarse = " / ".join(f"{r['test'][n]['coarse']:.2f}" if n in r["test"] else "-" for n in names)
         fine = " / ".join(f"{r['test'][n]['fine']:.2f}" if n in r["test"] else "-" for n in names)
-        label = Path(r["config"]).stem + _set_label(r.get("set", {}))
         lines.append(f"| {label} | {r['seed']} | {r['parameters']:,} | {reached} | {coarse} | {fine} | {r['minutes']} |")
     lines.append("")
     for preset, runs in by_preset.items():

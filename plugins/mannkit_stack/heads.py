@@ -13,7 +13,8 @@ as in Grefenstette et al. 2015: ``d = sigmoid``, ``u = sigmoid``, ``v = tanh``. 
 per end (P = E (W + 3)), ``(d, u, n) = softmax``, so ``d + u <= 1``. With the paper's independent
 sigmoids, once ``d >= u`` a step's read is the value just pushed whatever ``u`` is, so the pop
 strength gets almost no gradient (what a trained Dyck model showed: push about 0.9 on every bracket);
-under the softmax raising ``u`` lowers ``d``, and the pop is learned through the push.
+under the softmax raising ``u`` lowers ``d``, so the pop gets a gradient through the push. Measured on
+Dyck-2 it did not learn better than the paper's gates (benchmarks/RESULTS.md); no preset uses it.
 
 ``push_bias`` / ``pop_bias`` (not in the paper) set the initial bias of the push and pop numbers
 (through :meth:`~mannkit.Head.param_bias`). At the projection's own initialisation both gates start
