@@ -133,13 +133,22 @@ def parse_entry(text: str) -> tuple[str, Any]:
 
 
 def set_entries(preset: dict[str, Any], entries: list[tuple[str, Any]]) -> None:
-    """Change a loaded preset in place: each ``(dotted.path, value)``, e.g. a controller's ``hidden_size``."""
+    """Change a loaded preset in place: each ``(dotted.path, value)``, e.g. a controller's ``hidden_size``.
+
+    A number in the path indexes a list, e.g. ``model.init_args.core.init_args.heads.0.init_args.pop_bias``.
+    """
     for path, value in entries:  # e.g. model.init_args.core.init_args.controller.init_args.hidden_size
         *parents, leaf = path.split(".")
-        node = preset
+        node: Any = preset
         for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+            if isinstance(node, list):
+                node = node[int(key)]
+            else:
+                node = node.setdefault(key, {})
+        if isinstance(node, list):
+            node[int(leaf)] = value
+        else:
+            node[leaf] = value
 
 
 def main() -> None:
