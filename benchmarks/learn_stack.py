@@ -109,8 +109,13 @@ def run(args: argparse.Namespace, seed: int) -> dict:
 
 
 def _set_label(changes: dict) -> str:
-    """``{"...controller.init_args.hidden_size": 64}`` -> ``" (controller.hidden_size=64)"``."""
-    parts = [f"{'.'.join(k.split('.')[-3::2])}={v}" for k, v in changes.items()]
+    """``{"...controller.init_args.hidden_size": 64}`` -> ``" (controller.hidden_size=64)"``; a list index stays
+    with its list (``heads.0.pop_bias``)."""
+    def short(key: str) -> str:
+        names = [part for part in key.split(".") if part != "init_args"]
+        return ".".join(names[-3:] if len(names) > 2 and names[-2].isdigit() else names[-2:])
+
+    parts = [f"{short(k)}={v}" for k, v in changes.items()]
     return f" ({', '.join(parts)})" if parts else ""
 
 

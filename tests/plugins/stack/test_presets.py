@@ -74,3 +74,25 @@ def test_the_pictures_show_the_strengths_over_time_and_the_stack_at_the_end():
     pushpop.bind(3, 2)
     figures = draw_trace({k: v[0].detach().numpy() for k, v in pushpop(torch.randn(2, 7, 3), record=True).trace.items()})
     assert {"stacks", "action_weights"} <= set(figures)
+
+
+@pytest.mark.parametrize(("name", "push", "pop"), [
+    ("stack_reversal", [0.5], [0.05]),          # keeps every input; no push near 1 to hide the top while answering
+    ("queue_copy", [0.95], [0.05]),             # keep everything; the bottom it reads is not what it pushes on
+    ("deque_reversal", [0.5, 0.05], [0.05, 0.05]),
+])
+def test_the_transduction_presets_start_with_the_gates_their_comments_promise(name, push, pop):
+    import yaml
+
+    from mannkit.core.config import instantiate
+
+    preset = yaml.safe_load((ROOT / "configs" / "stack" / f"{name}.yaml").read_text())
+    torch.manual_seed(0)
+    cell = instantiate(preset["model"]["init_args"]["core"], "core")
+    cell.bind(input_size=6, output_size=4)
+    with torch.no_grad():
+        trace = cell(torch.zeros(8, 5, 6), record=True).trace  # [B, T, E] gates from a blank input
+    for key, expected in (("push", push), ("pop", pop)):
+        mean = trace[key].mean(dim=(0, 1))  # one per end
+        assert mean.shape == (len(expected),)
+        assert torch.allclose(mean, torch.tensor(expected), atol=0.1), (key, mean.tolist(), expected)
