@@ -23,10 +23,10 @@ is gone before the output starts, and the relu in the strength update gives a po
 gradient. ``push_bias: 3, pop_bias: -3`` start the memory as "keep everything" (d about 0.95, u
 about 0.05), so every stored value is still there, and has a gradient, when the output needs it.
 Either may be a list with one value per end (the memory's ``ends`` order): a deque given
-``push_bias: [3, -3]`` starts pushing at the top only, so its top read is the newest value (a
-stack's) and its bottom read the oldest (a queue's). A memory read at the end it pushes (a stack
-on reversal) takes ``pop_bias: -3`` alone: every input is kept, and no push near 1 kept on while
-it answers hides the top it reads (``push_bias: 3`` there stopped the stack from learning).
+``push_bias: [3, -6]`` starts pushing at the top only, so its bottom read is the oldest value (a
+queue's). A memory read at the end it pushes (a stack on reversal) takes ``pop_bias: -3`` alone
+(a deque ``push_bias: [0, -3]``): every input is kept, and no push near 1 kept on while it
+answers hides the top it reads (``push_bias: 3`` there stopped the stack from learning).
 
 >>> import torch
 >>> from mannkit.cell import MemoryCell

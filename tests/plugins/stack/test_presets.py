@@ -79,7 +79,8 @@ def test_the_pictures_show_the_strengths_over_time_and_the_stack_at_the_end():
 @pytest.mark.parametrize(("name", "push", "pop"), [
     ("stack_reversal", [0.5], [0.05]),          # keeps every input; no push near 1 to hide the top while answering
     ("queue_copy", [0.95], [0.05]),             # keep everything; the bottom it reads is not what it pushes on
-    ("deque_reversal", [0.5, 0.05], [0.05, 0.05]),
+    ("deque_reversal", [0.5, 0.05], [0.05, 0.05]),  # reads the top, as a stack
+    ("deque_copy", [0.95, 0.0], [0.05, 0.05]),      # reads the bottom, as a queue
 ])
 def test_the_transduction_presets_start_with_the_gates_their_comments_promise(name, push, pop):
     import yaml
