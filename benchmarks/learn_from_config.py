@@ -140,11 +140,16 @@ def set_entries(preset: dict[str, Any], entries: list[tuple[str, Any]]) -> None:
     for path, value in entries:  # e.g. model.init_args.core.init_args.controller.init_args.hidden_size
         *parents, leaf = path.split(".")
         node: Any = preset
-        for key in parents:
-            if isinstance(node, list):
-                node = node[int(key)]
-            else:
-                node = node.setdefault(key, {})
+        for depth, key in enumerate([*parents, leaf]):
+            if isinstance(node, list) and not (key.isdigit() and int(key) < len(node)):
+                where = ".".join([*parents, leaf][:depth]) or "(top)"
+                raise SystemExit(
+                    f"--set {path}: {where} is a list of {len(node)} entries, so {key!r} must be an index from 0 to "
+                    f"{len(node) - 1}; fix that part of the path."
+                )
+            if depth == len(parents):
+                break
+            node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
         if isinstance(node, list):
             node[int(leaf)] = value
         else:

@@ -105,22 +105,31 @@ def _check_cell(owner: str, where: str, cell: object) -> None:
 
 @register
 class CellController(Controller):
-    """Any recurrent cell as a controller: ``h_t = y_t``, the inner cell's output at step t.
+    """Any recurrent cell as a controller: ``h_t = y_t`` (or ``tanh(y_t)``), the inner cell's output at step t.
 
     ``forward(x [B, I], state) -> (h [B, H], state)`` is one ``cell.step``; the inner cell is bound
     to I inputs and H outputs, so its output layer is the controller's output (a linear map of the
-    inner controller's output and reads, unbounded). The inner cell's trace is not recorded.
+    inner controller's output and reads, unbounded unless ``activation: tanh``). The inner cell's
+    trace is not recorded.
 
     Args:
         cell: the inner cell, e.g. a ``MemoryCell`` with an LSTM controller and a matrix memory.
         hidden_size: H, the width of the inner cell's output, which is this controller's output.
+        activation: ``none`` passes the inner output on as it is (unbounded); ``tanh`` gives
+            ``h_t = tanh(y_t)``, bounded in (-1, 1) as an LSTM controller's output is, so that the
+            outer heads' parameters start on the scale they have under a plain LSTM controller.
     """
 
-    def __init__(self, cell: RecurrentCell, hidden_size: int = 100) -> None:
+    def __init__(self, cell: RecurrentCell, hidden_size: int = 100, activation: str = "none") -> None:
         super().__init__()
         _check_cell("CellController", "cell", cell)
         _positive("CellController", "hidden_size", hidden_size)
-        self.cell, self.hidden_size = cell, hidden_size
+        if activation not in ("none", "tanh"):
+            raise ConfigError(
+                f"CellController: activation must be 'none' or 'tanh', got {activation!r}; "
+                "use tanh to bound h_t as an LSTM controller's output is."
+            )
+        self.cell, self.hidden_size, self.activation = cell, hidden_size, activation
 
     @property
     def output_size(self) -> int:
@@ -136,7 +145,7 @@ class CellController(Controller):
     def forward(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """``x [B, I]`` -> ``(h [B, H], state)``."""
         h, state, _ = self.cell.step(x, state, False)
-        return h, state
+        return (torch.tanh(h) if self.activation == "tanh" else h), state
 
 
 @register

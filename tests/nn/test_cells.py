@@ -41,6 +41,25 @@ def test_a_cell_controller_gives_the_inner_cells_step_output_as_h():
     torch.testing.assert_close(torch.stack(hs, dim=1), controller.cell(x).logits)
 
 
+def test_a_tanh_cell_controller_bounds_the_inner_output():
+    torch.manual_seed(0)
+    plain, bounded = CellController(_cell(), hidden_size=7), CellController(_cell(), hidden_size=7, activation="tanh")
+    for controller in (plain, bounded):
+        controller.bind(I)
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.mul_(5)  # a trained-looking scale, where the plain output leaves (-1, 1)
+    bounded.load_state_dict(plain.state_dict())
+    x = 10 * torch.randn(B, I)
+    torch.manual_seed(5)
+    h_plain, _ = plain(x, plain.initial_state(B, x.device, x.dtype))
+    torch.manual_seed(5)
+    h_bounded, _ = bounded(x, bounded.initial_state(B, x.device, x.dtype))
+    torch.testing.assert_close(h_bounded, torch.tanh(h_plain))
+    assert h_plain.abs().max() > 1 > h_bounded.abs().max()
+    check_controller(lambda: CellController(_cell(LSTMController(13), 7, 11), hidden_size=13, activation="tanh"))
+
+
 def test_an_ntm_whose_controller_is_a_memory_cell_passes_the_kit():
     check_controller(lambda: CellController(_cell(LSTMController(13), 7, 11), hidden_size=13))
     check_sequence_model(lambda: MemoryCell(CellController(_cell(GRUController(13)), hidden_size=13), MatrixMemory(7, 11),
@@ -52,6 +71,8 @@ def test_a_cell_controller_is_validated():
         CellController(LSTMController(3))
     with pytest.raises(ConfigError, match=r"^CellController: hidden_size must be a positive integer, got 0; set hidden_size to 1 or more\.$"):
         CellController(_cell(), hidden_size=0)
+    with pytest.raises(ConfigError, match=r"^CellController: activation must be 'none' or 'tanh', got 'relu'; use tanh to bound h_t as an LSTM controller's output is\.$"):
+        CellController(_cell(), activation="relu")
 
 
 # -- StackedCells -----------------------------------------------------------------------------------
