@@ -31,6 +31,13 @@ class Curriculum(Callback):
     different levels. The level is logged as ``curriculum/<attribute>`` after every validation and
     each raise prints one line. The sanity-check validation before training is ignored.
 
+    With ``mix > 0`` the curriculum is Zaremba & Sutskever's (2014) "combined" strategy: each
+    training batch is drawn at the highest level (``maximum``, or the task's bound) with
+    probability ``mix``, and at the current level otherwise, so that the model meets the final
+    difficulty from the first step and a solution that only fits the easy levels does not pay off.
+    The coin has its own seed, and ``mix: 0`` draws exactly the batches of a plain curriculum.
+    Validation stays at the current level, so the raises follow the current level as before.
+
     On resume (``--ckpt_path``) the task restores its difficulty attributes from the checkpoint
     (its own ``state_dict``), and this callback's state holds the level reached and the counters;
     if the two disagree (a datamodule that saved no state), the callback's level wins.
@@ -42,6 +49,8 @@ class Curriculum(Callback):
         monitor: the logged validation metric compared with ``threshold``.
         threshold: raise when the monitored value is below this.
         patience: extra validations in a row below the threshold before each raise.
+        mix: the probability that a training batch is drawn at the highest level instead (0 for a
+            plain curriculum); needs a highest level (``maximum`` or a bound of the task's).
     """
 
     def __init__(
@@ -52,8 +61,14 @@ class Curriculum(Callback):
         monitor: str = "val/bits_per_seq",
         threshold: float = 1.0,
         patience: int = 0,
+        mix: float = 0.0,
     ) -> None:
         super().__init__()
+        if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0 <= mix < 1:
+            raise ConfigError(
+                f"Curriculum: mix must be a probability in [0, 1), got {mix!r}; use e.g. 0.2 "
+                "(a fifth of the training batches at the highest level) or 0 for a plain curriculum."
+            )
         if not isinstance(step, int) or step < 1:
             raise ConfigError(f"Curriculum: step must be a positive integer, got {step!r}; use e.g. 1.")
         if maximum is not None and (not isinstance(maximum, int) or maximum < 1):
@@ -64,6 +79,7 @@ class Curriculum(Callback):
             raise ConfigError(f"Curriculum: threshold must be a finite number, got {threshold!r}.")
         self.attribute, self.step, self.maximum = attribute, step, maximum
         self.monitor, self.threshold, self.patience = monitor, float(threshold), patience
+        self.mix = float(mix)
         self.level: int | None = None  # the attribute's value as this callback last set or saw it
         self.below = 0  # validations in a row below the threshold since the last raise
         self.raises = 0
@@ -78,6 +94,19 @@ class Curriculum(Callback):
                 f"Curriculum: attribute '{self.attribute}' is not a difficulty attribute of the task "
                 f"{type(data).__name__}; choose one of {list(choices)}."
             )
+        if self.mix > 0:
+            highest = self._limit(data)
+            if not math.isfinite(highest):
+                raise ConfigError(
+                    f"Curriculum: mix {self.mix:g} draws batches at the highest level of '{self.attribute}', "
+                    "but maximum is null and the task sets no bound; set maximum."
+                )
+            if not isinstance(getattr(data, "mixed_difficulty", None), dict):
+                raise ConfigError(
+                    f"Curriculum: mix {self.mix:g} needs a task that draws its training batches as SequenceTask does; "
+                    f"{type(data).__name__} does not; set mix: 0."
+                )
+            data.mixed_difficulty[self.attribute] = (self.mix, int(highest))
 
     def _limit(self, data: Any) -> float:
         """``maximum``; for a ``min_x`` attribute also the task's ``max_x``; and the bound the task declares

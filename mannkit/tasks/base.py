@@ -117,9 +117,14 @@ class _TrainStream(IterableDataset):
         epoch = task.train_epoch
         task.train_epoch += 1  # the next pass (epoch) draws other batches
         generator = make_generator(task.seed, "train", task.global_rank, epoch)
+        coins = make_generator(task.seed, "train/mixed", task.global_rank, epoch)  # apart: mixing moves no batch
         for _ in range(task.train_batches):
             # Difficulty is read now, per batch, so that a curriculum takes effect at once.
-            yield task.make_batch(generator, task.batch_size, **task.train_difficulty())
+            difficulty = task.train_difficulty()
+            for name, (probability, value) in task.mixed_difficulty.items():
+                if float(torch.rand((), generator=coins)) < probability:
+                    difficulty[name] = value  # this batch at the curriculum's highest level
+            yield task.make_batch(generator, task.batch_size, **difficulty)
 
 
 class SequenceTask(pl.LightningDataModule, ABC):
@@ -190,6 +195,9 @@ class SequenceTask(pl.LightningDataModule, ABC):
         self.test_batches = test_batches
         self.seed = seed
         self.train_epoch = 0
+        #: ``{attribute: (probability, value)}``: a training batch takes ``value`` for ``attribute`` with that
+        #: probability (set by ``Curriculum(mix=...)``; the validation and test sets are never mixed).
+        self.mixed_difficulty: dict[str, tuple[float, Any]] = {}
         self._val_set: list[Batch] | None = None
         self._test_sets: list[list[Batch]] | None = None
 

@@ -117,6 +117,40 @@ def test_an_attribute_the_task_does_not_have():
         Curriculum(step=0)
 
 
+def test_mix_draws_some_training_batches_at_the_highest_level():
+    """Zaremba & Sutskever's combined strategy: the level stays at 2, a share of the batches goes to 9."""
+    runs = []
+    for _ in range(2):
+        task = _task()
+        curriculum = Curriculum(maximum=9, threshold=-1.0, mix=0.5)
+        levels = _fit(curriculum, task, steps=40)
+        assert levels.levels == [2] * 20 and task.mixed_difficulty == {"max_length": (0.5, 9)}
+        runs.append(levels.lengths)
+    assert runs[0] == runs[1]  # seeded
+    longer = sum(length > 2 for length in runs[0])
+    assert 5 <= longer <= 30 and max(runs[0]) <= 9  # about 40 x 0.5 x 7/9 = 16 batches longer than the level
+    assert max((b["input"].shape[1] - 1) // 2 for b in task.val_set) <= 2  # validation is at the current level
+    plain = _fit(Curriculum(maximum=9, threshold=-1.0), _task(), steps=40)
+    assert max(plain.lengths) <= 2
+
+
+def test_mix_is_checked():
+    for bad in (1.0, -0.1, "often", True):
+        with pytest.raises(ConfigError, match=rf"^Curriculum: mix must be a probability in \[0, 1\), got {re.escape(repr(bad))}; use e\.g\. 0\.2"):
+            Curriculum(mix=bad)
+    message = ("Curriculum: mix 0.2 draws batches at the highest level of 'max_length', but maximum is null and the task "
+               "sets no bound; set maximum.")
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        _fit(Curriculum(mix=0.2), _task(), steps=2)
+
+    class Trainer:  # a datamodule with difficulty attributes that does not draw batches as SequenceTask does
+        datamodule = type("Stories", (), {"difficulty_attributes": ("max_length",), "max_length": 3})()
+
+    message = "Curriculum: mix 0.2 needs a task that draws its training batches as SequenceTask does; Stories does not; set mix: 0."
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        Curriculum(maximum=9, mix=0.2).setup(Trainer(), None, "fit")
+
+
 def test_an_unlogged_monitor():
     with pytest.raises(ConfigError, match=r"^Curriculum: the monitored metric 'val/cost' was not logged; set monitor to one of \["):
         _fit(Curriculum(monitor="val/cost"), _task(), steps=2)
