@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         cause = _mannkit_error_in(exc)
         if cause is None and type(exc).__name__ == "ArgumentError":
-            cause = _summarise_parser_error(str(exc), argv[0] if argv else "fit")
+            cause = _summarise_parser_error(str(exc), argv[0] if argv else "fit", argv)
         if cause is None:
             raise
         from mannkit.core.errors import TrainingError
@@ -327,8 +327,11 @@ def _guard_second_interrupt() -> None:
     signal.signal(signal.SIGINT, on_sigint)
 
 
-def _summarise_parser_error(message: str, subcommand: str) -> str:
+def _summarise_parser_error(message: str, subcommand: str, argv: list[str] | tuple[str, ...] = ()) -> str:
     """Turn jsonargparse's nested report into one sentence: the dotted field, what was wrong, the fix.
+
+    ``argv``: the command line, to tell an option given as ``--trainer.callbacks.<option>`` (which sets
+    the last callback of the list only) from a misspelt one.
 
     >>> _summarise_parser_error('''Parser key "model":
     ...   Errors:
@@ -349,6 +352,12 @@ def _summarise_parser_error(message: str, subcommand: str) -> str:
         if "does not accept option" in lowered or "unrecognized arguments" in lowered or "not expected" in lowered:
             return f"{leaf}; check the spelling {help_hint}."
         return f"{leaf}; fix that value in the config or on the command line {help_hint}."
+    if problem.kind == "unknown_option" and problem.field.startswith("trainer.callbacks.init_args.") \
+            and any(a.startswith("--trainer.callbacks.") for a in argv):
+        return problem.sentence(
+            "--trainer.callbacks.<option> sets an option of the last callback in the list only; to set another "
+            "callback's option, copy the config and set it under that callback's init_args"
+        )
     return problem.sentence(
         f"check the spelling {help_hint}" if problem.kind == "unknown_option"
         else f"fix that value in the config or on the command line {help_hint}"

@@ -91,6 +91,16 @@ def test_dotted_override_mistakes(tmp_path, capsys, override, message):
     assert re.search(message, err), err
 
 
+def test_an_option_of_another_callback_than_the_last_is_explained(tmp_path, capsys):
+    """``--trainer.callbacks.mix`` sets the last callback of the curriculum preset (LengthGeneralisation), not Curriculum."""
+    preset = Path(__file__).parents[2] / "configs" / "ntm" / "copy_curriculum.yaml"
+    err = _error(capsys, ["fit", "--config", str(preset), "--trainer.callbacks.mix", "0.2", "--trainer.default_root_dir", str(tmp_path)])
+    assert re.search(r"trainer\.callbacks\.init_args\.mix: LengthGeneralisation has no option 'mix' \(its options: .*\); "
+                     r"--trainer\.callbacks\.<option> sets an option of the last callback in the list only; to set another "
+                     r"callback's option, copy the config and set it under that callback's init_args\.$", err.strip()), err
+    assert not any(tmp_path.iterdir())  # no run folder
+
+
 @pytest.mark.parametrize(
     "option, typo",
     [("controller", "LSTMControler"), ("memory", "MatrixMemroy"), ("heads", "WriteHaed")],
