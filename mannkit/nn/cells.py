@@ -116,11 +116,17 @@ class CellController(Controller):
         cell: the inner cell, e.g. a ``MemoryCell`` with an LSTM controller and a matrix memory.
         hidden_size: H, the width of the inner cell's output, which is this controller's output.
         activation: ``none`` passes the inner output on as it is (unbounded); ``tanh`` gives
-            ``h_t = tanh(y_t)``, bounded in (-1, 1) as an LSTM controller's output is, so that the
-            outer heads' parameters start on the scale they have under a plain LSTM controller.
+            ``h_t = tanh(y_t)``, bounded in (-1, 1) as an LSTM controller's output is.
+        output_init: ``default`` leaves the inner cell's output layer as the cell made it (random);
+            ``identity`` sets it to pass the inner controller's state straight through
+            (``W = [I 0]``, ``b = 0``: ``y_t = h^inner_t`` on the first ``min(in, H)`` units, the
+            inner reads entering with weight 0), so that the outer heads start from the inner
+            controller's state as they would from a plain controller's. Needs an inner cell whose
+            output layer is a ``Linear`` named ``output`` (``MemoryCell``, ``ControllerCell``).
     """
 
-    def __init__(self, cell: RecurrentCell, hidden_size: int = 100, activation: str = "none") -> None:
+    def __init__(self, cell: RecurrentCell, hidden_size: int = 100, activation: str = "none",
+                 output_init: str = "default") -> None:
         super().__init__()
         _check_cell("CellController", "cell", cell)
         _positive("CellController", "hidden_size", hidden_size)
@@ -129,7 +135,17 @@ class CellController(Controller):
                 f"CellController: activation must be 'none' or 'tanh', got {activation!r}; "
                 "use tanh to bound h_t as an LSTM controller's output is."
             )
-        self.cell, self.hidden_size, self.activation = cell, hidden_size, activation
+        if output_init not in ("default", "identity"):
+            raise ConfigError(
+                f"CellController: output_init must be 'default' or 'identity', got {output_init!r}; "
+                "use identity to start the outer heads from the inner controller's state."
+            )
+        if output_init == "identity" and not hasattr(cell, "output"):
+            raise ConfigError(
+                f"CellController: output_init 'identity' needs an inner cell with an output layer named 'output', "
+                f"and {type(cell).__name__} has none; use output_init: default."
+            )
+        self.cell, self.hidden_size, self.activation, self.output_init = cell, hidden_size, activation, output_init
 
     @property
     def output_size(self) -> int:
@@ -138,6 +154,8 @@ class CellController(Controller):
     def bind(self, input_size: int) -> None:
         if self._bind_once(input_size=input_size):
             self.cell.bind(input_size, self.hidden_size)
+            if self.output_init == "identity":
+                _identity_output(self.cell)
 
     def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> State:
         return self.cell.initial_state(batch_size, device, dtype)
@@ -146,6 +164,26 @@ class CellController(Controller):
         """``x [B, I]`` -> ``(h [B, H], state)``."""
         h, state, _ = self.cell.step(x, state, False)
         return (torch.tanh(h) if self.activation == "tanh" else h), state
+
+
+def _identity_output(cell: RecurrentCell) -> None:
+    """Set ``cell.output`` (a Linear ``[in] -> [H]``) to ``W = [I_k 0; 0 0]``, ``b = 0`` with ``k = min(in, H)``.
+
+    The output layers of ``MemoryCell`` and ``ControllerCell`` take the controller's state first
+    (``[h_t, r_t]``), so ``y_t`` starts as ``h_t`` (its first H units when it is wider).
+    """
+    layer = getattr(cell, "output", None)
+    if not isinstance(layer, nn.Linear):
+        raise ConfigError(
+            f"CellController: output_init 'identity' needs the inner cell's output layer to be a Linear, "
+            f"and {type(cell).__name__}.output is a {type(layer).__name__}; use output_init: default."
+        )
+    k = min(layer.in_features, layer.out_features)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.weight[:k, :k] = torch.eye(k, dtype=layer.weight.dtype, device=layer.weight.device)
+        if layer.bias is not None:
+            layer.bias.zero_()
 
 
 @register

@@ -12,7 +12,7 @@ import yaml
 from mannkit.cell import MemoryCell
 from mannkit.core.config import instantiate
 from mannkit.core.errors import ConfigError, ShapeError
-from mannkit.nn import CellController, ContentAddressing, GRUController, LSTMController, MatrixMemory, ReadHead, StackedCells, WriteHead
+from mannkit.nn import CellController, ContentAddressing, ControllerCell, GRUController, LSTMController, MatrixMemory, ReadHead, StackedCells, WriteHead
 from mannkit.testing import check_controller, check_sequence_model
 
 B, T, I, O = 3, 5, 6, 2
@@ -60,6 +60,26 @@ def test_a_tanh_cell_controller_bounds_the_inner_output():
     check_controller(lambda: CellController(_cell(LSTMController(13), 7, 11), hidden_size=13, activation="tanh"))
 
 
+def test_an_identity_output_passes_the_inner_controllers_state_through():
+    torch.manual_seed(0)
+    plain = CellController(ControllerCell(LSTMController(7)), hidden_size=7, output_init="identity")
+    plain.bind(I)
+    x = torch.randn(B, I)
+    state = plain.initial_state(B, x.device, x.dtype)
+    h, _ = plain(x, state)
+    h_inner, _ = plain.cell.controller(x, state)  # the LSTM alone, same weights and state
+    torch.testing.assert_close(h, h_inner)
+    wide = CellController(_cell(LSTMController(8), 5, 4), hidden_size=6, output_init="identity")  # output [h 8, r 4] -> 6
+    wide.bind(I)
+    expected = torch.cat([torch.eye(6), torch.zeros(6, 6)], dim=1)
+    torch.testing.assert_close(wide.cell.output.weight, expected)
+    assert not wide.cell.output.bias.any()
+    check_controller(lambda: CellController(_cell(LSTMController(13), 7, 11), hidden_size=13, activation="tanh", output_init="identity"))
+    default = CellController(ControllerCell(LSTMController(7)), hidden_size=7)
+    default.bind(I)
+    assert not torch.equal(default.cell.output.weight, torch.eye(7))  # the default keeps the cell's own initialisation
+
+
 def test_an_ntm_whose_controller_is_a_memory_cell_passes_the_kit():
     check_controller(lambda: CellController(_cell(LSTMController(13), 7, 11), hidden_size=13))
     check_sequence_model(lambda: MemoryCell(CellController(_cell(GRUController(13)), hidden_size=13), MatrixMemory(7, 11),
@@ -73,6 +93,10 @@ def test_a_cell_controller_is_validated():
         CellController(_cell(), hidden_size=0)
     with pytest.raises(ConfigError, match=r"^CellController: activation must be 'none' or 'tanh', got 'relu'; use tanh to bound h_t as an LSTM controller's output is\.$"):
         CellController(_cell(), activation="relu")
+    with pytest.raises(ConfigError, match=r"^CellController: output_init must be 'default' or 'identity', got 'zeros'; use identity to start the outer heads from the inner controller's state\.$"):
+        CellController(_cell(), output_init="zeros")
+    with pytest.raises(ConfigError, match=r"^CellController: output_init 'identity' needs an inner cell with an output layer named 'output', and StackedCells has none; use output_init: default\.$"):
+        CellController(StackedCells([_cell()], hidden_size=4), output_init="identity")
 
 
 # -- StackedCells -----------------------------------------------------------------------------------
