@@ -108,6 +108,12 @@ class Curriculum(Callback):
                 )
             data.mixed_difficulty[self.attribute] = (self.mix, int(highest))
 
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Stop mixing: a later fit of the same task without this callback draws plain batches."""
+        mixed = getattr(getattr(trainer, "datamodule", None), "mixed_difficulty", None)
+        if isinstance(mixed, dict):
+            mixed.pop(self.attribute, None)
+
     def _limit(self, data: Any) -> float:
         """``maximum``; for a ``min_x`` attribute also the task's ``max_x``; and the bound the task declares
         for the axis (its ``Difficulty.at_most``, e.g. ``id_space`` for graph nodes)."""

@@ -117,7 +117,7 @@ class _TrainStream(IterableDataset):
         epoch = task.train_epoch
         task.train_epoch += 1  # the next pass (epoch) draws other batches
         generator = make_generator(task.seed, "train", task.global_rank, epoch)
-        coins = make_generator(task.seed, "train/mixed", task.global_rank, epoch)  # apart: mixing moves no batch
+        coins = make_generator(task.seed, "train/mixed", task.global_rank, epoch)  # own seed: unmixed runs are unchanged
         for _ in range(task.train_batches):
             # Difficulty is read now, per batch, so that a curriculum takes effect at once.
             difficulty = task.train_difficulty()
