@@ -3,19 +3,19 @@
 Loaded through the entry point ``act = "mannkit_act"``; importing it registers its classes.
 Wrap any recurrent cell in :class:`ACT` (``class_path: ACT`` with ``init_args: {cell: ...}``);
 ``mannkit.nn.ControllerCell`` makes a controller alone (the paper's RNN or LSTM) a cell. The halting
-rule is the pure function :func:`mannkit_act.halting.halting_step`; the mean-field mix of nested
-states is in :mod:`mannkit_act.tree`.
+rule is two pure functions in :mod:`mannkit_act.halting` (the decision during the ponder loop, the
+weights after it); the mean-field mix of nested states is in :mod:`mannkit_act.tree`.
 """
 
 from mannkit.nn import ControllerCell, RNNController
 from mannkit.testing.defaults import SIZES, register_example
 from mannkit_act.act import ACT
-from mannkit_act.halting import HaltingStep, halting_step
+from mannkit_act.halting import halting_weights, keeps_pondering
 
 #: The mannkit interface version this plugin is written for.
 MANNKIT_API = 1
 
-__all__ = ["MANNKIT_API", "ACT", "HaltingStep", "halting_step"]
+__all__ = ["MANNKIT_API", "ACT", "halting_weights", "keeps_pondering"]
 
 
 def _kit_act() -> ACT:

@@ -15,7 +15,9 @@ The cell is bound to ``I + 1`` inputs (the flag) and ``O + 1`` outputs: its firs
 ``halting_bias_init``, 1 in the paper) is the halting unit; both are linear in the cell's output
 features, as in the paper. ``p_t^n``, N(t) and R(t) follow :mod:`mannkit_act.halting`; every
 tensor of the state (controller, memory, heads, reads; any nesting of NamedTuples, tuples and
-dicts) is mixed with the same weights, along its own batch axis.
+dicts) is mixed with the same weights, along its own batch axis. The ponder loop only decides
+N(t) (without gradient); ``p_t^n``, ``R(t)``, ``y_t`` and ``s_t`` are computed once after it, for
+all ponder steps together, so that a ponder step adds almost nothing to the cell's own cost.
 
 Batched: examples halt at different ponder steps; the loop over n runs until every example of
 the batch has halted (at most M times), and an example that has halted keeps being stepped
@@ -59,7 +61,7 @@ from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import QAModel, RecurrentCell, SequenceOutput, State, stack_steps
 from mannkit.core.registry import register
 from mannkit.core.shapes import check_shape
-from mannkit_act.halting import halting_step
+from mannkit_act.halting import halting_weights, keeps_pondering
 from mannkit_act.tree import batch_axes, leaves, mix, rebuild
 
 __all__ = ["ACT"]
@@ -123,6 +125,7 @@ class ACT(RecurrentCell):
         if not self._bind_io(input_size, output_size):
             return
         self.cell.bind(input_size + 1, output_size + 1)
+        self.__dict__.pop("_axes_cache", None)
 
     def _require_bound(self) -> None:
         if "input_size" not in self.__dict__:
@@ -135,7 +138,12 @@ class ACT(RecurrentCell):
         return self.cell.initial_state(batch_size, device, dtype)
 
     def _axes(self, x: Tensor) -> list[int]:
-        return batch_axes(lambda b: self.cell.initial_state(b, x.device, x.dtype), x.shape[0])
+        """The batch axis of each tensor of the cell's state, found once per batch size, device and dtype."""
+        key = (x.shape[0], x.device, x.dtype)
+        cache = self.__dict__.setdefault("_axes_cache", {})
+        if key not in cache:
+            cache[key] = batch_axes(lambda b: self.cell.initial_state(b, x.device, x.dtype), x.shape[0])
+        return cache[key]
 
     def step(self, x: Tensor, state: State, record: bool = False) -> tuple[Tensor, State, dict[str, Tensor]]:
         """One input step: ``x [B, I]`` -> ``(y [B, O], state, trace)``; the trace holds ``ponder [B]`` when recording."""
@@ -149,41 +157,41 @@ class ACT(RecurrentCell):
         B = x.shape[0]
         first = torch.cat([x, x.new_ones(B, 1)], dim=-1)  # x_t^1: the flag set (eq. 3)
         later = first  # x_t^n for n > 1, made at n = 2
-        cumulative = x.new_zeros(B)
+        total = x.new_zeros(B)  # sum of h_t^n so far, for the decision only
         running = torch.ones(B, dtype=torch.bool, device=x.device)
-        ps: list[Tensor] = []  # p_t^n, one [B] per ponder step
-        outs: list[Tensor] = []  # y_t^n
+        bias = self.halting_bias.detach()
+        outs: list[Tensor] = []  # [y_t^n, halting logit], one [B, O + 1] per ponder step
         states: list[list[Tensor]] = []  # s_t^n, flattened
-        pondering: list[Tensor] = []  # whether each example was still running before step n
+        going: list[Tensor] = []  # [B] bool per step: n < N(t)
         traces: list[dict[str, Tensor]] = []
         O = self.output_size
         for n in range(1, self.max_ponder + 1):
             if n == 2:
                 later = torch.cat([x, x.new_zeros(B, 1)], dim=-1)  # the flag cleared
             out, state, trace = self.cell.step(first if n == 1 else later, state, record)  # [B, O + 1]
-            h = torch.sigmoid(out[:, O] + self.halting_bias)  # h_t^n = sigmoid(W_h s_t^n + b_h) (eq. 6)
-            halt = halting_step(h, cumulative, running, n == self.max_ponder, self.epsilon)
-            pondering.append(running)
-            ps.append(halt.p)
-            outs.append(out[:, :O])
+            outs.append(out)
             states.append(leaves(state))
-            cumulative, running = halt.cumulative, halt.running
             if record:
                 traces.append(trace)
+            h = torch.sigmoid(out.detach()[:, O] + bias)  # h_t^n (eq. 6), without gradient: the decision only
+            total, running = keeps_pondering(h, total, running, n == self.max_ponder, self.epsilon)  # eq. 8
+            going.append(running)
             if not bool(running.any()):
                 break
-        # the weighted sums once per input step, not once per ponder step (see benchmarks/bench_act_step.py)
-        steps = torch.stack(pondering).sum(dim=0)  # N(t) [B]: the ponder steps each example took
-        remainder = 1.0 - cumulative  # R(t) = 1 - sum_{n < N(t)} h_t^n (eq. 9); cumulative stops at halting
-        if len(states) == 1:  # every example halted at once: p_t^1 = R = 1, a constant
-            y, mixed = outs[0], states[0]
+        # p_t^n, y_t and s_t once per input step, after the loop, which records no gradient of its own:
+        # a ponder step costs about what the cell's step costs (benchmarks/bench_act_step.py)
+        if len(states) == 1:  # every example halted at once: p_t^1 = R = 1, constants
+            p_n, remainder, steps = x.new_ones(1, B), x.new_ones(B), going[0].long() + 1
+            y, mixed = outs[0][:, :O], states[0]
         else:
-            p_n = torch.stack(ps)  # [n, B]
-            y = (p_n.unsqueeze(-1) * torch.stack(outs)).sum(dim=0)  # y_t = sum_n p_t^n y_t^n (eq. 7)
+            stacked = torch.stack(outs)  # [n, B, O + 1]
+            h_n = torch.sigmoid(stacked[..., O] + self.halting_bias)  # h_t^n = sigmoid(W_h s_t^n + b_h) (eq. 6)
+            p_n, remainder, steps = halting_weights(h_n, torch.stack(going))  # eqs. 9, 10
+            y = (p_n.unsqueeze(-1) * stacked[..., :O]).sum(dim=0)  # y_t = sum_n p_t^n y_t^n (eq. 7)
             mixed = mix(states, p_n, axes)  # s_t = sum_n p_t^n s_t^n (eq. 7)
         merged: dict[str, Tensor] = {}
         if record:
-            p = torch.stack(ps, dim=1)  # [B, n]
+            p = p_n.t()  # [B, n]
             merged = {
                 "ponder": steps.to(x.dtype),
                 "remainder": remainder,

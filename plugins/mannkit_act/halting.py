@@ -1,6 +1,6 @@
-"""The halting rule of Adaptive Computation Time (Graves 2016, section 2), one ponder step at a time.
+"""The halting rule of Adaptive Computation Time (Graves 2016, section 2).
 
-Shape letters: B batch.
+Shape letters: B batch, n ponder steps.
 
 At input step t the network takes ponder steps n = 1, 2, ... with halting probabilities
 ``h_t^n = sigmoid(W_h s_t^n + b_h)`` (eq. 6). The number of steps is
@@ -14,49 +14,58 @@ the remainder ``R(t) = 1 - sum_{n=1}^{N(t)-1} h_t^n`` (eq. 9) and the weights
 so that sum_n p_t^n = 1 for every example, including one forced to halt at M. The ponder cost
 is ``rho_t = N(t) + R(t)`` (eq. 11); only R(t) carries a gradient.
 
+The rule is split in two so that the ponder loop records no gradient of its own: during the loop,
+:func:`keeps_pondering` decides step by step, without gradient, which examples go on (eq. 8);
+after it, :func:`halting_weights` computes p_t^n and R(t) with their gradients for all ponder
+steps at once (eqs. 9, 10).
+
 >>> import torch
->>> h = torch.tensor([0.3, 0.995])      # example 0 goes on, example 1 halts at once
->>> step = halting_step(h, torch.zeros(2), torch.ones(2, dtype=torch.bool), last=False, epsilon=0.01)
->>> step.p, step.halted
-(tensor([0.3000, 1.0000]), tensor([False,  True]))
+>>> h = torch.tensor([[0.3, 0.995], [0.8, 0.5]])   # [n, B]: example 0 halts at n = 2, example 1 at n = 1
+>>> total, running = torch.zeros(2), torch.ones(2, dtype=torch.bool)
+>>> going = []
+>>> for n in range(2):
+...     total, running = keeps_pondering(h[n], total, running, last=n == 1, epsilon=0.01)
+...     going.append(running)
+>>> p, R, N = halting_weights(h, torch.stack(going))
+>>> p.t(), R, N
+(tensor([[0.3000, 0.7000],
+        [1.0000, 0.0000]]), tensor([0.7000, 1.0000]), tensor([2, 1]))
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import Tensor
 
-__all__ = ["HaltingStep", "halting_step"]
+__all__ = ["keeps_pondering", "halting_weights"]
 
 
-class HaltingStep(NamedTuple):
-    p: Tensor
-    """``[B]`` the weight p_t^n of this ponder step (0 for examples that halted before)."""
-    cumulative: Tensor
-    """``[B]`` sum of h_t^n over the steps before halting (what R(t) is 1 minus)."""
-    running: Tensor
-    """``[B]`` bool, still pondering after this step."""
-    halted: Tensor
-    """``[B]`` bool, halted at this step (N(t) = n)."""
-    remainder: Tensor
-    """``[B]`` R(t) where ``halted``, else 0."""
-
-
-def halting_step(h: Tensor, cumulative: Tensor, running: Tensor, last: bool, epsilon: float) -> HaltingStep:
-    """One ponder step's weights from its halting probability ``h [B]``.
+def keeps_pondering(h: Tensor, total: Tensor, running: Tensor, last: bool, epsilon: float) -> tuple[Tensor, Tensor]:
+    """One ponder step's decision (eq. 8): ``(total [B], running [B] bool)`` after step n.
 
     Args:
-        h: ``[B]`` h_t^n in (0, 1).
-        cumulative: ``[B]`` sum_{n' < n} h_t^{n'} (0 at n = 1).
+        h: ``[B]`` h_t^n in (0, 1), without gradient.
+        total: ``[B]`` sum_{n' < n} h_t^{n'} (0 at n = 1); examples that halted before keep adding,
+            which does not matter, as ``running`` masks them.
         running: ``[B]`` bool, examples that have not halted before this step.
-        last: n = M: every running example halts here and gets its remainder.
+        last: n = M: every running example halts here (with its remainder).
         epsilon: halt once the sum of halting probabilities reaches 1 - epsilon.
     """
-    total = cumulative + h
-    go_on = running & (total < 1.0 - epsilon) if not last else torch.zeros_like(running)  # eq. 8; all halt at n = M
-    halted = running & ~go_on
-    remainder = torch.where(halted, 1.0 - cumulative, 0.0)  # R(t) = 1 - sum_{n<N} h_t^n (eq. 9)
-    p = torch.where(go_on, h, remainder)  # eq. 10: h before N(t), R at N(t), 0 after
-    return HaltingStep(p, torch.where(go_on, total, cumulative), go_on, halted, remainder)
+    total = total + h
+    if last:
+        return total, torch.zeros_like(running)
+    return total, running & (total < 1.0 - epsilon)
+
+
+def halting_weights(h: Tensor, going: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The weights of every ponder step: ``(p [n, B], R(t) [B], N(t) [B] int64)``.
+
+    Args:
+        h: ``[n, B]`` h_t^n, with gradient.
+        going: ``[n, B]`` bool, n < N(t): the example went on after step n (:func:`keeps_pondering`).
+    """
+    before = torch.where(going, h, 0.0)  # h_t^n for n < N(t), 0 from N(t) on
+    remainder = 1.0 - before.sum(dim=0)  # R(t) = 1 - sum_{n < N(t)} h_t^n (eq. 9)
+    started = torch.cat([torch.ones_like(going[:1]), going[:-1]])  # the example was running at step n
+    p = torch.where(started & ~going, remainder.unsqueeze(0), before)  # eq. 10: R at N(t), h before, 0 after
+    return p, remainder, going.sum(dim=0) + 1

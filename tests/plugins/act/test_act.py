@@ -14,7 +14,7 @@ from mannkit.core.errors import ConfigError
 from mannkit.core.interfaces import RecurrentCell
 from mannkit.nn import ContentAddressing, LSTMController, MatrixMemory, ReadHead, RNNController, WriteHead
 from mannkit.nn import ControllerCell
-from mannkit_act import ACT, halting_step
+from mannkit_act import ACT, halting_weights, keeps_pondering
 from mannkit_act.tree import batch_axes, leaves, mix, rebuild
 
 
@@ -107,12 +107,48 @@ def test_trace_entries_of_the_cell_are_mixed_over_ponder_steps():
     torch.testing.assert_close(out.trace["seen"][:, 0, 0], torch.tensor([1.9, 1.0, 2.7], dtype=torch.float64))
 
 
-def test_halting_step_never_gives_weight_after_halting():
-    h = torch.tensor([0.6, 0.6])
-    first = halting_step(h, torch.zeros(2), torch.tensor([True, False]), last=False, epsilon=0.01)
-    assert first.p.tolist() == [pytest.approx(0.6), 0.0] and first.running.tolist() == [True, False]
-    last = halting_step(h, first.cumulative, first.running, last=True, epsilon=0.01)
-    assert last.halted.tolist() == [True, False] and last.p.tolist() == [pytest.approx(0.4), 0.0]
+def test_halting_rule_alone_by_hand_and_no_weight_after_halting():
+    h = torch.tensor(H, dtype=torch.float64).t()  # [n, B]
+    total, running, going = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.bool), []
+    for n in range(3):
+        total, running = keeps_pondering(h[n], total, running, last=n == 2, epsilon=0.01)
+        going.append(running)
+    going = torch.stack(going)
+    assert going.t().tolist() == [[True, True, False], [False, False, False], [True, True, False]]
+    p, remainder, steps = halting_weights(h, going)
+    torch.testing.assert_close(p.t(), torch.tensor(P, dtype=torch.float64))
+    torch.testing.assert_close(remainder, torch.tensor(R, dtype=torch.float64))
+    assert steps.tolist() == N
+    # an example that halted at n = 1 gets weight 0 afterwards whatever h it would have
+    assert p[1:, 1].tolist() == [0.0, 0.0]
+
+
+def test_the_ponder_loop_records_no_gradient_of_its_own():
+    """The halting decision is made without gradient: backward nodes grow with the cell's steps only."""
+
+    def nodes(loss: Tensor) -> int:
+        seen, todo = set(), [loss.grad_fn]
+        while todo:
+            fn = todo.pop()
+            if fn is None or fn in seen:
+                continue
+            seen.add(fn)
+            todo += [next_fn for next_fn, _ in fn.next_functions]
+        return len(seen)
+
+    x = torch.randn(3, 1, 2)
+    few, many = rnn_act(M=2, bias=-30.0), rnn_act(M=6, bias=-30.0)  # forced halts at exactly 2 and 6 steps
+    bare = ControllerCell(RNNController(7))
+    bare.bind(3, 3)
+    state = bare.initial_state(3, x.device, x.dtype)
+    ys, grown = [], []
+    for k in range(5):  # the nodes of the cell's steps, every step's output used, as ACT uses them
+        y, state, _ = bare.step(torch.cat([x[:, 0], torch.full((3, 1), float(k == 0))], -1), state)
+        ys.append(y)
+        grown.append(nodes(torch.stack(ys).sum()))
+    per_cell_step = grown[-1] - grown[-2]
+    extra = nodes(many(x).logits.sum()) - nodes(few(x).logits.sum())
+    assert extra == 4 * per_cell_step, (extra, per_cell_step)
 
 
 def rnn_act(M: int = 5, bias: float = 1.0, dtype=torch.float32, seed: int = 0) -> ACT:
