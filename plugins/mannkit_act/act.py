@@ -118,6 +118,7 @@ class ACT(RecurrentCell):
         self.cell = cell
         self.max_ponder, self.epsilon, self.tau = max_ponder, float(epsilon), float(tau)
         self.halting_bias = nn.Parameter(torch.tensor(float(halting_bias_init)))  # b_h (eq. 6)
+        self._axes_cache: dict[tuple, list[int]] = {}  # (B, device, dtype) -> the batch axis of each state tensor
 
     # -- assembly -----------------------------------------------------------------------
     def bind(self, input_size: int, output_size: int) -> None:
@@ -125,7 +126,6 @@ class ACT(RecurrentCell):
         if not self._bind_io(input_size, output_size):
             return
         self.cell.bind(input_size + 1, output_size + 1)
-        self.__dict__.pop("_axes_cache", None)
 
     def _require_bound(self) -> None:
         if "input_size" not in self.__dict__:
@@ -140,10 +140,9 @@ class ACT(RecurrentCell):
     def _axes(self, x: Tensor) -> list[int]:
         """The batch axis of each tensor of the cell's state, found once per batch size, device and dtype."""
         key = (x.shape[0], x.device, x.dtype)
-        cache = self.__dict__.setdefault("_axes_cache", {})
-        if key not in cache:
-            cache[key] = batch_axes(lambda b: self.cell.initial_state(b, x.device, x.dtype), x.shape[0])
-        return cache[key]
+        if key not in self._axes_cache:
+            self._axes_cache[key] = batch_axes(lambda b: self.cell.initial_state(b, x.device, x.dtype), x.shape[0])
+        return self._axes_cache[key]
 
     def step(self, x: Tensor, state: State, record: bool = False) -> tuple[Tensor, State, dict[str, Tensor]]:
         """One input step: ``x [B, I]`` -> ``(y [B, O], state, trace)``; the trace holds ``ponder [B]`` when recording."""
