@@ -38,7 +38,8 @@ __all__ = [
 #: The columns of the table and the CSV file of a bit task, with their headings.
 COLUMNS = {"bits_per_seq": "bits/seq", "bit_errors_per_seq": "bit errors/seq", "seq_accuracy": "seq accuracy"}
 #: Headings of the other losses' metrics (see :mod:`mannkit.systems.losses`).
-HEADINGS = {**COLUMNS, "step_accuracy": "step accuracy", "fine_accuracy": "fine accuracy", "mse": "MSE"}
+HEADINGS = {**COLUMNS, "step_accuracy": "step accuracy", "fine_accuracy": "fine accuracy", "mse": "MSE",
+            "ponder_mean": "mean ponder", "ponder_max": "max ponder"}
 
 
 def _is_int(value: Any) -> bool:
@@ -204,7 +205,9 @@ class LengthGeneralisation(Callback):
     the order of ``test_set_names``) and ``generalisation_<metric>.png`` (the metric against
     the difficulty, a dashed line at the hardest training setting); logs the TensorBoard
     scalar series ``generalisation/<metric>`` with the difficulty as its step; prints the
-    table. The difficulty is the first int-valued setting of the task's ``test_difficulties()``
+    table. The model's own statistics logged at test (``SequenceOutput.stats``, e.g. ACT's
+    ``ponder_mean`` and ``ponder_max``) get a column each, and a picture and a series of their
+    own: ponder time against difficulty. The difficulty is the first int-valued setting of the task's ``test_difficulties()``
     that differs between test sets (``min_length`` for the copy task, ``min_items`` for
     associative recall), else the number in each set's name. Only global rank zero reports.
 
@@ -242,8 +245,9 @@ class LengthGeneralisation(Callback):
         train = data.train_difficulty() if callable(getattr(data, "train_difficulty", None)) else {}
         names = getattr(getattr(pl_module, "objective", None), "metric_names", None) or list(COLUMNS)
         metric = self.metric or names[0]
+        stats = [n for n in getattr(pl_module, "test_stat_names", []) if n not in names and n != metric]
         metrics = {**trainer.logged_metrics, **trainer.callback_metrics}
-        label, key, rows = collect_rows(metrics, difficulties, metric, names)
+        label, key, rows = collect_rows(metrics, difficulties, metric, [*names, *stats])
         limit = training_limit(key, train)
         axes = list(data.test_axes()) if callable(getattr(data, "test_axes", None)) else []
         two = len(axes) >= 2 and len(axes[0][1]) == len(rows)
@@ -266,25 +270,28 @@ class LengthGeneralisation(Callback):
         folder.mkdir(parents=True, exist_ok=True)
         self.files = [self._write_csv(folder / "generalisation.csv", labels, rows)]
         ordered = sorted(rows, key=lambda r: (r.second or 0, r.difficulty))
+        drawn = [metric, *stats]  # the metric, then the model's own stats (ACT's ponder time)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                for row in ordered:
-                    tag = f"generalisation/{metric}" + (f"/{axes[1][0]}{row.second:g}" if two else "")
-                    logger.experiment.add_scalar(tag, row.values[metric], int(row.difficulty))
+                for name in drawn:
+                    for row in ordered:
+                        tag = f"generalisation/{name}" + (f"/{axes[1][0]}{row.second:g}" if two else "")
+                        logger.experiment.add_scalar(tag, row.values[name], int(row.difficulty))
                 logger.experiment.flush()
         if self.png:
             from matplotlib.image import imsave
 
             from mannkit import viz
 
-            if two:
-                fig = draw_grid(rows, (axes[0][0], axes[1][0]), metric, limits)
-            else:
-                fig = viz.draw_curve([r.difficulty for r in ordered], [r.values[metric] for r in ordered],
-                                     label, HEADINGS.get(metric, metric), limit)
-            path = folder / f"generalisation_{viz.safe_name(metric)}.png"
-            imsave(path, viz.to_rgb(fig))
-            self.files.append(path)
+            for name in drawn:
+                if two:
+                    fig = draw_grid(rows, (axes[0][0], axes[1][0]), name, limits)
+                else:
+                    fig = viz.draw_curve([r.difficulty for r in ordered], [r.values[name] for r in ordered],
+                                         label, HEADINGS.get(name, name), limit)
+                path = folder / f"generalisation_{viz.safe_name(name)}.png"
+                imsave(path, viz.to_rgb(fig))
+                self.files.append(path)
 
     @staticmethod
     def _write_csv(path: Path, label: str | Sequence[str], rows: Sequence[GeneralisationRow]) -> Path:

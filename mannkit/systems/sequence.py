@@ -19,7 +19,10 @@ Training may add, each logged as its own term (the terms sum to ``train/loss``):
   (ACT's ``ponder``), already weighted by the model.
 
 A model's ``SequenceOutput.stats`` (scalars such as ACT's ``ponder_mean``) are logged as
-``train/<name>`` and ``val/<name>``, never added to the loss.
+``train/<name>``, ``val/<name>`` and, per test set, ``test/<set>/<name>``, never added to the loss;
+a stat named ``*_max`` is reduced over batches by its maximum, the others by their mean.
+:class:`~mannkit.callbacks.LengthGeneralisation` tabulates and draws the test sets' stats beside
+the task's metrics (ACT's ponder time against the test sets' difficulty).
 
 A ``ce`` batch that says which question and task each scored step answers (``question [B, T]``, ``task [B]``,
 as :class:`~mannkit.tasks.BabiSequenceTask` gives) also gets the bAbI per-task error, mean error and failed
@@ -129,6 +132,7 @@ class SequenceSystem(CheckedLoading, pl.LightningModule):
         self.val_metrics = nn.ModuleDict(self.objective.metrics())
         self.test_metrics = nn.ModuleDict()
         self.test_set_names: list[str] = ["test"]
+        self.test_stat_names: list[str] = []  # the model's stats logged at test (ACT's ponder_mean), for LengthGeneralisation
         self.task_errors = nn.ModuleDict({"val": JudgedTaskError(NUM_TASKS), "test": JudgedTaskError(NUM_TASKS)})  # QA streams
 
     def _bind(self, input_size: int | None, output_size: int | None) -> None:
@@ -243,10 +247,16 @@ class SequenceSystem(CheckedLoading, pl.LightningModule):
             terms[name] = term
         return terms, out
 
-    def _log_stats(self, out: Any, prefix: str, batch_size: int) -> None:
-        """Log the model's ``SequenceOutput.stats`` (scalars, not part of the loss) as ``<prefix>/<name>``."""
+    def _log_stats(self, out: Any, prefix: str, batch_size: int, test_set: str | None = None) -> None:
+        """Log the model's ``SequenceOutput.stats`` (scalars, not part of the loss) as ``<prefix>/<name>``
+        (``test/<set>/<name>`` for a test set); ``*_max`` stats keep the largest value over batches."""
         for name, value in (getattr(out, "stats", None) or {}).items():
-            self.log(f"{prefix}/{name}", value, batch_size=batch_size, sync_dist=prefix != "train")
+            key = test_metric_key(test_set, name) if test_set is not None else f"{prefix}/{name}"
+            self.log(key, value, batch_size=batch_size, sync_dist=prefix != "train",
+                     reduce_fx="max" if name.endswith("_max") else "mean",
+                     **({"add_dataloader_idx": False} if test_set is not None else {}))
+            if test_set is not None and name not in self.test_stat_names:
+                self.test_stat_names.append(name)
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         terms, out = self._training_output(batch)
@@ -288,15 +298,18 @@ class SequenceSystem(CheckedLoading, pl.LightningModule):
         if stage == "test":
             names = getattr(getattr(self.trainer, "datamodule", None), "test_set_names", None)
             self.test_set_names = list(names) if names else ["test"]
+            self.test_stat_names = []
             self.test_metrics = nn.ModuleDict(
                 {n: nn.ModuleDict(self.objective.metrics()) for n in self.test_set_names}
             ).to(self.device)
 
     def test_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._check_batch(batch)
-        logits = self(batch["input"]).logits
+        out = self(batch["input"])
+        logits = out.logits
         B = logits.shape[0]
         name = self.test_set_names[dataloader_idx] if dataloader_idx < len(self.test_set_names) else f"set{dataloader_idx}"
+        self._log_stats(out, "test", B, test_set=name)
         if name not in self.test_metrics:
             self.test_metrics[name] = nn.ModuleDict(self.objective.metrics()).to(self.device)
         for metric_name, metric in self.test_metrics[name].items():  # one unnamed test set: test/seq_accuracy ...

@@ -242,3 +242,42 @@ def test_every_preset_whose_test_sets_differ_reports_generalisation():
         if len(task.test_difficulties()) > 1 and "LengthGeneralisation" not in callbacks:
             missing.append(path.name)
     assert not missing
+
+
+# -- the model's own statistics (ACT's ponder time) ------------------------------------------------
+class Pondering(Linear):
+    """A linear map whose stats are known by hand: ``ponder_mean`` = the input's length, ``ponder_max`` = a call count."""
+
+    def bind(self, input_size: int, output_size: int) -> None:
+        super().bind(input_size, output_size)
+        self.calls = 0
+
+    def forward(self, x, record=False):
+        self.calls += 0 if self.training else 1
+        stats = {"ponder_mean": torch.tensor(float(x.shape[1])), "ponder_max": torch.tensor(float(self.calls))}
+        return SequenceOutput(self.linear(x), None, None, stats)
+
+
+def test_the_models_stats_are_logged_per_test_set_tabulated_and_drawn(tmp_path, capsys):
+    task = CopyTask(bits=3, max_length=3, test_lengths=[2, 5], batch_size=4, train_batches=2, val_batches=1,
+                    test_batches=2)
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=TensorBoardLogger(tmp_path), callbacks=[LengthGeneralisation()],
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, limit_val_batches=0)
+    torch.manual_seed(0)
+    model = SequenceSystem(Pondering())
+    trainer.fit(model, datamodule=task)
+    results = trainer.test(model, datamodule=task)
+    steps = [next(iter(loader))["input"].shape[1] for loader in task.test_dataloader()]  # T of each test set
+    logged = {k: v for r in results for k, v in r.items()}
+    # the mean stat is averaged over a set's batches; the *_max one keeps the largest (the set's last call: 2, then 4)
+    assert [logged[f"test/len{n}/ponder_mean"] for n in (2, 5)] == steps
+    assert [logged[f"test/len{n}/ponder_max"] for n in (2, 5)] == [2.0, 4.0]
+    folder = Path(trainer.log_dir)
+    with (folder / "generalisation.csv").open() as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["test_set", "length", *METRICS, "ponder_mean", "ponder_max"]
+    assert [float(r[-2]) for r in rows[1:]] == steps and [float(r[-1]) for r in rows[1:]] == [2.0, 4.0]
+    assert "mean ponder" in capsys.readouterr().out
+    assert [s.value for s in _scalars(folder).Scalars("generalisation/ponder_mean")] == steps
+    assert imread(folder / "generalisation_ponder_mean.png")[..., :3].std() > 0
