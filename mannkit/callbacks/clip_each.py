@@ -39,6 +39,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from mannkit.callbacks.monitor import logs_now
 from mannkit.core.errors import ConfigError
 from mannkit.core.registry import register
 
@@ -109,5 +110,5 @@ class ClipEachGradient(Callback):
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         params = [p for group in optimizer.param_groups for p in group["params"]]
         clipped = self.clip(params)
-        if self.log_name and trainer.loggers:
+        if self.log_name and trainer.loggers and logs_now(trainer):
             pl_module.log(self.log_name, float(clipped), on_step=True, on_epoch=False, logger=True, prog_bar=False)

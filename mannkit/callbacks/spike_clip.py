@@ -40,6 +40,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from mannkit.callbacks.monitor import logs_now
 from mannkit.core.errors import ConfigError
 from mannkit.core.registry import register
 
@@ -87,7 +88,7 @@ class SpikeClip(Callback):
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         scale = self.clip(pl_module.parameters())
-        if self.log_name and trainer.loggers:
+        if self.log_name and trainer.loggers and logs_now(trainer):
             pl_module.log(self.log_name, scale, on_step=True, on_epoch=False)
             pl_module.log("train/spike_clips", float(self.clipped), on_step=True, on_epoch=False)
 

@@ -310,3 +310,33 @@ def test_predict_step_shapes_and_values():
     wrong = (out["prediction"] != batch["target"]).float() * batch["mask"].unsqueeze(-1)  # [B, T, O], scored steps only
     torch.testing.assert_close(out["bit_errors"], wrong.sum(dim=(1, 2)), check_dtype=False)
     assert 0 < out["bit_errors"].sum() <= 3 * 4 * O  # an untrained model makes some errors, at most every scored bit
+
+
+def test_values_only_the_logger_reads_are_logged_on_its_steps_alone(tmp_path, monkeypatch):
+    """Each self.log costs ~0.5 ms: the loss terms and the sequence count go through it only on the steps the
+    logger writes (every log_every_n_steps); the progress bar's loss and bits at every step; TensorBoard gets
+    the same values it got when everything was logged at every step."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    calls: list[tuple[int, str]] = []
+    original = SequenceSystem.log
+
+    def counting(self, name, *args, **kwargs):
+        if name.startswith("train/"):
+            calls.append((self.global_step, name))
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(SequenceSystem, "log", counting)
+    torch.manual_seed(0)
+    trainer = _trainer(max_steps=7, log_every_n_steps=3, logger=TensorBoardLogger(tmp_path))
+    trainer.fit(SequenceSystem(_cell()), datamodule=_task(train_batches=8))
+    steps = lambda name: [s for s, n in calls if n == name]  # noqa: E731
+    assert steps("train/loss") == steps("train/bits_per_seq") == list(range(7))
+    assert steps("train/loss_main") == steps("train/sequences") == [2, 5]  # the 3rd and 6th step: Lightning's logging steps
+    events = EventAccumulator(str(next(tmp_path.rglob("events.out.tfevents.*")).parent), size_guidance={"scalars": 0})
+    events.Reload()
+    loss, main = events.Scalars("train/loss"), events.Scalars("train/loss_main")
+    assert [e.step for e in main] == [e.step for e in loss] == [2, 5]
+    assert [e.value for e in main] == pytest.approx([e.value for e in loss])  # one term: the same step's values
+    assert [e.value for e in events.Scalars("train/sequences")] == [9.0, 18.0]  # batch 3 x steps 3 and 6
