@@ -1,4 +1,4 @@
-"""GradNormMonitor: logs the total gradient norm of every optimizer step, with Lightning's own ``grad_norm``.
+"""GradNormMonitor: logs the total gradient norm at the optimizer steps the logger writes, with Lightning's own ``grad_norm``.
 
 ``mannkit fit`` adds one by default (``--grad_norm``, off with ``--grad_norm null``), next to Lightning's
 ``LearningRateMonitor`` (``--lr_monitor``, off with ``--lr_monitor null``); in plain Python add it to the
@@ -23,6 +23,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import grad_norm
 
+from mannkit.callbacks.monitor import logs_now
 from mannkit.core.errors import ConfigError
 from mannkit.core.registry import register
 
@@ -33,8 +34,10 @@ __all__ = ["GradNormMonitor"]
 class GradNormMonitor(Callback):
     """Log the p-norm of all gradients together (the parameters viewed as one vector) at each optimizer step.
 
-    Logged as ``name`` (``train/grad_norm`` by default) with ``on_step=True``, so it follows
-    ``trainer.log_every_n_steps``. Nothing is computed when the trainer has no logger.
+    Logged as ``name`` (``train/grad_norm`` by default) with ``on_step=True``, and computed only on
+    the steps the logger writes (every ``trainer.log_every_n_steps``, see
+    :func:`~mannkit.callbacks.monitor.logs_now`): nothing is computed on the others, nor when the
+    trainer has no logger.
 
     Args:
         norm_type: p of the norm: a positive number, or ``inf`` for the largest absolute gradient.
@@ -56,7 +59,7 @@ class GradNormMonitor(Callback):
         self.norm_type, self.name, self.per_parameter = p, name, bool(per_parameter)
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
-        if not trainer.loggers:
+        if not trainer.loggers or not logs_now(trainer):
             return
         norms = grad_norm(pl_module, self.norm_type)  # {"grad_2.0_norm/<param>": ..., "grad_2.0_norm_total": ...}
         total = norms.pop(f"grad_{self.norm_type}_norm_total", None)

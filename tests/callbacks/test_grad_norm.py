@@ -31,14 +31,14 @@ class Tiny(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def _fit(tmp_path, callback, logger=True) -> Tiny:
+def _fit(tmp_path, callback, logger=True, steps=3, log_every=1) -> Tiny:
     model = Tiny()
     trainer = L.Trainer(
-        accelerator="cpu", max_steps=3, log_every_n_steps=1, gradient_clip_val=1e-3, enable_progress_bar=False,
+        accelerator="cpu", max_steps=steps, log_every_n_steps=log_every, gradient_clip_val=1e-3, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False, callbacks=[callback],
         logger=CSVLogger(tmp_path) if logger else False, default_root_dir=str(tmp_path),
     )
-    data = torch.utils.data.DataLoader(torch.arange(15.0).view(5, 3) / 7, batch_size=1)
+    data = torch.utils.data.DataLoader(torch.arange(3.0 * steps).view(steps, 3) / 7, batch_size=1)
     trainer.fit(model, data)
     model.logged = trainer.callback_metrics  # type: ignore[attr-defined]
     return model
@@ -58,6 +58,23 @@ def test_logs_the_total_norm_before_clipping(tmp_path):
 def test_nothing_without_a_logger(tmp_path):
     model = _fit(tmp_path, GradNormMonitor(), logger=False)
     assert "train/grad_norm" not in model.logged
+
+
+@pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning")
+@pytest.mark.filterwarnings("ignore:.*isinstance\\(treespec, LeafSpec\\).*:FutureWarning")
+def test_computed_only_on_the_steps_the_logger_writes(tmp_path, monkeypatch):
+    import mannkit.callbacks.grad_norm as module
+
+    computed = []
+    monkeypatch.setattr(module, "grad_norm", lambda *a, **k: computed.append(1) or L.pytorch.utilities.grad_norm(*a, **k))
+    model = _fit(tmp_path, GradNormMonitor(), steps=7, log_every=3)
+    assert len(model.seen) == 7 and len(computed) == 2  # steps 3 and 6 of 7
+    rows = (next(tmp_path.rglob("metrics.csv"))).read_text().splitlines()
+    header = rows[0].split(",")
+    logged = [(int(r.split(",")[header.index("step")]), float(r.split(",")[header.index("train/grad_norm")])) for r in rows[1:]
+              if r.split(",")[header.index("train/grad_norm")]]
+    assert [s for s, _ in logged] == [2, 5]
+    assert [v for _, v in logged] == pytest.approx([model.seen[2], model.seen[5]], rel=1e-5)
 
 
 @pytest.mark.parametrize("norm_type", [0, -2.0, "two", math.nan])
