@@ -262,6 +262,12 @@ def main(argv: list[str] | None = None) -> None:
             for path in config_paths(argv):
                 check_config(path)
         MannkitCLI(args=None if from_shell else argv)
+    except SystemExit as exc:  # Lightning's SIGTERMException has status 0: a killed run must not look like a finished one
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exc, SIGTERMException):
+            raise SystemExit(143) from None  # 128 + SIGTERM, the shell's status for a process ended by it
+        raise
     except Exception as exc:
         cause = _mannkit_error_in(exc)
         if cause is None and type(exc).__name__ == "ArgumentError":
@@ -298,8 +304,11 @@ def _quiet_known_third_party_warnings(subcommand: str | None = None) -> None:
 def _guard_second_interrupt() -> None:
     """Ctrl-C stops the run once; a second Ctrl-C (or ``timeout -s INT``'s second signal) cannot cut the save short.
 
-    The first SIGINT raises ``KeyboardInterrupt`` as Python's own handler does: Lightning then saves
-    ``last.ckpt`` and mannkit prints the resume command. Lightning ignores SIGINT while it shuts down but
+    The first SIGINT raises ``KeyboardInterrupt``, at the next batch boundary while a trainer runs
+    (:mod:`mannkit.callbacks.interrupt`: raised anywhere, it could leave TensorBoard's writer thread
+    asleep and the shutdown waiting on it), at once otherwise: Lightning then saves ``last.ckpt`` and
+    mannkit prints the resume command. A later SIGINT, more than ``FORCE_AFTER`` (2) seconds after the
+    first with that boundary still not reached, raises at once. Lightning ignores SIGINT while it shuts down but
     restores the handler it found when it tears down, so without this guard a second signal arriving
     then raised ``KeyboardInterrupt`` inside the interpreter's exit hooks, a traceback after the resume
     message. Every later SIGINT prints one line and is ignored; the process exits by itself moments later
@@ -316,9 +325,15 @@ def _guard_second_interrupt() -> None:
     state = {"interrupted": False, "told": False}
 
     def on_sigint(signum: int, frame: Any) -> None:
+        from mannkit.callbacks.interrupt import FORCE_AFTER, request_stop, stop_pending
+
         if not state["interrupted"]:
             state["interrupted"] = True
             atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)  # the first exit hook to run
+            if request_stop():  # a trainer runs: it raises KeyboardInterrupt at the next batch (SafeInterrupt)
+                return
+            raise KeyboardInterrupt
+        if stop_pending(longer_than=FORCE_AFTER):  # no batch boundary for a while (a long compile, a slow batch): now
             raise KeyboardInterrupt
         if not state["told"]:
             state["told"] = True

@@ -1,5 +1,5 @@
 """A ModelCheckpoint whose ``last.ckpt`` always holds the newest state, that never saves non-finite weights,
-and that saves and prints the resume command on Ctrl-C.
+and that saves and prints the resume command on Ctrl-C or SIGTERM.
 
 Lightning's ``ModelCheckpoint(save_last=True, monitor=...)`` rewrites ``last.ckpt`` only when a best
 checkpoint is written (the monitor improved), so resuming from it can silently replay work. Here
@@ -9,6 +9,10 @@ policy, before any of it the weights are checked to be finite (on every rank), a
 
     mannkit: training interrupted at step 7; the newest state is in runs/.../last.ckpt; resume with:
     mannkit fit --config configs/ntm/copy.yaml --ckpt_path runs/.../last.ckpt
+
+SIGTERM (``kill PID``, ``timeout``'s default, a cluster scheduler before it kills a job) does the same
+("training stopped by SIGTERM at step 7; ..."): Lightning finishes the step it is in and raises its
+``SIGTERMException``, and ``mannkit`` then exits with status 143 (128 + 15), not 0.
 
 The ``mannkit`` command uses this class for every ``ModelCheckpoint`` of a config (it adds behaviour
 only, so the CLI turns an instantiated ``ModelCheckpoint`` into one by setting its class) and adds
@@ -25,6 +29,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mannkit.callbacks.checkpoint_io import clean_stale_temporaries
 from mannkit.callbacks.guard import agree, newest_finite_checkpoint, stop_message, weights_finite
@@ -112,16 +117,17 @@ class Checkpoint(ModelCheckpoint):
         """At the end of fit ``last.ckpt`` holds the final step."""
         self._refresh_last(trainer)
 
-    # -- Ctrl-C -----------------------------------------------------------------------------------
+    # -- Ctrl-C and SIGTERM ------------------------------------------------------------------------
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        """On ``KeyboardInterrupt`` during fit: save ``last.ckpt`` (finite weights only) and print how to resume.
+        """On ``KeyboardInterrupt`` or SIGTERM during fit: save ``last.ckpt`` (finite weights only) and print how to resume.
 
         With ``save_last`` off, or weights that are not finite, the message names the newest checkpoint whose
         weights were read back and found finite instead, and says why it is not the newest state.
         """
         super().on_exception(trainer, pl_module, exception)
-        if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != TrainerFn.FITTING:
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.state.fn != TrainerFn.FITTING:
             return
+        how = "stopped by SIGTERM" if isinstance(exception, SIGTERMException) else "interrupted"
         step, saved, why = trainer.global_step, None, "save_last is off"
         if self.save_last:
             try:
@@ -134,7 +140,7 @@ class Checkpoint(ModelCheckpoint):
             return
         path, held = (saved, "the newest state") if saved else (newest_finite_checkpoint(trainer)[0], f"the newest checkpoint ({why})")
         if path is None:
-            print(f"mannkit: training interrupted at step {step}; no checkpoint was written ({why}).", file=sys.stderr)
+            print(f"mannkit: training {how} at step {step}; no checkpoint was written ({why}).", file=sys.stderr)
             return
         command = f"{self.resume_command} --ckpt_path {path}" if self.resume_command else f"Trainer.fit(..., ckpt_path={path!r})"
-        print(f"mannkit: training interrupted at step {step}; {held} is in {path}; resume with:\n{command}", file=sys.stderr)
+        print(f"mannkit: training {how} at step {step}; {held} is in {path}; resume with:\n{command}", file=sys.stderr)

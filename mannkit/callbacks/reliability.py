@@ -3,7 +3,8 @@
 - :func:`reliable_trainer_parts`: every ``ModelCheckpoint`` becomes a :class:`~mannkit.callbacks.Checkpoint`
   (``last.ckpt`` always newest, no non-finite saves, Ctrl-C saves), one ``Checkpoint(save_last=True)``
   is added when a config has none, a :class:`~mannkit.callbacks.TrainingGuard` is added unless the
-  config lists one, and checkpoints are written by :class:`~mannkit.callbacks.AtomicCheckpointIO`
+  config lists one, a :class:`~mannkit.callbacks.interrupt.SafeInterrupt` (Ctrl-C raises at a batch
+  boundary), and checkpoints are written by :class:`~mannkit.callbacks.AtomicCheckpointIO`
   unless ``trainer.plugins`` names another checkpoint IO;
 - :func:`find_last_checkpoint`: what ``--ckpt_path last`` means on the command line, the newest
   ``last.ckpt`` of the earlier runs under the run folder (each run gets a new ``version_N`` folder, so
@@ -33,6 +34,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from mannkit.callbacks.checkpoint import Checkpoint
 from mannkit.callbacks.checkpoint_io import AtomicCheckpointIO
 from mannkit.callbacks.guard import TrainingGuard
+from mannkit.callbacks.interrupt import SafeInterrupt
 
 __all__ = [
     "check_resume",
@@ -78,6 +80,8 @@ def reliable_trainer_parts(
             callback.resume_command = command
     if not any(isinstance(c, TrainingGuard) for c in callbacks):
         callbacks.append(TrainingGuard())
+    if not any(isinstance(c, SafeInterrupt) for c in callbacks):
+        callbacks.append(SafeInterrupt())  # Ctrl-C raises at a batch boundary (mannkit.callbacks.interrupt)
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(AtomicCheckpointIO())
     return callbacks, plugins

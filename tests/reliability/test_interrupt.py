@@ -121,3 +121,62 @@ def test_a_real_sigint_to_a_running_fit(tmp_path, gaps):
     step, saved, resume = found.groups()
     assert torch.load(saved, weights_only=True)["global_step"] == int(step) > 0
     assert resume.startswith("mannkit fit --config ") and resume.endswith(f"--ckpt_path {saved}")
+
+
+def test_sigterm_to_a_running_fit_saves_prints_and_exits_143(tmp_path):
+    """``kill PID`` (and ``timeout``'s default signal, and a scheduler before it kills a job) sends SIGTERM:
+    the run saves its newest state and says how to resume, as Ctrl-C does, and does not exit 0 (Lightning's
+    own SIGTERMException would), so a script or a scheduler does not take it for a finished run."""
+    config = yaml.safe_load(FIXTURE.read_text())
+    config["trainer"]["max_steps"] = 100_000
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-c", "from mannkit.cli import main; main()", "fit", "--config", str(path),
+               "--trainer.default_root_dir", str(tmp_path)]
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.rglob("last.ckpt")) and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.2)
+        assert list(tmp_path.rglob("last.ckpt")), "the fit wrote no checkpoint"
+        time.sleep(0.5)
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 143, err[-2000:]
+    assert "Traceback" not in err, err[-3000:]
+    found = re.search(r"mannkit: training stopped by SIGTERM at step (\d+); the newest state is in (\S+); resume with:\n"
+                      r"(mannkit fit .*)\n", err)
+    assert found, err[-2000:]
+    step, saved, resume = found.groups()
+    assert torch.load(saved, weights_only=True)["global_step"] == int(step) > 0
+    assert resume.startswith("mannkit fit --config ") and resume.endswith(f"--ckpt_path {saved}")
+
+
+def test_a_stop_asked_for_mid_step_is_raised_at_the_next_batch_boundary(tmp_path, capsys, monkeypatch, keep_sigint):
+    """The command's Ctrl-C handler only asks for a stop while a trainer runs (a KeyboardInterrupt raised inside
+    TensorBoard's queue could leave its writer asleep and the shutdown waiting on it for minutes);
+    SafeInterrupt raises it when the next batch starts, so the step in progress finishes and is saved."""
+    from mannkit.callbacks.interrupt import request_stop, stop_pending
+
+    real_step = SequenceSystem.training_step
+    asked = []
+
+    def signalled_during_step_4(self, batch, batch_idx):
+        if self.global_step == 4:
+            asked.append(request_stop())  # what the SIGINT handler does while a trainer runs
+            assert stop_pending()
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SequenceSystem, "training_step", signalled_during_step_4)
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--config", str(FIXTURE), "--trainer.default_root_dir", str(tmp_path)])
+    assert info.value.code == 1 and asked == [True]
+    found = MESSAGE.search(capsys.readouterr().err)
+    assert found and found.group(1) == "5"  # step 4 (the 5th) finished, the 6th never started
+    assert torch.load(found.group(2), weights_only=True)["global_step"] == 5
+    assert not stop_pending() and request_stop() is False  # disarmed once the run is over

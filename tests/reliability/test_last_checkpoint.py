@@ -10,6 +10,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from mannkit.callbacks import AtomicCheckpointIO, Checkpoint, TrainingGuard
+from mannkit.callbacks.interrupt import SafeInterrupt
 from mannkit.callbacks.reliability import find_last_checkpoint, reliable_trainer_parts
 from mannkit.cli import main
 
@@ -123,9 +124,10 @@ def test_the_command_adds_the_reliability_defaults():
     plain = ModelCheckpoint(save_last=True)
     callbacks, plugins = reliable_trainer_parts([plain], None, True, "mannkit fit --config c.yaml")
     assert type(plain) is Checkpoint and plain.resume_command == "mannkit fit --config c.yaml"
-    assert [type(c) for c in callbacks] == [Checkpoint, TrainingGuard] and [type(p) for p in plugins] == [AtomicCheckpointIO]
+    assert [type(c) for c in callbacks] == [Checkpoint, TrainingGuard, SafeInterrupt]
+    assert [type(p) for p in plugins] == [AtomicCheckpointIO]
     callbacks, _ = reliable_trainer_parts(None, None, True)
-    assert [type(c) for c in callbacks] == [Checkpoint, TrainingGuard] and callbacks[0].save_last is True
+    assert [type(c) for c in callbacks] == [Checkpoint, TrainingGuard, SafeInterrupt] and callbacks[0].save_last is True
     mine = TrainingGuard(max_loss=5.0)
     callbacks, _ = reliable_trainer_parts([mine], None, False)
-    assert callbacks == [mine]
+    assert callbacks[0] is mine and [type(c) for c in callbacks] == [TrainingGuard, SafeInterrupt]
