@@ -4,7 +4,7 @@ Python's own SIGINT handler raises ``KeyboardInterrupt`` wherever the main threa
 a ``queue.Queue.put`` of TensorBoard's event writer (between storing an event and waking the writer
 thread) that leaves the writer asleep, and Lightning's shutdown, which closes the logger, then waits
 for it for up to its flush interval (two minutes): the run seemed to hang after its resume message
-(2 of 8 interrupts on a loaded 2-CPU machine). So the ``mannkit`` command's SIGINT handler
+(3 of 9 interrupted runs on a loaded 2-CPU machine; 0 of 22 with this module). So the ``mannkit`` command's SIGINT handler
 (:func:`mannkit.cli._guard_second_interrupt`) only asks for a stop while a trainer runs
 (:func:`request_stop`), and :class:`SafeInterrupt`, which the command adds to every trainer, raises
 ``KeyboardInterrupt`` at the start of the next training, validation, test or predict batch. From
