@@ -12,7 +12,9 @@ callback. Each preset runs twice per repeat:
   headline figure) at every step.
 
 The two alternate in order within a repeat; the table gives the median milliseconds per step over
-the repeats and their ratio (the same machine, the same minute).
+the repeats and their ratio (the same machine, the same minute). ``every step`` also has the
+logger write every step, which the old code did not; to compare with an older mannkit instead, run
+``--preset-only`` alternately under each version (``PYTHONPATH`` pointing at each tree).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_fit_step.py --configs configs/ntm/copy.yaml \\
         configs/act/addition_cpu.yaml configs/act/addition_cpu_no_act.yaml --steps 300 --repeats 5
@@ -25,6 +27,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import os
 import statistics
 import sys
@@ -89,6 +92,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None, help="append one JSON line per preset here")
+    parser.add_argument("--preset-only", action="store_true",
+                        help="time the preset's own logging only (to compare two versions of mannkit, one process each)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
           f"{args.steps} steps ({args.warmup} warm-up), {args.repeats} repeats, median ms per step")
@@ -99,8 +104,9 @@ def main() -> None:
         for repeat in range(args.repeats):
             order = [(every, 1), (preset, None)] if repeat % 2 == 0 else [(preset, None), (every, 1)]
             for bucket, log_every in order:
-                bucket.append(step_ms(config, args.steps, args.warmup, log_every))
-        a, b = statistics.median(every), statistics.median(preset)
+                if log_every is None or not args.preset_only:
+                    bucket.append(step_ms(config, args.steps, args.warmup, log_every))
+        a, b = statistics.median(every) if every else math.nan, statistics.median(preset)
         print(f"| `{config}` | {a:.2f} | {b:.2f} | {b / a:.2f} |", flush=True)
         if args.out:
             with args.out.open("a") as handle:
