@@ -313,7 +313,7 @@ def test_predict_step_shapes_and_values():
 
 
 def test_values_only_the_logger_reads_are_logged_on_its_steps_alone(tmp_path, monkeypatch):
-    """Each self.log costs ~0.5 ms: the loss terms and the sequence count go through it only on the steps the
+    """Each self.log costs ~1 ms: the loss terms and the sequence count go through it only on the steps the
     logger writes (every log_every_n_steps); the progress bar's loss and bits at every step; TensorBoard gets
     the same values it got when everything was logged at every step."""
     from lightning.pytorch.loggers import TensorBoardLogger
