@@ -79,23 +79,14 @@ def test_ctrl_c_without_save_last_names_the_newest_checkpoint(tmp_path, capsys, 
     assert Path(found.group(1)).name == "epoch=0-step=3.ckpt" and not list(tmp_path.rglob("last.ckpt"))
 
 
-@pytest.mark.parametrize("gaps", [(), (0.0,), (0.02, 0.2, 0.5)], ids=["one Ctrl-C", "two at once", "four, up to the exit"])
-def test_a_real_sigint_to_a_running_fit(tmp_path, gaps):
-    """``mannkit fit`` in its own process, interrupted by SIGINT as Ctrl-C in a terminal does.
-
-    Twice at once is what ``timeout -s INT`` sends (to the command, then to its process group), and what an
-    impatient user does: the later ones must not cut the save short, print a traceback from the exit
-    hooks, or kill the process by the default action that the interpreter puts back as it finalises.
-    """
+def _signal_a_running_fit(tmp_path: Path, signum: int, gaps: tuple[float, ...] = (), start: str | None = None) -> tuple[int, str]:
+    """Run ``mannkit fit`` of a long copy of the fixture in its own process; once it has written ``last.ckpt``,
+    send ``signum`` (then again after each gap); its exit status and stderr."""
     config = yaml.safe_load(FIXTURE.read_text())
     config["trainer"]["max_steps"] = 100_000
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(config))
-    # A shell that starts a job in the background without job control (CI runners, ``cmd &`` in a script)
-    # hands it SIGINT ignored, and Python keeps it ignored; a terminal's foreground job gets Ctrl-C, so the
-    # child restores Python's own handler first, as it would have in a terminal.
-    start = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); from mannkit.cli import main; main()"
-    command = [sys.executable, "-c", start, "fit", "--config", str(path),
+    command = [sys.executable, "-c", start or "from mannkit.cli import main; main()", "fit", "--config", str(path),
                "--trainer.default_root_dir", str(tmp_path)]
     child = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -104,16 +95,32 @@ def test_a_real_sigint_to_a_running_fit(tmp_path, gaps):
         while not list(tmp_path.rglob("last.ckpt")) and time.monotonic() < deadline and child.poll() is None:
             time.sleep(0.2)
         assert list(tmp_path.rglob("last.ckpt")), "the fit wrote no checkpoint"
-        child.send_signal(signal.SIGINT)
+        child.send_signal(signum)
         for gap in gaps:
             time.sleep(gap)
-            child.send_signal(signal.SIGINT)
+            child.send_signal(signum)
         _, err = child.communicate(timeout=120)
     finally:
         if child.poll() is None:
             child.kill()
             child.communicate()
-    assert child.returncode == 1
+    return child.returncode, err
+
+
+@pytest.mark.parametrize("gaps", [(), (0.0,), (0.02, 0.2, 0.5)], ids=["one Ctrl-C", "two at once", "four, up to the exit"])
+def test_a_real_sigint_to_a_running_fit(tmp_path, gaps):
+    """``mannkit fit`` in its own process, interrupted by SIGINT as Ctrl-C in a terminal does.
+
+    Twice at once is what ``timeout -s INT`` sends (to the command, then to its process group), and what an
+    impatient user does: the later ones must not cut the save short, print a traceback from the exit
+    hooks, or kill the process by the default action that the interpreter puts back as it finalises.
+    """
+    # A shell that starts a job in the background without job control (CI runners, ``cmd &`` in a script)
+    # hands it SIGINT ignored, and Python keeps it ignored; a terminal's foreground job gets Ctrl-C, so the
+    # child restores Python's own handler first, as it would have in a terminal.
+    start = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); from mannkit.cli import main; main()"
+    status, err = _signal_a_running_fit(tmp_path, signal.SIGINT, gaps, start)
+    assert status == 1
     assert "Traceback" not in err, err[-3000:]
     assert "LeafSpec" not in err and "litlogger" not in err, err[:2000]  # known third-party noise, hidden
     found = MESSAGE.search(err)
@@ -127,27 +134,8 @@ def test_sigterm_to_a_running_fit_saves_prints_and_exits_143(tmp_path):
     """``kill PID`` (and ``timeout``'s default signal, and a scheduler before it kills a job) sends SIGTERM:
     the run saves its newest state and says how to resume, as Ctrl-C does, and does not exit 0 (Lightning's
     own SIGTERMException would), so a script or a scheduler does not take it for a finished run."""
-    config = yaml.safe_load(FIXTURE.read_text())
-    config["trainer"]["max_steps"] = 100_000
-    path = tmp_path / "long.yaml"
-    path.write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-c", "from mannkit.cli import main; main()", "fit", "--config", str(path),
-               "--trainer.default_root_dir", str(tmp_path)]
-    child = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        deadline = time.monotonic() + 120
-        while not list(tmp_path.rglob("last.ckpt")) and time.monotonic() < deadline and child.poll() is None:
-            time.sleep(0.2)
-        assert list(tmp_path.rglob("last.ckpt")), "the fit wrote no checkpoint"
-        time.sleep(0.5)
-        child.send_signal(signal.SIGTERM)
-        _, err = child.communicate(timeout=120)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
-    assert child.returncode == 143, err[-2000:]
+    status, err = _signal_a_running_fit(tmp_path, signal.SIGTERM)
+    assert status == 143, err[-2000:]
     assert "Traceback" not in err, err[-3000:]
     found = re.search(r"mannkit: training stopped by SIGTERM at step (\d+); the newest state is in (\S+); resume with:\n"
                       r"(mannkit fit .*)\n", err)
