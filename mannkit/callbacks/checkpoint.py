@@ -138,6 +138,8 @@ class Checkpoint(ModelCheckpoint):
             saved = self.last_model_path if self._last_step_in_last == step else None
         if not trainer.is_global_zero:
             return
+        if how != "interrupted" and trainer.progress_bar_callback is not None:
+            print(file=sys.stderr)  # end the progress bar's line (Lightning does this itself for Ctrl-C only)
         path, held = (saved, "the newest state") if saved else (newest_finite_checkpoint(trainer)[0], f"the newest checkpoint ({why})")
         if path is None:
             print(f"mannkit: training {how} at step {step}; no checkpoint was written ({why}).", file=sys.stderr)
