@@ -207,9 +207,10 @@ class LengthGeneralisation(Callback):
     scalar series ``generalisation/<metric>`` with the difficulty as its step; prints the
     table. The model's own statistics logged at test (``SequenceOutput.stats``, e.g. ACT's
     ``ponder_mean`` and ``ponder_max``) get a column each, and a picture and a series of their
-    own: ponder time against difficulty. The difficulty is the first int-valued setting of the task's ``test_difficulties()``
-    that differs between test sets (``min_length`` for the copy task, ``min_items`` for
-    associative recall), else the number in each set's name. Only global rank zero reports.
+    own: ponder time against difficulty. The difficulty is the first int-valued setting of the
+    task's ``test_difficulties()`` that differs between test sets (``min_length`` for the copy
+    task, ``min_items`` for associative recall), else the number in each set's name. Only global
+    rank zero reports.
 
     A task whose test sets differ on two declared axes (``test_axes()`` of a
     :class:`~mannkit.tasks.SequenceTask`: repeat copy's length and repeats, traversal's nodes and

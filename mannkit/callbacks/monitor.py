@@ -26,10 +26,10 @@ def logs_now(trainer: Any) -> bool:
 
     Lightning writes training-step values only every ``trainer.log_every_n_steps`` steps, but each
     ``self.log`` call costs about 1 ms of Python on a loaded 2-CPU machine whatever happens to it
-    (a fifth of a small LSTM's step; benchmarks/RESULTS.md). Values that only the logger reads are logged on these steps alone (so
-    ``trainer.callback_metrics`` holds them as of the last such step); the progress bar's are logged
-    at every step. Without a trainer, or with no logger (then ``callback_metrics`` is all that reads
-    them), or when Lightning does not say, the answer is True.
+    (benchmarks/RESULTS.md, "What a training step costs"). Values that only the logger reads are
+    logged on these steps alone (so ``trainer.callback_metrics`` holds them as of the last such
+    step); the progress bar's are logged at every step. Without a trainer, or with no logger (then
+    ``callback_metrics`` is all that reads them), or when Lightning does not say, the answer is True.
 
     >>> logs_now(None)
     True

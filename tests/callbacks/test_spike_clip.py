@@ -102,3 +102,19 @@ def test_in_a_trainer_the_optimizer_sees_the_clipped_gradient():
     )
     trainer.fit(model)
     assert model.seen == [1.0] * 6 + [4.0, 1.0]
+
+
+def test_its_figures_are_logged_only_on_the_steps_the_logger_writes(tmp_path, monkeypatch):
+    """The clip acts at every step; the two figures go through self.log only every log_every_n_steps."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    model, logged = _Spiky(), []
+    original = model.log
+    monkeypatch.setattr(model, "log", lambda name, *a, **k: logged.append((model.global_step, name)) or original(name, *a, **k))
+    trainer = pl.Trainer(
+        max_steps=8, log_every_n_steps=3, callbacks=[SpikeClip(window=5, factor=4.0)], logger=CSVLogger(tmp_path),
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )
+    trainer.fit(model)
+    assert model.seen == [1.0] * 6 + [4.0, 1.0]  # clipped at step 7 as without a logger
+    assert sorted({s for s, n in logged if n == "train/spike_clip_scale"}) == [2, 5]
