@@ -107,11 +107,16 @@ class GraphMemory(Memory):
         update: the node update U: ``gru`` (a GRU cell, input the aggregated message) or ``residual``
             (``h + tanh(Linear([h; sum_j e_ij m_ij]))``).
         init_std: the scale of the learned initial node states (a shared ``[N, W]`` matrix).
+        update_init: ``random`` (PyTorch's default initialisation of U) or ``identity`` (with
+            ``update: residual`` only: U's linear layer starts at zero, so ``h' = h + tanh(0) = h`` and the
+            memory starts as a plain matrix memory that keeps what is written; how much to pass along
+            the edges is learned. With random U every round rewrites every node from the first step on).
     """
 
     def __init__(self, slots: int = 16, word_size: int = 16, rounds: int = 1,
                  edges: Literal["learned", "written"] = "learned", message_size: int = 16,
-                 update: Literal["gru", "residual"] = "gru", init_std: float = 0.5) -> None:
+                 update: Literal["gru", "residual"] = "gru", init_std: float = 0.5,
+                 update_init: Literal["random", "identity"] = "random") -> None:
         super().__init__()
         for name, value in (("slots", slots), ("word_size", word_size), ("message_size", message_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -125,6 +130,13 @@ class GraphMemory(Memory):
             raise ConfigError(f"GraphMemory: edges must be learned or written, got {edges!r}; pick one of those.")
         if update not in ("gru", "residual"):
             raise ConfigError(f"GraphMemory: update must be gru or residual, got {update!r}; pick one of those.")
+        if update_init not in ("random", "identity"):
+            raise ConfigError(f"GraphMemory: update_init must be random or identity, got {update_init!r}; pick one of those.")
+        if update_init == "identity" and update != "residual":
+            raise ConfigError(
+                f"GraphMemory: update_init identity needs update: residual, got update {update!r}; a GRU cannot start as "
+                "the identity, so set update to residual or update_init to random."
+            )
         self.slots, self._word_size, self.rounds, self.edges, self.update = slots, word_size, rounds, edges, update
         W, F = word_size, message_size
         self.initial = nn.Parameter(torch.randn(slots, W) * init_std / math.sqrt(W))  # H_0, [N, W]
@@ -135,6 +147,10 @@ class GraphMemory(Memory):
             self.node_update: nn.Module = nn.GRUCell(F, W)
         else:
             self.node_update = nn.Linear(W + F, W)
+            if update_init == "identity":  # h' = h + tanh(0 [h; m] + 0) = h until training moves U
+                nn.init.zeros_(self.node_update.weight)
+                nn.init.zeros_(self.node_update.bias)
+        self.update_init = update_init
         if edges == "learned":
             self.edge_keys = nn.Linear(W, 2 * W, bias=False)  # K_1, K_2 stacked
             self.edge_bias = nn.Parameter(torch.zeros(()))  # c

@@ -43,6 +43,26 @@ def test_no_edges_no_messages_so_the_residual_update_keeps_the_nodes():
     torch.testing.assert_close(out.memory, expected)
 
 
+def test_an_identity_start_keeps_what_is_written_and_still_learns():
+    torch.manual_seed(0)
+    memory = GraphMemory(N, W, rounds=3, update="residual", update_init="identity")
+    state = memory.initial_state(B, CPU, torch.float32)
+    w = torch.softmax(torch.randn(B, 1, N), -1)
+    erase, add = torch.rand(B, 1, W), torch.randn(B, 1, W)
+    after = memory.write(w, erase, add, state)
+    # exactly the matrix memory's erase/add: three rounds of message passing left the nodes as written
+    torch.testing.assert_close(after.memory, state.memory * (1 - w.mT @ erase) + w.mT @ add)
+    after.memory.square().sum().backward()
+    assert memory.node_update.weight.grad.abs().sum() > 0  # U learns from the first step
+
+
+def test_an_identity_start_needs_the_residual_update():
+    with pytest.raises(ConfigError, match=r"^GraphMemory: update_init identity needs update: residual, got update 'gru'; "):
+        GraphMemory(update_init="identity")
+    with pytest.raises(ConfigError, match=r"^GraphMemory: update_init must be random or identity, got 'zero'; "):
+        GraphMemory(update="residual", update_init="zero")
+
+
 def test_rounds_compose():
     torch.manual_seed(0)
     two = GraphMemory(N, W, rounds=2)
