@@ -99,6 +99,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clip", choices=("each", "joint"), default="each",
                    help="clip each weight's gradient alone by its spectral norm (the original code, the presets' "
                         "ClipEachGradient), or all together by their 2-norm (gradient_clip_val)")
+    p.add_argument("--position-length", choices=("own", "fixed"), default="own",
+                   help="J of the position encoding: each sentence's own length (default), or one J for every sentence and "
+                        "question, the longest sentence or question of the data plus one, as the original code")
+    p.add_argument("--time-scale", action=argparse.BooleanOptionalAction, default=False,
+                   help="scale the time vectors by the position weights of position J (the original code's time word sits "
+                        "there); needs --position-length fixed")
+    p.add_argument("--answer-extra", action=argparse.BooleanOptionalAction, default=False,
+                   help="with --answer-softmax vocabulary: also score the last hop's time vectors and a nil word (score 0), "
+                        "as the original code's output layer over its whole lookup table")
+    p.add_argument("--drop-punctuation", action=argparse.BooleanOptionalAction, default=False,
+                   help="remove the '.' and '?' tokens from sentences and questions (the original code strips them); with "
+                        "--answer-softmax vocabulary, those tokens and <unk> are not scored either")
+    p.add_argument("--clip-tables", choices=("apart", "together"), default="apart",
+                   help="--clip each: each encoder's word and time tables clipped apart (default) or as one matrix, as the "
+                        "original code's single lookup table")
+    p.add_argument("--anneal-early", action=argparse.BooleanOptionalAction, default=False,
+                   help="halve the rate at the start of the --anneal-every'th epoch (the original code: epochs 15, 30, ...) "
+                        "instead of after it (16, 31, ...)")
+    p.add_argument("--sample", choices=("shuffle", "replacement"), default="shuffle",
+                   help="batches: a shuffled pass (default) or floor(n / batch) batches drawn with replacement, as the original code")
+    p.add_argument("--nil-gradient", action=argparse.BooleanOptionalAction, default=False,
+                   help="count the gradient of the original code's nil word (every padding position of a sentence, question or "
+                        "empty slot, weighted by its position encoding) in each table's clip norm, then drop it, as the code "
+                        "does; needs --position-length fixed")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
@@ -131,13 +155,47 @@ def build_model(args: argparse.Namespace, data: BabiDataModule) -> torch.nn.Modu
     from mannkit_memn2n import MemN2N
 
     position = args.position_form if args.position_encoding else False  # "code", "paper" or no position encoding
+    length = None
+    if args.position_length == "fixed":  # the longest sentence or question (in words, as the data now holds them) plus one
+        splits = [data.split("train"), data.split("val")]
+        longest = max(max(int(s.table.ne(0).sum(-1).max()) for s in splits), max(int(s.question.ne(0).sum(-1).max()) for s in splits))
+        length = longest + 1
     model = MemN2N(embedding_dim=args.dim, hops=args.hops, tying=args.tying, position_encoding=position,
                    temporal_encoding=args.temporal_encoding, random_noise=args.random_noise,
                    linear_start=args.linear_start, memory_size=args.memory_size, attend_empty_slots=args.attend_empty_slots,
-                   answer_softmax=args.answer_softmax, addressing=_addressing(args.addressing))
+                   answer_softmax=args.answer_softmax, addressing=_addressing(args.addressing),
+                   position_length=length, time_scale=args.time_scale, answer_extra=args.answer_extra,
+                   nil_gradient=args.nil_gradient)
     model.bind(data.vocab_size, data.answer_size, data.max_sentences, data.sentence_length, data.question_length,
                answer_words=answer_word_ids(data.vocab, data.answers))
+    if args.drop_punctuation and model.other_words is not None:  # the dropped tokens and <unk> are no words of the code's vocabulary
+        gone = torch.tensor([data.vocab.index(w) for w in (".", "?", "<unk>") if w in data.vocab])
+        model.other_words = model.other_words[~torch.isin(model.other_words, gone)]
     return model
+
+
+def drop_tokens(split, ids: torch.Tensor) -> None:  # noqa: ANN001
+    """Remove the words ``ids`` from a split's sentences and questions in place, the rest moved left (0-padded)."""
+    for name in ("table", "question"):
+        rows = getattr(split, name)  # [R, L] int32
+        keep = ~torch.isin(rows, ids) & rows.ne(0)
+        order = torch.sort((~keep).to(torch.int8), dim=-1, stable=True).indices  # kept words first, in order
+        setattr(split, name, torch.where(torch.gather(keep, 1, order), torch.gather(rows, 1, order), torch.zeros_like(rows)))
+
+
+class ReplacementBatches:
+    """floor(n / B) batches per epoch, each question drawn uniformly with replacement (the original code's ``train``)."""
+
+    def __init__(self, dataset, batch_size: int) -> None:  # noqa: ANN001
+        self.dataset, self.batch_size = dataset, batch_size
+        self.generator = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+
+    def __len__(self) -> int:
+        return len(self.dataset) // self.batch_size
+
+    def __iter__(self):  # noqa: ANN204
+        for _ in range(len(self)):
+            yield self.dataset.__getitems__(torch.randint(len(self.dataset), (self.batch_size,), generator=self.generator).tolist())
 
 
 def batches(split, batch_size: int, order: torch.Tensor | None = None):  # noqa: ANN001, ANN201
@@ -170,6 +228,24 @@ def evaluate(model: torch.nn.Module, split, batch_size: int = 256) -> dict:  # n
             "per_task": per_task}
 
 
+def clip_tables_together(model: torch.nn.Module, max_norm: float) -> None:
+    """Clip each encoder's word and time tables by the spectral norm of their stacked gradients ``[V + M, D]``, every
+    other parameter on its own (the original code keeps words and time words in one lookup table)."""
+    from mannkit_memn2n.encoding import SentenceEncoder
+
+    done = set()
+    for module in model.modules():
+        if isinstance(module, SentenceEncoder) and module.time is not None:
+            grads = [p.grad for p in (module.words, module.time) if p.grad is not None]
+            done.update(id(p) for p in (module.words, module.time))
+            if grads:
+                n = torch.linalg.matrix_norm(torch.cat(grads).float(), ord=2)
+                if torch.isfinite(n) and n > max_norm:
+                    for g in grads:
+                        g.mul_(max_norm / n)
+    ClipEachGradient(max_norm, norm="spectral").clip(p for p in model.parameters() if id(p) not in done)
+
+
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader, args: argparse.Namespace) -> tuple[float, int]:  # noqa: ANN001
     """One pass over the shuffled training questions: SGD on the summed cost, gradient norms clipped (``args.clip``).
 
@@ -184,10 +260,16 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader
             continue
         optimizer.zero_grad()
         loss.backward()
-        if args.clip == "each":  # each weight alone, by its largest singular value (the original code)
+        if args.clip == "each" and args.clip_tables == "together":  # word and time tables of one encoder as one matrix
+            clip_tables_together(model, args.max_grad_norm)
+        elif args.clip == "each":  # each weight alone, by its largest singular value (the original code)
             ClipEachGradient(args.max_grad_norm, norm="spectral").clip(model.parameters())
         else:
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        if args.nil_gradient:  # the padding word's gradient only counted in the clip; the word stays zero
+            for module in model.modules():
+                if hasattr(module, "nil_tails") and module.words.grad is not None:
+                    module.words.grad[0] = 0
         optimizer.step()
         cost += loss.item()
     return cost / len(loader.dataset), nonfinite
@@ -205,8 +287,15 @@ def train(args: argparse.Namespace) -> tuple[torch.nn.Module, BabiDataModule, li
                           val_fraction=0.1, seed=args.split_seed)
     data.setup("fit")
     val = data.split("val")
+    if args.drop_punctuation:
+        gone = torch.tensor([data.vocab.index(w) for w in (".", "?") if w in data.vocab], dtype=torch.int32)
+        for name in ("train", "val", "test"):
+            drop_tokens(data.split(name), gone)
     model = build_model(args, data)
-    loader = data.train_dataloader()  # after the weights, as in Lightning (it takes one seed from the global generator)
+    if args.sample == "replacement":
+        loader = ReplacementBatches(data.split("train"), args.batch_size)
+    else:
+        loader = data.train_dataloader()  # after the weights, as in Lightning (it takes one seed from the global generator)
     history: list[dict] = []
 
     def epoch(phase: str, optimizer: torch.optim.Optimizer) -> dict:
@@ -237,7 +326,10 @@ def train(args: argparse.Namespace) -> tuple[torch.nn.Module, BabiDataModule, li
                     break
         model.set_linear_start(False)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.anneal_every, gamma=0.5)
+    if args.anneal_early:  # halved at the start of epochs E, 2E, ... (1-based), as the original code's (ep + 1) % E == 0
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 0.5 ** ((e + 1) // args.anneal_every))
+    else:
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.anneal_every, gamma=0.5)
     for _ in range(args.epochs):
         epoch("softmax", optimizer)
         scheduler.step()

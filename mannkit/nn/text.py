@@ -52,18 +52,22 @@ def position_form(position: bool | str | None, default: str = "paper") -> str | 
     return position
 
 
-def position_coefficients(words: Tensor, dim: int, form: str = "paper", dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+def position_coefficients(words: Tensor, dim: int, form: str = "paper", dtype: torch.dtype = torch.float32,
+                          length: int | None = None) -> tuple[Tensor, Tensor]:
     """``a, b [..., L]`` with ``l_kj = a_j - (k/D) b_j`` (0 at padding), for the ``form`` of the position encoding.
 
     ``paper``: ``a_j = 1 - j/J``, ``b_j = 1 - 2j/J``. ``code``: with ``c_j = (j - (J+1)/2) / J``,
     ``a_j = 1 - 2 c_j (D+1)/D`` and ``b_j = -4 c_j``, so ``a_j - (k/D) b_j = 1 + 4 (k - (D+1)/2) c_j / D``.
+    J is each sentence's own number of words, or ``length`` for every sentence when given (the original
+    code's one J for all sentences and questions).
 
     >>> a, b = position_coefficients(torch.tensor([[5, 6]]), dim=2, form="code")   # J = 2: c = -1/4, 1/4
     >>> a.tolist(), b.tolist()
     ([[1.75, 0.25]], [[1.0, -1.0]])
     """
     present = (words != 0).to(dtype)  # [..., L]
-    length = present.sum(-1, keepdim=True).clamp_min(1)  # J per sentence, [..., 1]
+    if length is None:
+        length = present.sum(-1, keepdim=True).clamp_min(1)  # J per sentence, [..., 1]
     j = torch.arange(1, words.shape[-1] + 1, device=words.device, dtype=dtype)  # [L]
     if form == "paper":
         ratio = j / length  # j / J, [..., L]

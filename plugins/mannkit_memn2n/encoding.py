@@ -34,7 +34,8 @@ def _word_ids(story: Tensor) -> Tensor:
 DENSE_BAG_LIMIT = 1 << 22
 
 
-def word_weights(words: Tensor, position: bool | str = True, dtype: torch.dtype = torch.float32, dim: int | None = None) -> Tensor:
+def word_weights(words: Tensor, position: bool | str = True, dtype: torch.dtype = torch.float32, dim: int | None = None,
+                 length: int | None = None) -> Tensor:
     """The weight of each word in the bags of :func:`word_bags`: ``[2, S, L]`` (``a_j``, ``b_j`` of
     :func:`mannkit.nn.text.position_coefficients`, so that ``l_kj = a_j - (k/D) b_j``) with the position
     encoding, else ``[1, S, L]`` (1 per word); 0 at padding.
@@ -43,17 +44,18 @@ def word_weights(words: Tensor, position: bool | str = True, dtype: torch.dtype 
         words: word ids ``[S, L]``.
         position: True or ``code`` (the original code's form), ``paper`` (the printed form), False (none).
         dim: D, the embedding width (the ``code`` form's ``a_j`` depends on it; needed for that form).
+        length: one J for every sentence (None: each sentence's own number of words).
     """
     form = position_form(position, default="code")
     if form is None:
         return words.ne(0).to(dtype).unsqueeze(0)  # [1, S, L]
     if form == "code" and dim is None:
         raise ValueError("word_weights: the code form of the position encoding needs dim (D, the embedding width).")
-    return torch.stack(position_coefficients(words, dim, form, dtype))  # [2, S, L]
+    return torch.stack(position_coefficients(words, dim, form, dtype, length))  # [2, S, L]
 
 
 def word_bags(words: Tensor, vocab_size: int, position: bool | str = True, dtype: torch.dtype = torch.float32,
-              dim: int | None = None) -> Tensor:
+              dim: int | None = None, length: int | None = None) -> Tensor:
     """Each sentence as weighted word counts over the vocabulary, so that ``bags @ A`` embeds every sentence.
 
     With the position encoding ``l_kj = a_j - (k/D) b_j`` a sentence is
@@ -73,12 +75,13 @@ def word_bags(words: Tensor, vocab_size: int, position: bool | str = True, dtype
     [[[0.0, 0.0, 0.5]], [[0.0, -1.0, 0.0]]]
     """
     flat = words.reshape(-1, words.shape[-1])  # [..., L] -> [S, L], one row per sentence
-    weights = word_weights(flat, position, dtype, dim)  # [G, S, L]
+    weights = word_weights(flat, position, dtype, dim, length)  # [G, S, L]
     index = flat.unsqueeze(0).expand(weights.shape[0], -1, -1)  # [G, S, L]
     return torch.zeros(weights.shape[0], flat.shape[0], vocab_size, device=words.device, dtype=dtype).scatter_add_(-1, index, weights)
 
 
-def embed_sentences(words: Tensor, table: Tensor, position: bool | str = True, bags: Tensor | None = None) -> Tensor:
+def embed_sentences(words: Tensor, table: Tensor, position: bool | str = True, bags: Tensor | None = None,
+                    length: int | None = None) -> Tensor:
     """``sum_j l_j * A x_j`` for word ids, without an ``[..., L, D]`` intermediate.
 
     The same numbers as :func:`mannkit.nn.text.encode_sentences` of the looked-up embeddings,
@@ -101,10 +104,10 @@ def embed_sentences(words: Tensor, table: Tensor, position: bool | str = True, b
         flat = words.reshape(-1, L)  # [S, L]
         if position_form(position) is None:
             return F.embedding_bag(flat, table, mode="sum", padding_idx=0).reshape(*words.shape[:-1], D)  # [S, D] -> [..., D]
-        weights = word_weights(flat, position, table.dtype, D)  # [2, S, L]
+        weights = word_weights(flat, position, table.dtype, D, length)  # [2, S, L]
         first, second = (F.embedding_bag(flat, table, per_sample_weights=w, mode="sum", padding_idx=0) for w in weights)
         return (first - k * second).reshape(*words.shape[:-1], D)  # [S, D] -> [..., D]
-    bags = word_bags(words, V, position, table.dtype, D) if bags is None else bags
+    bags = word_bags(words, V, position, table.dtype, D, length) if bags is None else bags
     sums = bags @ table  # [G, S, V] @ [V, D] -> [G, S, D]
     out = sums[0] - k * sums[1] if bags.shape[0] == 2 else sums[0]  # [S, D]
     return out.reshape(*words.shape[:-1], D)  # [S, D] -> [..., D]
@@ -122,13 +125,53 @@ class SentenceEncoder(nn.Module):
         slots: rows of the temporal table (0 for no temporal encoding).
         position: the position encoding: True or ``code`` (the original code's form), ``paper`` (the
             printed form); False for a bag of words.
+        position_length: one J for every sentence (the original code: the longest sentence of the data plus
+            one); None: each sentence's own number of words.
+        time_scale: multiply the time vectors by the position weights of position J (the original code holds
+            its time word in the last position of a sentence); needs ``position_length``.
+        nil_gradient: give the padding word (row 0, kept at zero) the gradient the original code's "nil" word gets:
+            every padding position j < J of a sentence or question adds ``l_j * A[0]`` (zero forward), so row 0's
+            gradient counts in a clip of the table's gradient, as the code's clip of its whole lookup table does;
+            a trainer zeroes it before the step. Needs ``position_length``.
     """
 
-    def __init__(self, vocab_size: int, dim: int, slots: int = 0, position: bool | str = True) -> None:
+    def __init__(self, vocab_size: int, dim: int, slots: int = 0, position: bool | str = True,
+                 position_length: int | None = None, time_scale: bool = False, nil_gradient: bool = False) -> None:
         super().__init__()
         self.position = position_form(position, default="code")  # "code", "paper" or None
+        self.position_length = position_length
+        scale = None
+        if time_scale:
+            if position_length is None or self.position is None:
+                raise ValueError("SentenceEncoder: time_scale needs a position encoding and position_length.")
+            last = torch.full((1, position_length), 1, dtype=torch.long)  # a sentence filling all J positions
+            a, b = position_coefficients(last, dim, self.position, torch.float32, position_length)  # [1, J] each
+            k = torch.arange(1, dim + 1, dtype=torch.float32) / dim
+            scale = a[0, -1] - k * b[0, -1]  # l_kJ, [D]
+        self.register_buffer("time_weight", scale, persistent=False)
+        self.nil_gradient = nil_gradient
+        tails = None
+        if nil_gradient:
+            if position_length is None or self.position is None:
+                raise ValueError("SentenceEncoder: nil_gradient needs a position encoding and position_length.")
+            J = position_length
+            full = torch.full((1, J), 1, dtype=torch.long)
+            a, b = position_coefficients(full, dim, self.position, torch.float32, J)  # [1, J] each
+            k = torch.arange(1, dim + 1, dtype=torch.float32) / dim
+            weights = a[0].unsqueeze(-1) - k * b[0].unsqueeze(-1)  # l_jk, [J, D]
+            inner = torch.cat([weights[:-1], weights.new_zeros(1, dim)])  # positions 1..J-1 (J holds the time word)
+            tails = inner.flip(0).cumsum(0).flip(0)  # tails[n] = sum_{j > n, j < J} l_j, [J, D]
+            tails = torch.cat([tails, weights.sum(0, keepdim=True)])  # last row: an empty slot, all J positions
+        self.register_buffer("nil_tails", tails, persistent=False)  # [J + 1, D]
         self.words = nn.Parameter(torch.randn(vocab_size, dim) * INIT_STD)  # A (or B, C): [V, D]
         self.time = nn.Parameter(torch.randn(slots, dim) * INIT_STD) if slots else None  # T_A (or T_C): [slots, D]
+        if nil_gradient:
+            with torch.no_grad():
+                self.words[0] = 0  # the padding (nil) word stays zero
+
+    def empty_slot(self) -> Tensor | None:
+        """With ``nil_gradient``: an empty slot's vector (zero, all J positions the padding word), else None."""
+        return None if self.nil_tails is None else self.nil_tails[-1] * self.words[0]  # [D]
 
     def forward(self, words: Tensor, times: Tensor | None = None, bags: Tensor | None = None) -> Tensor:
         """``sum_j l_j * A x_j (+ T_A(t))``.
@@ -143,10 +186,17 @@ class SentenceEncoder(nn.Module):
             ``[..., D]``.
         """
         if words.is_floating_point():
+            if self.position_length is not None or self.nil_tails is not None:
+                raise ValueError("SentenceEncoder: position_length and nil_gradient apply to word ids; a word distribution "
+                                 "[..., L, V] is encoded with each sentence's own J, so leave both out for one.")
             embedded = words @ self.words  # [..., L, V] @ [V, D] -> [..., L, D]
             sentences = encode_sentences(embedded, _word_ids(words), self.position or False)  # [..., D]
         else:
-            sentences = embed_sentences(words, self.words, self.position or False, bags)  # [..., D]
+            sentences = embed_sentences(words, self.words, self.position or False, bags, self.position_length)  # [..., D]
+            if self.nil_tails is not None:  # zero forward; the padding positions' gradient reaches row 0
+                count = words.ne(0).sum(-1).clamp_max(self.nil_tails.shape[0] - 2)  # words per sentence, [...]
+                sentences = sentences + self.nil_tails[count] * self.words[0]
         if self.time is not None and times is not None:
-            sentences = sentences + self.time[times]  # + T_A(i): [...] indices -> [..., D]
+            time = self.time[times] if self.time_weight is None else self.time[times] * self.time_weight
+            sentences = sentences + time  # + T_A(i): [...] indices -> [..., D]
         return sentences

@@ -197,6 +197,9 @@ class StoryMemory(Memory):
         position_encoding: bool | str = True,
         temporal_encoding: bool = True,
         random_noise: float = 0.0,
+        position_length: int | None = None,
+        time_scale: bool = False,
+        nil_gradient: bool = False,
     ) -> None:
         super().__init__()
         _check_int("StoryMemory", "slots", slots, 1)
@@ -206,6 +209,7 @@ class StoryMemory(Memory):
         self.slots, self._word_size = slots, word_size
         self.position_encoding, self.temporal_encoding = position_encoding, temporal_encoding
         self.random_noise = float(random_noise)
+        self.position_length, self.time_scale, self.nil_gradient = position_length, time_scale, nil_gradient
         self.keys: SentenceEncoder | None = None  # A, T_A
         self.values: SentenceEncoder | None = None  # C, T_C
 
@@ -218,8 +222,9 @@ class StoryMemory(Memory):
         _check_int("StoryMemory", "vocab_size", vocab_size, 1)
         if self._bind_once(vocab_size=vocab_size):
             time_rows = self.slots if self.temporal_encoding else 0
-            self.keys = SentenceEncoder(vocab_size, self._word_size, time_rows, self.position_encoding)
-            self.values = SentenceEncoder(vocab_size, self._word_size, time_rows, self.position_encoding)
+            extra = {"position_length": self.position_length, "time_scale": self.time_scale, "nil_gradient": self.nil_gradient}
+            self.keys = SentenceEncoder(vocab_size, self._word_size, time_rows, self.position_encoding, **extra)
+            self.values = SentenceEncoder(vocab_size, self._word_size, time_rows, self.position_encoding, **extra)
 
     def share(self, keys: SentenceEncoder | None = None, values: SentenceEncoder | None = None) -> None:
         """Use another hop's encoders (weight tying): ``keys`` replaces A, T_A and ``values`` C, T_C."""
@@ -271,7 +276,7 @@ class StoryMemory(Memory):
             vocab = self.keys.words.shape[0]
             if not story.is_floating_point() and words.shape[0] * vocab <= DENSE_BAG_LIMIT:
                 cache["bags"] = word_bags(words, vocab, self.position_encoding, self.keys.words.dtype,
-                                          self._word_size)  # [G, S, V]
+                                          self._word_size, self.position_length)  # [G, S, V]
         rows, words = cache["rows"], cache["words"]
         B, N = mask.shape
         encoded = []
@@ -279,6 +284,9 @@ class StoryMemory(Memory):
             if id(encoder) not in cache:
                 packed = encoder(words, cache.get("times"), cache.get("bags"))  # [S, D]
                 empty = packed.new_zeros(B * N, packed.shape[-1])  # empty slots hold zeros
+                nil = encoder.empty_slot() if hasattr(encoder, "empty_slot") else None
+                if nil is not None:  # still zeros, with the padding word's gradient (nil_gradient)
+                    empty = empty + nil
                 cache[id(encoder)] = empty.index_copy(0, rows, packed).view(B, N, -1)  # [S, D] -> [B*N, D] -> [B, N, D]
             encoded.append(cache[id(encoder)])
         return StoryState(encoded[0], encoded[1], mask)

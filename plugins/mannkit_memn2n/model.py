@@ -149,6 +149,10 @@ class MemN2N(QAModel):
         memory_size: int | None = None,
         attend_empty_slots: bool = False,
         answer_softmax: Literal["classes", "vocabulary"] = "classes",
+        position_length: int | None = None,
+        time_scale: bool = False,
+        answer_extra: bool = False,
+        nil_gradient: bool = False,
     ) -> None:
         super().__init__()
         _check_int("MemN2N", "embedding_dim", embedding_dim, 1)
@@ -180,6 +184,10 @@ class MemN2N(QAModel):
                 f"tying ties to the answer (tying is {tying!r}); set tying: adjacent or answer_softmax: classes."
             )
         self.answer_softmax = answer_softmax
+        if answer_extra and answer_softmax != "vocabulary":
+            raise ConfigError("MemN2N: answer_extra adds the time rows and a nil score to the vocabulary softmax; set answer_softmax: vocabulary.")
+        self.position_length, self.time_scale, self.answer_extra = position_length, time_scale, answer_extra
+        self.nil_gradient = nil_gradient
         self.register_buffer("other_words", None, persistent=False)  # [V'] words no class has (bind fills it)
         self.controller = HopController(embedding_dim, linear_map=tying == "layerwise")
         self.controller.bind(embedding_dim)
@@ -213,7 +221,9 @@ class MemN2N(QAModel):
         D = self.embedding_dim
         memories = []
         for _ in range(self.hops):
-            memory = StoryMemory(size, D, self.position_encoding, self.temporal_encoding, self.random_noise)
+            memory = StoryMemory(size, D, self.position_encoding, self.temporal_encoding, self.random_noise,
+                                 position_length=self.position_length, time_scale=self.time_scale,
+                                 nil_gradient=self.nil_gradient)
             memory.bind(vocab_size)
             memories.append(memory)
         if self.tying == "adjacent":
@@ -223,7 +233,8 @@ class MemN2N(QAModel):
         else:
             for memory in memories[1:]:
                 memory.share(keys=memories[0].keys, values=memories[0].values)  # A^k = A^1, C^k = C^1
-            self.question = SentenceEncoder(vocab_size, D, 0, self.position_encoding)  # B
+            self.question = SentenceEncoder(vocab_size, D, 0, self.position_encoding, self.position_length,
+                                            nil_gradient=self.nil_gradient)  # B
         self.memories = nn.ModuleList(memories)
         self.head.bind(memories[0])
         P = self.head.param_size(memories[0])
@@ -303,6 +314,13 @@ class MemN2N(QAModel):
         rest = None
         if self.other_words is not None and self.other_words.numel():
             words = self.memories[-1].values.words[self.other_words]  # C^K rows of the words no class has: [V', D]
+            if self.answer_extra:  # the original code's output layer also scores its time words and its nil word (0)
+                extra = [words]
+                if self.memories[-1].values.time is not None:
+                    extra.append(self.memories[-1].values.time)
+                nil = self.memories[-1].values.words[:1] if self.nil_gradient else words.new_zeros(1, words.shape[1])
+                extra.append(nil)  # the nil word: score 0 (row 0, kept at zero, with nil_gradient)
+                words = torch.cat(extra)  # [V' + M + 1, D]
             rest = torch.logsumexp(top @ words.T, dim=-1)  # log sum_w exp(C^K w . top): [B, V'] -> [B]
         trace = None
         if record:
