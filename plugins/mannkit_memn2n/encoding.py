@@ -169,9 +169,17 @@ class SentenceEncoder(nn.Module):
             with torch.no_grad():
                 self.words[0] = 0  # the padding (nil) word stays zero
 
+    def nil(self) -> Tensor:
+        """The padding word's vector: exactly zero forward whatever row 0 holds, with row 0's gradient: ``[D]``.
+
+        Row 0 starts at zero and a trainer that drops its gradient keeps it there, but one that does not
+        (``mannkit fit``) cannot change the model's outputs through it.
+        """
+        return self.words[0] - self.words[0].detach()
+
     def empty_slot(self) -> Tensor | None:
         """With ``nil_gradient``: an empty slot's vector (zero, all J positions the padding word), else None."""
-        return None if self.nil_tails is None else self.nil_tails[-1] * self.words[0]  # [D]
+        return None if self.nil_tails is None else self.nil_tails[-1] * self.nil()  # [D]
 
     def forward(self, words: Tensor, times: Tensor | None = None, bags: Tensor | None = None) -> Tensor:
         """``sum_j l_j * A x_j (+ T_A(t))``.
@@ -195,7 +203,7 @@ class SentenceEncoder(nn.Module):
             sentences = embed_sentences(words, self.words, self.position or False, bags, self.position_length)  # [..., D]
             if self.nil_tails is not None:  # zero forward; the padding positions' gradient reaches row 0
                 count = words.ne(0).sum(-1).clamp_max(self.nil_tails.shape[0] - 2)  # words per sentence, [...]
-                sentences = sentences + self.nil_tails[count] * self.words[0]
+                sentences = sentences + self.nil_tails[count] * self.nil()
         if self.time is not None and times is not None:
             time = self.time[times] if self.time_weight is None else self.time[times] * self.time_weight
             sentences = sentences + time  # + T_A(i): [...] indices -> [..., D]

@@ -318,7 +318,7 @@ class MemN2N(QAModel):
                 extra = [words]
                 if self.memories[-1].values.time is not None:
                     extra.append(self.memories[-1].values.time)
-                nil = self.memories[-1].values.words[:1] if self.nil_gradient else words.new_zeros(1, words.shape[1])
+                nil = self.memories[-1].values.nil().unsqueeze(0) if self.nil_gradient else words.new_zeros(1, words.shape[1])
                 extra.append(nil)  # the nil word: score 0 (row 0, kept at zero, with nil_gradient)
                 words = torch.cat(extra)  # [V' + M + 1, D]
             rest = torch.logsumexp(top @ words.T, dim=-1)  # log sum_w exp(C^K w . top): [B, V'] -> [B]

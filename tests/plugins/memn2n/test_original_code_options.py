@@ -61,6 +61,19 @@ def test_encoder_with_position_length_embeds_with_that_J():
     assert torch.allclose(enc(words)[0].detach(), want, atol=1e-6)
 
 
+def test_a_nonzero_padding_row_changes_nothing_forward():
+    """``mannkit fit`` does not drop row 0's gradient, so row 0 may move: the outputs must not."""
+    torch.manual_seed(0)
+    enc = SentenceEncoder(6, 3, 4, "code", position_length=5, nil_gradient=True)
+    words, times = torch.tensor([[2, 4, 0, 0], [1, 0, 0, 0]]), torch.tensor([0, 1])
+    before, slot = enc(words, times).detach(), enc.empty_slot().detach()
+    with torch.no_grad():
+        enc.words[0] = torch.tensor([5.0, -3.0, 2.0])
+    torch.testing.assert_close(enc(words, times), before)
+    torch.testing.assert_close(enc.empty_slot(), slot)
+    assert (slot == 0).all()
+
+
 def test_position_length_is_refused_for_word_distributions():
     enc = SentenceEncoder(6, 3, 0, "paper", position_length=5)
     soft = nn.functional.one_hot(torch.tensor([[2, 4, 0, 0]]), 6).float()
