@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mannkit.callbacks.clip_each import ClipEachGradient
+from mannkit.callbacks.clip_each import ClipEachGradient, gradient_norm
 from mannkit.core.registry import load_plugins
 from mannkit.tasks import BabiDataModule
 
@@ -239,7 +239,7 @@ def clip_tables_together(model: torch.nn.Module, max_norm: float) -> None:
             grads = [p.grad for p in (module.words, module.time) if p.grad is not None]
             done.update(id(p) for p in (module.words, module.time))
             if grads:
-                n = torch.linalg.matrix_norm(torch.cat(grads).float(), ord=2)
+                n = gradient_norm(torch.cat(grads), "spectral")  # the stacked [V + M, D] gradient's largest singular value
                 if torch.isfinite(n) and n > max_norm:
                     for g in grads:
                         g.mul_(max_norm / n)

@@ -140,28 +140,22 @@ class SentenceEncoder(nn.Module):
         super().__init__()
         self.position = position_form(position, default="code")  # "code", "paper" or None
         self.position_length = position_length
-        scale = None
-        if time_scale:
-            if position_length is None or self.position is None:
-                raise ValueError("SentenceEncoder: time_scale needs a position encoding and position_length.")
-            last = torch.full((1, position_length), 1, dtype=torch.long)  # a sentence filling all J positions
-            a, b = position_coefficients(last, dim, self.position, torch.float32, position_length)  # [1, J] each
-            k = torch.arange(1, dim + 1, dtype=torch.float32) / dim
-            scale = a[0, -1] - k * b[0, -1]  # l_kJ, [D]
-        self.register_buffer("time_weight", scale, persistent=False)
         self.nil_gradient = nil_gradient
-        tails = None
-        if nil_gradient:
+        scale = tails = None
+        if time_scale or nil_gradient:
             if position_length is None or self.position is None:
-                raise ValueError("SentenceEncoder: nil_gradient needs a position encoding and position_length.")
+                raise ValueError("SentenceEncoder: time_scale and nil_gradient need a position encoding and position_length.")
             J = position_length
-            full = torch.full((1, J), 1, dtype=torch.long)
-            a, b = position_coefficients(full, dim, self.position, torch.float32, J)  # [1, J] each
+            a, b = position_coefficients(torch.ones(1, J, dtype=torch.long), dim, self.position, torch.float32, J)  # [1, J] each
             k = torch.arange(1, dim + 1, dtype=torch.float32) / dim
-            weights = a[0].unsqueeze(-1) - k * b[0].unsqueeze(-1)  # l_jk, [J, D]
-            inner = torch.cat([weights[:-1], weights.new_zeros(1, dim)])  # positions 1..J-1 (J holds the time word)
-            tails = inner.flip(0).cumsum(0).flip(0)  # tails[n] = sum_{j > n, j < J} l_j, [J, D]
-            tails = torch.cat([tails, weights.sum(0, keepdim=True)])  # last row: an empty slot, all J positions
+            weights = a[0].unsqueeze(-1) - k * b[0].unsqueeze(-1)  # l_jk of a sentence filling all J positions, [J, D]
+            if time_scale:
+                scale = weights[-1]  # l_kJ, [D]
+            if nil_gradient:
+                inner = torch.cat([weights[:-1], weights.new_zeros(1, dim)])  # positions 1..J-1 (J holds the time word)
+                tails = inner.flip(0).cumsum(0).flip(0)  # tails[n] = sum_{j > n, j < J} l_j, [J, D]
+                tails = torch.cat([tails, weights.sum(0, keepdim=True)])  # last row: an empty slot, all J positions
+        self.register_buffer("time_weight", scale, persistent=False)  # [D]
         self.register_buffer("nil_tails", tails, persistent=False)  # [J + 1, D]
         self.words = nn.Parameter(torch.randn(vocab_size, dim) * INIT_STD)  # A (or B, C): [V, D]
         self.time = nn.Parameter(torch.randn(slots, dim) * INIT_STD) if slots else None  # T_A (or T_C): [slots, D]
