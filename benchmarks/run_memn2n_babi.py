@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mannkit.callbacks.clip_each import ClipEachGradient, gradient_norm
+from mannkit.callbacks.clip_each import ClipEachGradient
 from mannkit.core.registry import load_plugins
 from mannkit.tasks import BabiDataModule
 
@@ -155,11 +155,7 @@ def build_model(args: argparse.Namespace, data: BabiDataModule) -> torch.nn.Modu
     from mannkit_memn2n import MemN2N
 
     position = args.position_form if args.position_encoding else False  # "code", "paper" or no position encoding
-    length = None
-    if args.position_length == "fixed":  # the longest sentence or question (in words, as the data now holds them) plus one
-        splits = [data.split("train"), data.split("val")]
-        longest = max(max(int(s.table.ne(0).sum(-1).max()) for s in splits), max(int(s.question.ne(0).sum(-1).max()) for s in splits))
-        length = longest + 1
+    length = "data" if args.position_length == "fixed" else None  # the longest sentence or question plus one
     model = MemN2N(embedding_dim=args.dim, hops=args.hops, tying=args.tying, position_encoding=position,
                    temporal_encoding=args.temporal_encoding, random_noise=args.random_noise,
                    linear_start=args.linear_start, memory_size=args.memory_size, attend_empty_slots=args.attend_empty_slots,
@@ -168,19 +164,10 @@ def build_model(args: argparse.Namespace, data: BabiDataModule) -> torch.nn.Modu
                    nil_gradient=args.nil_gradient)
     model.bind(data.vocab_size, data.answer_size, data.max_sentences, data.sentence_length, data.question_length,
                answer_words=answer_word_ids(data.vocab, data.answers))
-    if args.drop_punctuation and model.other_words is not None:  # the dropped tokens and <unk> are no words of the code's vocabulary
-        gone = torch.tensor([data.vocab.index(w) for w in (".", "?", "<unk>") if w in data.vocab])
+    if args.drop_punctuation and model.other_words is not None:  # <unk> is no word of the code's vocabulary
+        gone = torch.tensor([data.vocab.index(w) for w in ("<unk>",) if w in data.vocab])
         model.other_words = model.other_words[~torch.isin(model.other_words, gone)]
     return model
-
-
-def drop_tokens(split, ids: torch.Tensor) -> None:  # noqa: ANN001
-    """Remove the words ``ids`` from a split's sentences and questions in place, the rest moved left (0-padded)."""
-    for name in ("table", "question"):
-        rows = getattr(split, name)  # [R, L] int32
-        keep = ~torch.isin(rows, ids) & rows.ne(0)
-        order = torch.sort((~keep).to(torch.int8), dim=-1, stable=True).indices  # kept words first, in order
-        setattr(split, name, torch.where(torch.gather(keep, 1, order), torch.gather(rows, 1, order), torch.zeros_like(rows)))
 
 
 class ReplacementBatches:
@@ -228,24 +215,6 @@ def evaluate(model: torch.nn.Module, split, batch_size: int = 256) -> dict:  # n
             "per_task": per_task}
 
 
-def clip_tables_together(model: torch.nn.Module, max_norm: float) -> None:
-    """Clip each encoder's word and time tables by the spectral norm of their stacked gradients ``[V + M, D]``, every
-    other parameter on its own (the original code keeps words and time words in one lookup table)."""
-    from mannkit_memn2n.encoding import SentenceEncoder
-
-    done = set()
-    for module in model.modules():
-        if isinstance(module, SentenceEncoder) and module.time is not None:
-            grads = [p.grad for p in (module.words, module.time) if p.grad is not None]
-            done.update(id(p) for p in (module.words, module.time))
-            if grads:
-                n = gradient_norm(torch.cat(grads), "spectral")  # the stacked [V + M, D] gradient's largest singular value
-                if torch.isfinite(n) and n > max_norm:
-                    for g in grads:
-                        g.mul_(max_norm / n)
-    ClipEachGradient(max_norm, norm="spectral").clip(p for p in model.parameters() if id(p) not in done)
-
-
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader, args: argparse.Namespace) -> tuple[float, int]:  # noqa: ANN001
     """One pass over the shuffled training questions: SGD on the summed cost, gradient norms clipped (``args.clip``).
 
@@ -260,10 +229,10 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader
             continue
         optimizer.zero_grad()
         loss.backward()
-        if args.clip == "each" and args.clip_tables == "together":  # word and time tables of one encoder as one matrix
-            clip_tables_together(model, args.max_grad_norm)
-        elif args.clip == "each":  # each weight alone, by its largest singular value (the original code)
-            ClipEachGradient(args.max_grad_norm, norm="spectral").clip(model.parameters())
+        if args.clip == "each":  # each weight alone, by its largest singular value (the original code); with
+            # --clip-tables together an encoder's word and time tables as one matrix [V + M, D], as the code's one table
+            clip = ClipEachGradient(args.max_grad_norm, norm="spectral", together=["words", "time"] if args.clip_tables == "together" else None)
+            clip.clip(model.parameters(), clip.groups(model))
         else:
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
         if args.nil_gradient:  # the padding word's gradient only counted in the clip; the word stays zero
@@ -284,13 +253,9 @@ def train(args: argparse.Namespace) -> tuple[torch.nn.Module, BabiDataModule, li
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     data = BabiDataModule(args.data_dir, tasks=args.tasks, memory_size=args.memory_size, batch_size=args.batch_size,
-                          val_fraction=0.1, seed=args.split_seed)
+                          val_fraction=0.1, seed=args.split_seed, drop_punctuation=args.drop_punctuation)
     data.setup("fit")
     val = data.split("val")
-    if args.drop_punctuation:
-        gone = torch.tensor([data.vocab.index(w) for w in (".", "?") if w in data.vocab], dtype=torch.int32)
-        for name in ("train", "val", "test"):
-            drop_tokens(data.split(name), gone)
     model = build_model(args, data)
     if args.sample == "replacement":
         loader = ReplacementBatches(data.split("train"), args.batch_size)

@@ -16,6 +16,11 @@ dimensions is viewed as ``[G.shape[0], -1]``)::
     n = ||G||_2 (largest singular value, ``norm: spectral``) or ||G||_F (``norm: frobenius``)
     if n > max_norm: G *= max_norm / n
 
+With ``together`` (names of parameters, e.g. ``[words, time]``), the parameters of that name held by one
+module are clipped as one matrix: their gradients stacked along the first dimension (``[V + M, D]`` for a
+MemN2N encoder's word and time tables, which the original code keeps in one lookup table), one norm, one
+scale. Every other parameter is still clipped on its own.
+
 It runs in ``on_before_optimizer_step``, after the backward pass and before Lightning's own clipping (leave
 ``gradient_clip_val`` unset with it). A gradient that is not finite is left alone (the NaN stop sees it).
 
@@ -70,11 +75,14 @@ class ClipEachGradient(Callback):
         max_norm: the largest norm a parameter's gradient keeps (the MemN2N code: 40).
         norm: ``spectral`` (the largest singular value: MATLAB's ``norm`` of a matrix, as the original
             MemN2N code) or ``frobenius`` (the 2-norm of all its entries).
-        log_name: the logged scalar, the number of parameters clipped at each step (``None``: not logged).
+        together: parameter names (the attribute names, e.g. ``[words, time]``): the parameters of these names
+            that one module holds are clipped as one matrix, their gradients stacked along dimension 0 (they
+            must agree in their other dimensions). ``None``: every parameter alone.
+        log_name: the logged scalar, the number of parameters (or stacks) clipped at each step (``None``: not logged).
     """
 
     def __init__(self, max_norm: float = 40.0, norm: Literal["spectral", "frobenius"] = "spectral",
-                 log_name: str | None = "train/clipped_parameters") -> None:
+                 together: list[str] | None = None, log_name: str | None = "train/clipped_parameters") -> None:
         super().__init__()
         try:
             bound = float(max_norm)
@@ -84,20 +92,57 @@ class ClipEachGradient(Callback):
             raise ConfigError(f"ClipEachGradient: max_norm must be a positive number, got {max_norm!r}; use 40.0 as the MemN2N code.")
         if norm not in NORMS:
             raise ConfigError(f"ClipEachGradient: norm must be spectral or frobenius, got {norm!r}; use spectral as the MemN2N code.")
+        if together is not None and (isinstance(together, str) or not all(isinstance(t, str) and t for t in together)):
+            raise ConfigError(f"ClipEachGradient: together must be a list of parameter names, got {together!r}; e.g. [words, time].")
         self.max_norm, self.norm, self.log_name = bound, norm, log_name
+        self.together = list(together) if together else []
 
-    def clip(self, parameters: Iterable[torch.nn.Parameter]) -> int:
-        """Clip each gradient of ``parameters`` in place; returns how many were scaled down."""
-        clipped = 0
-        for p in parameters:
-            if p.grad is None:
+    def _clip_one(self, grads: list[torch.Tensor]) -> bool:
+        """Scale ``grads`` (one gradient, or a stack of them ``[sum of first dims, ...]``) by one factor if over the bound."""
+        stacked = grads[0] if len(grads) == 1 else torch.cat([g.reshape(g.shape[0], -1) for g in grads])
+        n = gradient_norm(stacked, "frobenius")  # never below the spectral norm: under the bound, no SVD is needed
+        if self.norm == "spectral" and torch.isfinite(n) and n > self.max_norm:
+            n = gradient_norm(stacked, "spectral")
+        if not (torch.isfinite(n) and n > self.max_norm):
+            return False
+        for g in grads:
+            g.mul_((self.max_norm / n).to(g.dtype))
+        return True
+
+    def groups(self, module: torch.nn.Module) -> list[list[torch.nn.Parameter]]:
+        """The stacks ``together`` names in ``module``: per submodule, its parameters of those names (two or more).
+
+        >>> class Encoder(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.words, self.time = torch.nn.Parameter(torch.zeros(5, 3)), torch.nn.Parameter(torch.zeros(2, 3))
+        >>> [[tuple(p.shape) for p in g] for g in ClipEachGradient(together=["words", "time"]).groups(Encoder())]
+        [[(5, 3), (2, 3)]]
+        """
+        stacks, seen = [], set()
+        for name, sub in module.named_modules():
+            own = [p for t in self.together if isinstance(p := sub._parameters.get(t), torch.nn.Parameter) and id(p) not in seen]
+            if len(own) < 2:
                 continue
-            n = gradient_norm(p.grad, "frobenius")  # never below the spectral norm: under the bound, no SVD is needed
-            if self.norm == "spectral" and torch.isfinite(n) and n > self.max_norm:
-                n = gradient_norm(p.grad, "spectral")
-            if torch.isfinite(n) and n > self.max_norm:
-                p.grad.mul_((self.max_norm / n).to(p.grad.dtype))
-                clipped += 1
+            if len({tuple(p.shape[1:]) if p.dim() > 1 else () for p in own}) > 1:
+                shapes = ", ".join(f"{t} {tuple(p.shape)}" for t, p in zip(self.together, own))
+                raise ConfigError(f"ClipEachGradient: together stacks {name or 'the model'}'s {shapes} along the first dimension, "
+                                  "so they must agree in the others; leave a name out of together.")
+            seen.update(id(p) for p in own)
+            stacks.append(own)
+        return stacks
+
+    def clip(self, parameters: Iterable[torch.nn.Parameter], groups: list[list[torch.nn.Parameter]] = ()) -> int:
+        """Clip each stack of ``groups`` as one matrix, and each other gradient of ``parameters`` alone, in place;
+        returns how many were scaled down."""
+        clipped, grouped = 0, set()
+        for stack in groups:
+            grouped.update(id(p) for p in stack)
+            grads = [p.grad for p in stack if p.grad is not None]
+            clipped += bool(grads) and self._clip_one(grads)
+        for p in parameters:
+            if p.grad is not None and id(p) not in grouped:
+                clipped += self._clip_one([p.grad])
         return clipped
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -109,6 +154,6 @@ class ClipEachGradient(Callback):
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        clipped = self.clip(params)
+        clipped = self.clip(params, self.groups(pl_module) if self.together else [])
         if self.log_name and trainer.loggers and logs_now(trainer):
             pl_module.log(self.log_name, float(clipped), on_step=True, on_epoch=False, logger=True, prog_bar=False)

@@ -57,6 +57,7 @@ from mannkit.tasks.babi_format import (
     find_task_file,
     parse_babi,
     tokenize,
+    without_words,
 )
 from mannkit.tasks.base import seed_from
 
@@ -72,6 +73,8 @@ __all__ = [
     "find_task_file",
     "answer_word_ids",
 ]
+
+PUNCTUATION = frozenset({".", "?"})  # the marks drop_punctuation removes
 
 def _numbers(values: list[int]) -> str:
     """``1``, ``1 and 8``, ``1, 2 and 8``.
@@ -233,6 +236,8 @@ class BabiDataModule(pl.LightningDataModule):
         val_fraction: the part of each task's training stories held out for validation (0 for none).
         seed: seed of the validation split.
         num_workers: dataloader worker processes (0: load in the main process).
+        drop_punctuation: remove the ``.`` and ``?`` tokens from statements and questions (and so from the
+            vocabulary and the lengths L, Q), as the original MemN2N code strips them.
 
     Attributes (after ``setup``):
         vocab: the words, index = word id (``<pad>`` 0, ``<unk>`` 1).
@@ -250,9 +255,13 @@ class BabiDataModule(pl.LightningDataModule):
         val_fraction: float = 0.1,
         seed: int = 0,
         num_workers: int = 0,
+        drop_punctuation: bool = False,
     ) -> None:
         super().__init__()
         self.tasks = _parse_tasks(tasks)
+        if not isinstance(drop_punctuation, bool):
+            raise ConfigError(f"BabiDataModule: drop_punctuation must be true or false, got {drop_punctuation!r}.")
+        self.drop_punctuation = drop_punctuation
         for name, value, low in (("memory_size", memory_size, 1), ("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
             if not isinstance(value, int) or value < low:
                 raise ConfigError(f"BabiDataModule: {name} must be an integer of at least {low}, got {value!r}; set {name} to {low} or more.")
@@ -295,6 +304,8 @@ class BabiDataModule(pl.LightningDataModule):
     def _parse(self, task: int, path: Path, split: str) -> list[BabiStory]:
         """The stories of one file; a file without questions (an empty one included) is a :class:`DataError` naming it."""
         stories = parse_babi(path, task)
+        if self.drop_punctuation:
+            stories = [without_words(s, PUNCTUATION) for s in stories]
         if not any(s.questions for s in stories):
             what = "is empty" if not stories else "holds statements but no questions"
             raise DataError(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mannkit.core.errors import DataError
 
-__all__ = ["BabiQuestion", "BabiStory", "PAD", "UNK", "SOURCE", "TASKS", "tokenize", "parse_babi", "find_task_file"]
+__all__ = ["BabiQuestion", "BabiStory", "PAD", "UNK", "SOURCE", "TASKS", "tokenize", "parse_babi", "find_task_file", "without_words"]
 
 PAD, UNK = "<pad>", "<unk>"
 TASKS = tuple(range(1, 21))
@@ -64,6 +64,19 @@ class BabiStory:
     task: int
     sentences: tuple[tuple[str, ...], ...]
     questions: tuple[BabiQuestion, ...]
+
+
+def without_words(story: BabiStory, words: frozenset[str] | set[str]) -> BabiStory:
+    """The story with the tokens ``words`` removed from its statements and questions (answers and indices kept).
+
+    >>> story = BabiStory(1, (("mary", "went", "home", "."),), (BabiQuestion(("where", "is", "mary", "?"), "home", (0,), 1),))
+    >>> s = without_words(story, {".", "?"})
+    >>> s.sentences, s.questions[0].words
+    ((('mary', 'went', 'home'),), ('where', 'is', 'mary'))
+    """
+    keep = lambda tokens: tuple(w for w in tokens if w not in words)  # noqa: E731
+    questions = tuple(BabiQuestion(keep(q.words), q.answer, q.supporting, q.end) for q in story.questions)
+    return BabiStory(story.task, tuple(keep(x) for x in story.sentences), questions)
 
 
 def _malformed(path: Path, number: int, line: str, reason: str) -> DataError:

@@ -134,6 +134,14 @@ class MemN2N(QAModel):
             ``C^K w . (u^K + o^K)`` of the words that answer nothing go into :attr:`QAOutput.rest`, so the loss
             also pushes them down and a question they win is wrong). ``vocabulary`` needs adjacent tying and the
             answers' words (the QA system passes them).
+        position_length: one J for the position encoding of every sentence and question, as the original code
+            (its longest sentence plus one); ``data``: J = max(L, Q) + 1 of the data :meth:`bind` is given
+            (with ``BabiDataModule(drop_punctuation: true)``, the code's own J); None: each sentence's own length.
+        time_scale: scale the time vectors by the position weight of position J (the original code); needs
+            ``position_length``.
+        answer_extra: the vocabulary softmax also scores the time rows and the padding word (the original code).
+        nil_gradient: the padding word gets the gradient the original code's "nil" word gets (zero forward), so it
+            counts in a clip of its table (``ClipEachGradient(together: [words, time])``); needs ``position_length``.
     """
 
     def __init__(
@@ -149,7 +157,7 @@ class MemN2N(QAModel):
         memory_size: int | None = None,
         attend_empty_slots: bool = False,
         answer_softmax: Literal["classes", "vocabulary"] = "classes",
-        position_length: int | None = None,
+        position_length: int | Literal["data"] | None = None,
         time_scale: bool = False,
         answer_extra: bool = False,
         nil_gradient: bool = False,
@@ -186,6 +194,12 @@ class MemN2N(QAModel):
         self.answer_softmax = answer_softmax
         if answer_extra and answer_softmax != "vocabulary":
             raise ConfigError("MemN2N: answer_extra adds the time rows and a nil score to the vocabulary softmax; set answer_softmax: vocabulary.")
+        if not (position_length is None or position_length == "data" or (type(position_length) is int and position_length >= 2)):
+            raise ConfigError(f"MemN2N: position_length must be an integer of at least 2, data or null, got {position_length!r}; "
+                              "use data for the original code's J (the longest sentence or question plus one).")
+        if (time_scale or nil_gradient) and (position_length is None or not position_encoding):
+            raise ConfigError("MemN2N: time_scale and nil_gradient need position_encoding and a position_length; set "
+                              "position_length: data.")
         self.position_length, self.time_scale, self.answer_extra = position_length, time_scale, answer_extra
         self.nil_gradient = nil_gradient
         self.register_buffer("other_words", None, persistent=False)  # [V'] words no class has (bind fills it)
@@ -219,10 +233,11 @@ class MemN2N(QAModel):
             return
         size = min(self.memory_size or max_sentences, max_sentences)  # M
         D = self.embedding_dim
+        J = max(sentence_length, question_length) + 1 if self.position_length == "data" else self.position_length
         memories = []
         for _ in range(self.hops):
             memory = StoryMemory(size, D, self.position_encoding, self.temporal_encoding, self.random_noise,
-                                 position_length=self.position_length, time_scale=self.time_scale,
+                                 position_length=J, time_scale=self.time_scale,
                                  nil_gradient=self.nil_gradient)
             memory.bind(vocab_size)
             memories.append(memory)
@@ -233,7 +248,7 @@ class MemN2N(QAModel):
         else:
             for memory in memories[1:]:
                 memory.share(keys=memories[0].keys, values=memories[0].values)  # A^k = A^1, C^k = C^1
-            self.question = SentenceEncoder(vocab_size, D, 0, self.position_encoding, self.position_length,
+            self.question = SentenceEncoder(vocab_size, D, 0, self.position_encoding, J,
                                             nil_gradient=self.nil_gradient)  # B
         self.memories = nn.ModuleList(memories)
         self.head.bind(memories[0])

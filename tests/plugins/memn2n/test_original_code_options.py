@@ -1,6 +1,7 @@
 """Options that reproduce the original MemN2N Matlab code: one J for all sentences (``position_length``), time vectors
 scaled by the position weights of position J (``time_scale``), the nil word's gradient (``nil_gradient``),
-``answer_extra``, and the benchmark's helpers ``drop_tokens``, ``ReplacementBatches`` and ``clip_tables_together``.
+``answer_extra``, ``BabiDataModule(drop_punctuation)``, ``ClipEachGradient(together)`` (the code's one lookup table per
+embedding, clipped as one matrix) and the benchmark's ``ReplacementBatches``.
 
 Expected values are worked out by hand from the formulas (paper: l_kj = (1 - j/J) - (k/D)(1 - 2j/J); code:
 l_kj = 1 + 4 (k - (D+1)/2)(j - (J+1)/2) / (D J)), not taken from the code under test.
@@ -13,10 +14,14 @@ import pytest
 import torch
 from torch import nn
 
+from mannkit.callbacks.clip_each import ClipEachGradient
 from mannkit.core.errors import ConfigError
+from mannkit.tasks.babi import BabiDataModule
 from mannkit.nn.text import position_coefficients
 from mannkit_memn2n import MemN2N
 from mannkit_memn2n.encoding import SentenceEncoder
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "babi"
 
 
 def _l(j: int, k: int, J: int, D: int, form: str = "paper") -> float:
@@ -153,16 +158,43 @@ def test_answer_extra_needs_the_vocabulary_softmax():
 
 
 # -- the benchmark's helpers ----------------------------------------------------------------------
-def test_drop_tokens_removes_ids_and_moves_the_rest_left(benchmark_script):
-    script = benchmark_script("run_memn2n_babi")
-    dot, mark = 7, 8
-    split = types.SimpleNamespace(
-        table=torch.tensor([[1, dot, 2, 0], [dot, 3, dot, 4], [dot, 0, 0, 0], [5, 6, 1, 2]], dtype=torch.int32),
-        question=torch.tensor([[5, 6, mark, 0], [mark, 2, 0, 0]], dtype=torch.int32))
-    script.drop_tokens(split, torch.tensor([dot, mark], dtype=torch.int32))
-    assert split.table.tolist() == [[1, 2, 0, 0], [3, 4, 0, 0], [0, 0, 0, 0], [5, 6, 1, 2]]
-    assert split.question.tolist() == [[5, 6, 0, 0], [2, 0, 0, 0]]
-    assert split.table.dtype == torch.int32 and split.question.dtype == torch.int32
+def test_drop_punctuation_removes_the_marks_from_statements_questions_and_vocabulary():
+    kept = BabiDataModule(FIXTURES, tasks=[1], val_fraction=0.0)
+    dropped = BabiDataModule(FIXTURES, tasks=[1], val_fraction=0.0, drop_punctuation=True)
+    kept.setup("fit"), dropped.setup("fit")
+    assert {".", "?"} <= set(kept.vocab) and not {".", "?"} & set(dropped.vocab)
+    assert set(dropped.vocab) == set(kept.vocab) - {".", "?"}
+    assert (dropped.sentence_length, dropped.question_length) == (kept.sentence_length - 1, kept.question_length - 1)
+    words = lambda data, ids: [data.vocab[i] for i in ids.tolist() if i]  # noqa: E731
+    a, b = kept.split("train"), dropped.split("train")
+    assert words(dropped, b.question[0]) == words(kept, a.question[0])[:-1] and words(kept, a.question[0])[-1] == "?"
+    assert words(dropped, b.table[0]) == words(kept, a.table[0])[:-1] and words(kept, a.table[0])[-1] == "."
+    assert torch.equal(a.answer, b.answer)
+
+
+def test_drop_punctuation_must_be_a_boolean():
+    with pytest.raises(ConfigError, match="drop_punctuation must be true or false, got 'yes'"):
+        BabiDataModule(FIXTURES, tasks=[1], drop_punctuation="yes")
+
+
+def test_position_length_data_is_the_longest_sentence_or_question_plus_one():
+    model = MemN2N(embedding_dim=4, hops=2, position_length="data", nil_gradient=True, time_scale=True)
+    model.bind(vocab_size=9, answer_size=3, max_sentences=5, sentence_length=6, question_length=4)
+    assert {m.keys.position_length for m in model.memories} == {7} and model.question.position_length == 7
+    model = MemN2N(embedding_dim=4, hops=1, tying="layerwise", position_length="data")
+    model.bind(vocab_size=9, answer_size=3, max_sentences=5, sentence_length=3, question_length=8)
+    assert model.question.position_length == 9
+
+
+@pytest.mark.parametrize("bad", ["longest", 1, 2.5, True])
+def test_position_length_refuses_what_is_not_a_length(bad):
+    with pytest.raises(ConfigError, match=f"position_length must be an integer of at least 2, data or null, got {bad!r}"):
+        MemN2N(embedding_dim=4, position_length=bad)
+
+
+def test_nil_gradient_needs_a_position_length():
+    with pytest.raises(ConfigError, match="set position_length: data"):
+        MemN2N(embedding_dim=4, nil_gradient=True)
 
 
 class _Toy(nn.Module):
@@ -180,26 +212,29 @@ def _toy_with_grads() -> _Toy:
     return model
 
 
-def test_clip_tables_together_clips_the_stacked_tables_by_their_spectral_norm(benchmark_script):
-    script = benchmark_script("run_memn2n_babi")
+def _clip_together(model: nn.Module, bound: float) -> int:
+    clip = ClipEachGradient(bound, norm="spectral", together=["words", "time"])
+    return clip.clip(model.parameters(), clip.groups(model))
+
+
+def test_clip_together_clips_the_stacked_tables_by_their_spectral_norm():
     model = _toy_with_grads()
-    script.clip_tables_together(model, 2.5)  # 5 > 2.5: both tables halved (apart, time's 4 -> 2.5, words' 3 -> 2.5)
+    assert _clip_together(model, 2.5) == 1, "one stack clipped, the linear layer not"  # 5 > 2.5: both tables halved (apart, time's 4 -> 2.5, words' 3 -> 2.5)
     assert torch.allclose(model.enc.words.grad, torch.tensor([[1.5, 0.0], [0.0, 0.5], [0.0, 0.0]]))
     assert torch.allclose(model.enc.time.grad, torch.tensor([[2.0, 0.0], [0.0, 0.0]]))
     stacked = torch.cat([model.enc.words.grad, model.enc.time.grad])
     assert torch.linalg.matrix_norm(stacked, ord=2).item() == pytest.approx(2.5)
     assert torch.allclose(model.lin.weight.grad, torch.tensor([[2.0, 0.0], [0.0, 0.5]])), "2 <= 2.5: untouched"
     model = _toy_with_grads()
-    script.clip_tables_together(model, 1.0)
+    assert _clip_together(model, 1.0) == 2
     assert torch.allclose(model.enc.words.grad, torch.tensor([[0.6, 0.0], [0.0, 0.2], [0.0, 0.0]]))
     assert torch.allclose(model.enc.time.grad, torch.tensor([[0.8, 0.0], [0.0, 0.0]]))
     assert torch.allclose(model.lin.weight.grad, torch.tensor([[1.0, 0.0], [0.0, 0.25]])), "clipped alone to 1"
 
 
-def test_clip_tables_together_leaves_small_gradients_alone(benchmark_script):
-    script = benchmark_script("run_memn2n_babi")
+def test_clip_together_leaves_small_gradients_alone():
     model = _toy_with_grads()
-    script.clip_tables_together(model, 10.0)
+    assert _clip_together(model, 10.0) == 0
     assert model.enc.words.grad.tolist() == [[3.0, 0.0], [0.0, 1.0], [0.0, 0.0]]
     assert model.enc.time.grad.tolist() == [[4.0, 0.0], [0.0, 0.0]]
     assert model.lin.weight.grad.tolist() == [[2.0, 0.0], [0.0, 0.5]]
@@ -339,17 +374,28 @@ def test_all_original_code_options_train_and_keep_the_nil_word_zero(tmp_path, be
                                      "--time-scale", "--answer-extra", "--drop-punctuation", "--clip-tables", "together",
                                      "--sample", "replacement", "--nil-gradient")
     assert len([row for row in history if row["phase"] == "softmax"]) == 3
-    gone = [data.vocab.index(w) for w in (".", "?") if w in data.vocab]
-    assert gone, "the fixtures have punctuation tokens"
-    for name in ("train", "val", "test"):
-        split = data.split(name)
-        for rows in (split.table, split.question):
-            assert not torch.isin(rows, torch.tensor(gone, dtype=rows.dtype)).any()
+    assert data.drop_punctuation and not {".", "?"} & set(data.vocab), "the marks left the data and the vocabulary"
+    J = max(data.sentence_length, data.question_length) + 1
     longest = max(int(getattr(data.split(n), f).ne(0).sum(-1).max()) for n in ("train", "val") for f in ("table", "question"))
-    assert model.position_length == longest + 1
-    unk = [data.vocab.index("<unk>")] if "<unk>" in data.vocab else []
-    assert not torch.isin(model.other_words, torch.tensor(gone + unk)).any()
+    assert model.position_length == "data" and longest + 1 == J
+    assert {e.position_length for e in model.modules() if isinstance(e, SentenceEncoder)} == {J}
+    assert "<unk>" not in [data.vocab[i] for i in model.other_words.tolist()]
     encoders = [m for m in model.modules() if isinstance(m, SentenceEncoder)]
     assert encoders and all(e.nil_tails is not None and e.words.detach()[0].abs().sum() == 0 for e in encoders), \
         "the nil word's gradient is dropped before each step"
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_clip_together_refuses_tables_of_different_widths():
+    class Odd(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.words, self.time = nn.Parameter(torch.zeros(3, 2)), nn.Parameter(torch.zeros(2, 5))
+
+    with pytest.raises(ConfigError, match=r"words \(3, 2\), time \(2, 5\).*leave a name out of together"):
+        ClipEachGradient(1.0, together=["words", "time"]).groups(Odd())
+
+
+def test_clip_together_must_be_a_list_of_names():
+    with pytest.raises(ConfigError, match="together must be a list of parameter names, got 'words'"):
+        ClipEachGradient(1.0, together="words")
