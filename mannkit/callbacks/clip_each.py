@@ -96,6 +96,7 @@ class ClipEachGradient(Callback):
             raise ConfigError(f"ClipEachGradient: together must be a list of parameter names, got {together!r}; e.g. [words, time].")
         self.max_norm, self.norm, self.log_name = bound, norm, log_name
         self.together = list(together) if together else []
+        self._stacks: list[list[torch.nn.Parameter]] | None = None  # found once the model is built (on_fit_start)
 
     def _clip_one(self, grads: list[torch.Tensor]) -> bool:
         """Scale ``grads`` (one gradient, or a stack of them ``[sum of first dims, ...]``) by one factor if over the bound."""
@@ -152,8 +153,18 @@ class ClipEachGradient(Callback):
                 "twice; set trainer.gradient_clip_val to null (ClipEachGradient clips each parameter on its own)."
             )
 
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._stacks = self.groups(pl_module) if self.together else []
+        if self.together and not self._stacks:
+            raise ConfigError(
+                f"ClipEachGradient: together is {self.together}, but no module of the model holds two or more parameters of "
+                "those names; name parameters one module owns (e.g. [words, time] for MemN2N) or leave together out."
+            )
+
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        clipped = self.clip(params, self.groups(pl_module) if self.together else [])
+        if self._stacks is None:
+            self._stacks = self.groups(pl_module) if self.together else []
+        clipped = self.clip(params, self._stacks)
         if self.log_name and trainer.loggers and logs_now(trainer):
             pl_module.log(self.log_name, float(clipped), on_step=True, on_epoch=False, logger=True, prog_bar=False)

@@ -76,6 +76,7 @@ __all__ = [
 
 PUNCTUATION = frozenset({".", "?"})  # the marks drop_punctuation removes
 
+
 def _numbers(values: list[int]) -> str:
     """``1``, ``1 and 8``, ``1, 2 and 8``.
 

@@ -89,3 +89,17 @@ def test_a_frobenius_norm_above_the_bound_with_a_spectral_norm_below_is_kept():
     assert ClipEachGradient(max_norm=35.0).clip([p]) == 0 and p.grad.tolist() == [[30.0, 0.0], [0.0, 30.0]]
     assert ClipEachGradient(max_norm=35.0, norm="frobenius").clip([p]) == 1
     assert float(p.grad.norm()) == pytest.approx(35.0)
+
+
+def test_in_a_trainer_together_clips_two_weights_of_one_module_as_one():
+    model = _TwoWeights()  # gradients 100 and 1: stacked, norm sqrt(100^2 + 1) -> both scaled by the same factor
+    _trainer(callbacks=[ClipEachGradient(max_norm=10.0, together=["big", "small"])]).fit(model)
+    scale = 10.0 / (100.0**2 + 1.0) ** 0.5
+    assert model.seen == [pytest.approx((100.0 * scale, scale))] * 3  # apart, it would have been (10, 1)
+
+
+def test_together_naming_no_parameters_of_the_model_is_refused_before_training():
+    model = _TwoWeights()
+    with pytest.raises(ConfigError, match=r"^ClipEachGradient: together is \['words', 'time'\], but no module .* leave together out\.$"):
+        _trainer(callbacks=[ClipEachGradient(max_norm=10.0, together=["words", "time"])]).fit(model)
+    assert model.seen == [], "no step was taken"
