@@ -44,8 +44,9 @@ def _learn(controller: Controller, steps: int, lr: float, seed: int) -> tuple[fl
 def test_lstm_ntm_learns_to_copy():
     # Final / initial cost over seeds 0-5: 0.004, 0.001, 0.002, 0.247, 0.003, 0.232 (initial 8.5-14 bits).
     # An LSTM first sits on a plateau near 0.3-0.5 and leaves it somewhere between steps 300 and 800;
-    # float rounding (e.g. a fused kernel) moves that point, hence the margin. About 18 s on one thread.
-    before, after = _learn(LSTMController(32), steps=600, lr=1e-2, seed=0)
+    # float rounding (e.g. a fused kernel, another CPU) moves that point, hence the margin: on the machine of
+    # 2026-12-06 seed 0 was still on it at step 600 (ratio 0.51) and off by 800 (0.002). About 20 s on one thread.
+    before, after = _learn(LSTMController(32), steps=800, lr=1e-2, seed=0)
     assert before > 5.0  # about 1 bit per scored bit: 4 bits x 2.5 steps on average
     assert after < 0.4 * before, (before, after)
 
