@@ -222,6 +222,10 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader
     gives the same batch order (the loader shuffles with a generator of its own, seeded when it is made).
     """
     cost, nonfinite = 0.0, 0
+    # --clip each: each weight alone, by its largest singular value (the original code); with --clip-tables together an
+    # encoder's word and time tables as one matrix [V + M, D], as the code's one table (the stacks found once an epoch)
+    clip = ClipEachGradient(args.max_grad_norm, norm="spectral", together=["words", "time"] if args.clip_tables == "together" else None)
+    stacks = clip.groups(model) if clip.together else []
     for batch in loader:
         loss = F.cross_entropy(model(batch["story"], batch["question"]).scores(), batch["answer"], reduction="sum")
         if not torch.isfinite(loss):
@@ -229,10 +233,8 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader
             continue
         optimizer.zero_grad()
         loss.backward()
-        if args.clip == "each":  # each weight alone, by its largest singular value (the original code); with
-            # --clip-tables together an encoder's word and time tables as one matrix [V + M, D], as the code's one table
-            clip = ClipEachGradient(args.max_grad_norm, norm="spectral", together=["words", "time"] if args.clip_tables == "together" else None)
-            clip.clip(model.parameters(), clip.groups(model))
+        if args.clip == "each":
+            clip.clip(model.parameters(), stacks)
         else:
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
         if args.nil_gradient:  # the padding word's gradient only counted in the clip; the word stays zero
