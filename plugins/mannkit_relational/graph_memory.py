@@ -13,6 +13,7 @@ that needs ``read``/``write``) fit:
   passing (Gilmer et al. 2017; Battaglia et al. 2018) with
   ``m_ij = M(h_i, h_j, e_ij) = tanh(P h_i + Q h_j + u e_ij + b)`` (F numbers),
   ``h_i' = U(h_i, sum_j e_ij m_ij)`` (a GRU cell, or ``h_i + tanh(Linear([h_i; sum_j e_ij m_ij]))``);
+  with ``aggregate: mean`` the sum is divided by the node's degree, ``max(1, sum_j e_ij)``;
 - ``write_edges(s, t, e, a, state)`` (for :class:`~mannkit_relational.graph_heads.EdgeWriteHead`): edges
   from the nodes a head addresses with ``s`` to those it addresses with ``t`` are erased by e and
   added to by a, ``E' = E * prod_h(1 - e_h s_h t_h^T) + sum_h a_h s_h t_h^T``.
@@ -53,8 +54,13 @@ class GraphState(NamedTuple):
     adjacency: Tensor  # edge weights E, [B, N, N] (written, or the last learned soft adjacency)
 
 
-def messages(sender: Tensor, receiver: Tensor, edge_weight: Tensor, adjacency: Tensor) -> Tensor:
+def messages(sender: Tensor, receiver: Tensor, edge_weight: Tensor, adjacency: Tensor, mean: bool = False) -> Tensor:
     """``sum_j e_ij m_ij`` with ``m_ij = tanh(P h_i + Q h_j + u e_ij + b)``, from the three terms already projected.
+
+    With ``mean`` the sum is divided by node i's degree floored at 1, ``max(1, sum_j e_ij)``: every
+    feature of the aggregate then stays in [-1, 1] however many nodes link to i, so one round's gain does
+    not grow with the number of soft edges (a learned adjacency starts near 0.5 between all N nodes). The
+    floor of 1 keeps a node with few or no edges at the plain sum (no division by a vanishing degree).
 
     Args:
         sender: ``P h_i + b``, ``[B, N, F]`` (row i of the edge).
@@ -71,7 +77,10 @@ def messages(sender: Tensor, receiver: Tensor, edge_weight: Tensor, adjacency: T
              [0.0000]]])
     """
     m = torch.tanh(sender.unsqueeze(2) + receiver.unsqueeze(1) + adjacency.unsqueeze(-1) * edge_weight)  # m_ij: [B, N, N, F]
-    return torch.einsum("bij,bijf->bif", adjacency, m)  # sum_j e_ij m_ij: [B, N, F]
+    total = torch.einsum("bij,bijf->bif", adjacency, m)  # sum_j e_ij m_ij: [B, N, F]
+    if mean:
+        total = total / adjacency.sum(-1, keepdim=True).clamp(min=1.0)  # / max(1, sum_j e_ij): [B, N, 1]
+    return total
 
 
 def write_edges(adjacency: Tensor, source: Tensor, target: Tensor, erase: Tensor, add: Tensor) -> Tensor:
@@ -111,12 +120,15 @@ class GraphMemory(Memory):
             ``update: residual`` only: U's linear layer starts at zero, so ``h' = h + tanh(0) = h`` and the
             memory starts as a plain matrix memory that keeps what is written; how much to pass along
             the edges is learned. With random U every round rewrites every node from the first step on).
+        aggregate: ``sum`` (``sum_j e_ij m_ij``) or ``mean`` (that sum divided by ``max(1, sum_j e_ij)``, so a
+            round's gain does not grow with the number of linked nodes; see :func:`messages`).
     """
 
     def __init__(self, slots: int = 16, word_size: int = 16, rounds: int = 1,
                  edges: Literal["learned", "written"] = "learned", message_size: int = 16,
                  update: Literal["gru", "residual"] = "gru", init_std: float = 0.5,
-                 update_init: Literal["random", "identity"] = "random") -> None:
+                 update_init: Literal["random", "identity"] = "random",
+                 aggregate: Literal["sum", "mean"] = "sum") -> None:
         super().__init__()
         for name, value in (("slots", slots), ("word_size", word_size), ("message_size", message_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -132,6 +144,8 @@ class GraphMemory(Memory):
             raise ConfigError(f"GraphMemory: update must be gru or residual, got {update!r}; pick one of those.")
         if update_init not in ("random", "identity"):
             raise ConfigError(f"GraphMemory: update_init must be random or identity, got {update_init!r}; pick one of those.")
+        if aggregate not in ("sum", "mean"):
+            raise ConfigError(f"GraphMemory: aggregate must be sum or mean, got {aggregate!r}; pick one of those.")
         if update_init == "identity" and update != "residual":
             raise ConfigError(
                 f"GraphMemory: update_init identity needs update: residual, got update {update!r}; a GRU cannot start as "
@@ -150,7 +164,7 @@ class GraphMemory(Memory):
             if update_init == "identity":  # h' = h + tanh(0 [h; m] + 0) = h until training moves U
                 nn.init.zeros_(self.node_update.weight)
                 nn.init.zeros_(self.node_update.bias)
-        self.update_init = update_init
+        self.update_init, self.aggregate = update_init, aggregate
         if edges == "learned":
             self.edge_keys = nn.Linear(W, 2 * W, bias=False)  # K_1, K_2 stacked
             self.edge_bias = nn.Parameter(torch.zeros(()))  # c
@@ -177,7 +191,8 @@ class GraphMemory(Memory):
         for _ in range(self.rounds):  # rounds, not batch or nodes
             if self.edges == "learned":
                 adjacency = self.learned_adjacency(nodes)
-            incoming = messages(self.sender(nodes), self.receiver(nodes), self.edge_weight, adjacency)  # [B, N, F]
+            incoming = messages(self.sender(nodes), self.receiver(nodes), self.edge_weight, adjacency,
+                                mean=self.aggregate == "mean")  # [B, N, F]
             if self.update == "gru":
                 nodes = self.node_update(incoming.reshape(B * N, -1), nodes.reshape(B * N, W)).view(B, N, W)  # rows as a batch
             else:

@@ -27,6 +27,48 @@ def test_messages_by_hand():
     torch.testing.assert_close(got, expected)
 
 
+def test_mean_messages_by_hand_divide_by_the_degree_floored_at_one():
+    sender = torch.tensor([[[0.5], [0.0], [-1.0]]])
+    receiver = torch.tensor([[[0.0], [1.0], [2.0]]])
+    E = torch.tensor([[[0.0, 1.0, 0.5], [0.0, 0.0, 0.0], [0.25, 0.0, 0.0]]])  # degrees 1.5, 0, 0.25
+    u = torch.tensor([2.0])
+    total = messages(sender, receiver, u, E)
+    got = messages(sender, receiver, u, E, mean=True)[0, :, 0]
+    # node 0: divided by 1.5; node 1 (no edges) and node 2 (degree 0.25 < 1): the plain sum
+    torch.testing.assert_close(got, torch.stack([total[0, 0, 0] / 1.5, total[0, 1, 0], total[0, 2, 0]]))
+
+
+def test_mean_messages_stay_in_the_unit_box_however_many_nodes_link():
+    torch.manual_seed(0)
+    n = 64
+    sender, receiver = torch.randn(2, n, 4) * 3, torch.randn(2, n, 4) * 3
+    E = torch.full((2, n, n), 0.5)  # what a learned adjacency starts near
+    assert messages(sender, receiver, torch.ones(4), E).abs().max() > 5  # the sum grows with the degree
+    assert messages(sender, receiver, torch.ones(4), E, mean=True).abs().max() <= 1.0
+
+
+def test_the_mean_aggregate_is_used_by_the_memory_and_gradchecks():
+    torch.manual_seed(0)
+    mean = GraphMemory(4, 3, rounds=2, message_size=3, update="residual", aggregate="mean").double()
+    total = GraphMemory(4, 3, rounds=2, message_size=3, update="residual").double()
+    total.load_state_dict(mean.state_dict())
+    state = mean.initial_state(2, CPU, torch.float64)
+    # the learned adjacency links every node at about 0.5, so degrees are about 2 > 1 and the two differ
+    assert not torch.allclose(mean.propagate(state).memory, total.propagate(state).memory)
+    adjacency = torch.rand(2, 4, 4, dtype=torch.float64) + 0.5  # degrees above 1: the division is in the graph
+    nodes = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.softmax(torch.randn(2, 1, 4, dtype=torch.float64), -1)
+    add = torch.randn(2, 1, 3, dtype=torch.float64, requires_grad=True)
+    erase = torch.rand(2, 1, 3, dtype=torch.float64)
+    written = GraphMemory(4, 3, rounds=2, message_size=3, edges="written", update="residual", aggregate="mean").double()
+    assert torch.autograd.gradcheck(lambda n, a: written.write(w, erase, a, GraphState(n, adjacency)).memory, (nodes, add))
+
+
+def test_an_unknown_aggregate_is_refused():
+    with pytest.raises(ConfigError, match=r"^GraphMemory: aggregate must be sum or mean, got 'max'; pick one of those\.$"):
+        GraphMemory(aggregate="max")
+
+
 def test_edge_write_by_hand_erases_then_adds():
     E = torch.full((1, 2, 2), 0.5)
     s, t = torch.tensor([[[1.0, 0.0]]]), torch.tensor([[[0.0, 1.0]]])
