@@ -4,8 +4,8 @@ Trains the model of ``configs/dmn/babi_10k_task.yaml`` (DMNPlus: d = 80, 3 passe
 dropout 0.1, Adam 1e-3 with weight decay 1e-3, batch 100) with a plain PyTorch loop (no Lightning:
 the same model, data module and loss as ``QASystem``, less overhead). After every epoch it measures
 the validation loss and error (10% of the training stories, held out by ``BabiDataModule``); it keeps
-the weights of the best validation loss and stops after ``--patience`` epochs without improvement or
-at ``--max-epochs``. Then it measures the test error of the kept weights.
+the weights of the best validation loss (or error, ``--select error``) and stops after ``--patience`` epochs
+without improvement or at ``--max-epochs``. Then it measures the test error of the kept weights.
 
     OMP_NUM_THREADS=1 python benchmarks/run_dmn_babi.py --data-dir /path/to/tasks_1-20_v1-2/en-10k --task 1 --seed 0
 
@@ -41,7 +41,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and of the batch order")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the validation split (kept fixed across seeds)")
     p.add_argument("--max-epochs", type=int, default=256)
-    p.add_argument("--patience", type=int, default=20, help="stop after this many epochs without a lower validation loss")
+    p.add_argument("--patience", type=int, default=20, help="stop after this many epochs without a better validation figure")
+    p.add_argument("--select", choices=("loss", "error"), default="loss",
+                   help="the validation figure that picks the kept weights and counts the patience: the loss (default) "
+                        "or the error (a model that grows confident on the questions it misses can get worse in loss "
+                        "while it gets better in error)")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-3, help="Adam's weight_decay (the paper's L2)")
@@ -113,7 +117,8 @@ def run(args: argparse.Namespace) -> dict:
                "nonfinite_batches": nonfinite}
         history.append(row)
         print(json.dumps(row), flush=True)
-        if best is None or val_loss < best["val_loss"]:
+        key = "val_loss" if args.select == "loss" else "val_error"
+        if best is None or row[key] < best[key]:
             best, best_state, since_best = row, copy.deepcopy(model.state_dict()), 0
         else:
             since_best += 1
