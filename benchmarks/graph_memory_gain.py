@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import warnings
 from pathlib import Path
 
 import torch
@@ -43,15 +44,18 @@ def round_gain(memory: torch.nn.Module, nodes: torch.Tensor, adjacency: torch.Te
         return memory.propagate(GraphState(flat.view(1, *nodes.shape), adjacency.unsqueeze(0))).memory.reshape(-1)
 
     try:
-        x = nodes.reshape(-1)
-        v = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
-        v = v / v.norm()
-        _, pullback = torch.func.vjp(one_round, x)
-        for _ in range(iterations):
+        with warnings.catch_warnings():
+            # torch.func's forward mode scripts a decomposition on first use, and torch warns that jit.script is deprecated
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=DeprecationWarning)
+            x = nodes.reshape(-1)
+            v = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
+            v = v / v.norm()
+            _, pullback = torch.func.vjp(one_round, x)
+            for _ in range(iterations):
+                _, jv = torch.func.jvp(one_round, (x,), (v,))
+                (jtjv,) = pullback(jv)
+                v = jtjv / jtjv.norm()
             _, jv = torch.func.jvp(one_round, (x,), (v,))
-            (jtjv,) = pullback(jv)
-            v = jtjv / jtjv.norm()
-        _, jv = torch.func.jvp(one_round, (x,), (v,))
     finally:
         memory.rounds = rounds
     return float(jv.detach().norm())
