@@ -108,10 +108,14 @@ class RelationNetworkQA(QAModel):
         if not self.is_bound:
             raise ConfigError("RelationNetworkQA is not built yet; call bind(...) or let QASystem build it.")
         M = self.memory_size
-        kept, mask = recent_sentences(story, M)  # [B, M, L], [B, M]
-        sentences = encode_words(self.sentence_lstm, self.words, kept)  # [B, M, S]
-        tags = F.one_hot(torch.arange(M, device=story.device), M).to(sentences.dtype)  # recency one-hot: [M, M]
-        objects = torch.cat([sentences, tags.expand(story.shape[0], M, M)], dim=-1)  # [B, M, S + M]
+        kept, in_use = recent_sentences(story, M)  # [B, M, L], [B, M]
+        # Only the K <= M most recent slots that some story of the batch fills: the pairs of the others are
+        # masked out of the sum anyway, so dropping them changes nothing but the cost (K^2 pairs, not M^2).
+        K = max(1, int(in_use.sum(-1).max()))
+        kept, mask = kept[:, :K], in_use[:, :K]  # [B, K, L], [B, K]
+        sentences = encode_words(self.sentence_lstm, self.words, kept)  # [B, K, S]
+        tags = F.one_hot(torch.arange(K, device=story.device), M).to(sentences.dtype)  # recency one-hot: [K, M]
+        objects = torch.cat([sentences, tags.expand(story.shape[0], K, M)], dim=-1)  # [B, K, S + M]
         q = encode_words(self.question_lstm, self.words, question)  # [B, S]
         logits = self.rn(objects, q, mask)
-        return QAOutput(logits, {"objects_in_use": mask.to(logits.dtype)} if record else None)
+        return QAOutput(logits, {"objects_in_use": in_use.to(logits.dtype)} if record else None)

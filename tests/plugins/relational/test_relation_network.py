@@ -53,6 +53,28 @@ def test_the_qa_model_conforms():
     check_qa_model(RelationNetworkQA)
 
 
+def test_short_stories_give_what_all_memory_slots_give():
+    """The model computes only the slots some story of the batch fills; that must equal the sum over all M."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    M = 6
+    model = RelationNetworkQA(embedding_dim=4, lstm_size=5, g_layers=[6, 6], f_layers=[7], memory_size=M)
+    model.bind(vocab_size=9, answer_size=4, max_sentences=8, sentence_length=3, question_length=2)
+    model.eval()
+    story = torch.randint(1, 9, (3, 8, 3))
+    story[0, 3:], story[1, 2:], story[2, 1:] = 0, 0, 0  # 3, 2 and 1 sentences: K = 3 of M = 6 slots
+    question = torch.randint(1, 9, (3, 2))
+    kept, mask = recent_sentences(story, M)  # every slot, as before the trim
+    sentences = encode_words(model.sentence_lstm, model.words, kept)
+    objects = torch.cat([sentences, F.one_hot(torch.arange(M), M).float().expand(3, M, M)], dim=-1)  # [B, M, S + M]
+    full = model.rn(objects, encode_words(model.question_lstm, model.words, question), mask)
+    out = model(story, question, record=True)
+    torch.testing.assert_close(out.logits, full)
+    assert out.trace["objects_in_use"].shape == (3, M), "the record still covers all M slots"
+    assert out.trace["objects_in_use"].sum().item() == 6
+
+
 def test_dropout_is_off_in_eval():
     model = RelationNetworkQA(embedding_dim=4, lstm_size=5, g_layers=[6], f_layers=[7], memory_size=3, dropout=0.5)
     model.bind(vocab_size=9, answer_size=4, max_sentences=5, sentence_length=3, question_length=2)
