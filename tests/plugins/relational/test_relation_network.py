@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mannkit.core.errors import ConfigError
 from mannkit.testing.qa import check_qa_model
@@ -55,8 +56,6 @@ def test_the_qa_model_conforms():
 
 def test_short_stories_give_what_all_memory_slots_give():
     """The model computes only the slots some story of the batch fills; that must equal the sum over all M."""
-    import torch.nn.functional as F
-
     torch.manual_seed(0)
     M = 6
     model = RelationNetworkQA(embedding_dim=4, lstm_size=5, g_layers=[6, 6], f_layers=[7], memory_size=M)
