@@ -4,7 +4,7 @@ and the pieces that compose cells (a head on a named memory, a cell as a control
 from mannkit.nn.text import encode_sentences, position_weights
 from mannkit.nn.addressing import ContentAddressing, DotProductAddressing, content_weights, cosine_similarity, masked_softmax
 from mannkit.nn.controllers import GRUController, LSTMController, LSTMState, MLPController, RNNController
-from mannkit.nn.heads import ReadHead, WriteHead
+from mannkit.nn.heads import AllocatingWriteHead, ReadHead, WriteHead
 from mannkit.nn.memory import MatrixMemory, MatrixState, erase_add, read
 from mannkit.nn.cells import CellController, ControllerCell, OnMemory, StackedCells
 
@@ -22,6 +22,7 @@ __all__ = [
     "RNNController",
     "MatrixMemory",
     "MatrixState",
+    "AllocatingWriteHead",
     "ReadHead",
     "WriteHead",
     "content_weights",

@@ -16,7 +16,7 @@ Heads whose ``needs`` is None (undeclared, or wrappers such as ``OnMemory``) are
 each of its head sets, so a new memory whose heads declare ``needs`` is mixed without new test code.
 
 >>> head_sets("MatrixMemory")[:2]
-[('WriteHead', 'AttentionGRUHead'), ('WriteHead', 'HopReadHead')]
+[('AllocatingWriteHead', 'AttentionGRUHead'), ('AllocatingWriteHead', 'HopReadHead')]
 >>> ("DNCWriteHead", "DNCReadHead") in head_sets("DNCMemory")
 True
 """

@@ -19,6 +19,9 @@ Temporal memory linkage:
 :class:`~mannkit_dnc.memory.DNCMemory` runs these fused into three autograd functions with
 hand-written backwards (:mod:`mannkit_dnc.fused`); the tests check each against them.
 
+Usage, allocation and the write weighting live in :mod:`mannkit.nn.allocation` (any memory's
+:class:`~mannkit.nn.AllocatingWriteHead` uses them too) and are re-exported here.
+
 Writing and reading the memory matrix reuse :func:`mannkit.nn.memory.erase_add` and
 :func:`mannkit.nn.memory.read`; content weightings reuse :func:`mannkit.nn.content_weights`.
 
@@ -32,6 +35,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mannkit.nn.allocation import ALLOCATION_EPS, allocation_weights, update_usage, write_weighting
+
 __all__ = [
     "ALLOCATION_EPS",
     "retention",
@@ -44,11 +49,8 @@ __all__ = [
     "read_weighting",
 ]
 
-#: DeepMind keeps usage in [eps, 1] before the allocation's cumulative product, so that a
-#: fully used slot cannot zero the product (and its gradient) for every later slot.
-ALLOCATION_EPS = 1e-6
 
-# -- dynamic memory allocation -----------------------------------------------------------------
+# -- dynamic memory allocation (usage, allocation and the write weighting: mannkit.nn.allocation) --------
 def retention(free_gates: Tensor, read_weights: Tensor) -> Tensor:
     """Memory retention ``psi = prod_i (1 - f_i w^r_i)``: how much of each slot the read heads keep.
 
@@ -60,56 +62,6 @@ def retention(free_gates: Tensor, read_weights: Tensor) -> Tensor:
         psi, ``[B, N]`` in [0, 1] (all ones when R = 0).
     """
     return torch.prod(1 - free_gates.unsqueeze(-1) * read_weights, dim=1)  # psi: [B, R, N] -> [B, N]
-
-
-def update_usage(usage: Tensor, write_weights: Tensor, retention: Tensor) -> Tensor:
-    """Usage ``u_t = (u_{t-1} + w^w_{t-1} - u_{t-1} * w^w_{t-1}) * psi_t``.
-
-    Args:
-        usage: u_{t-1} in [0, 1], ``[B, N]``.
-        write_weights: the previous write weighting w^w_{t-1}, ``[B, N]``.
-        retention: psi_t, ``[B, N]`` (see :func:`retention`).
-
-    Returns:
-        u_t, ``[B, N]`` in [0, 1].
-    """
-    return (usage + write_weights - usage * write_weights) * retention  # u_t
-
-
-def allocation_weights(usage: Tensor, eps: float = ALLOCATION_EPS) -> Tensor:
-    """Allocation ``a[phi_j] = (1 - u[phi_j]) prod_{i<j} u[phi_i]`` with phi the slots by ascending usage.
-
-    Usage is first mapped to ``eps + (1 - eps) u`` so the exclusive cumulative product (and its
-    gradient, which divides by it) never meets an exact 0; the sort indices carry no gradient.
-
-    Args:
-        usage: u_t in [0, 1], ``[B, N]``.
-        eps: the floor on usage (0 gives the paper's formula exactly).
-
-    Returns:
-        a_t, ``[B, N]``, non-negative, summing to at most 1.
-    """
-    usage = eps + (1 - eps) * usage
-    sorted_usage, free_list = torch.sort(usage, dim=-1, stable=True)  # u[phi_j] and phi: [B, N] each
-    # prod_{i<j} u[phi_i], the exclusive cumulative product: 1 first, then the running product
-    before = torch.cumprod(torch.cat([torch.ones_like(sorted_usage[:, :1]), sorted_usage[:, :-1]], dim=-1), dim=-1)
-    sorted_allocation = (1 - sorted_usage) * before  # a[phi_j], [B, N]
-    return torch.zeros_like(usage).scatter(-1, free_list, sorted_allocation)  # back to slot order, a_t
-
-
-def write_weighting(allocation: Tensor, content: Tensor, allocation_gate: Tensor, write_gate: Tensor) -> Tensor:
-    """Write weighting ``w^w = g^w (g^a a + (1 - g^a) c^w)``.
-
-    Args:
-        allocation: a_t, ``[B, N]``.
-        content: the write content weighting c^w_t, ``[B, N]``.
-        allocation_gate: g^a in [0, 1], ``[B, 1]``.
-        write_gate: g^w in [0, 1], ``[B, 1]``.
-
-    Returns:
-        w^w_t, ``[B, N]``.
-    """
-    return write_gate * torch.lerp(content, allocation, allocation_gate)  # g^w (c + g^a (a - c))
 
 
 # -- temporal memory linkage --------------------------------------------------------------------
