@@ -123,8 +123,9 @@ class AllocationState(NamedTuple):
 
 @register
 class AllocatingWriteHead(WriteHead):
-    """``count`` write heads that choose between an unused slot and a content match: the DNC's dynamic
-    allocation (Graves et al. 2016) on any memory with ``write`` and a fixed number of ``slots``.
+    """``count`` write heads that write to the least-used slot or to a content match, as a learned gate decides.
+
+    The DNC's dynamic allocation (Graves et al. 2016) on any memory with ``write`` and a fixed number of ``slots``.
 
     Per head, P = (the addressing's P) + 2 + 2W: the content addressing's numbers, the allocation
     gate g^a and the write gate g^w (sigmoids), erase e (sigmoid) and add a. At each step:
