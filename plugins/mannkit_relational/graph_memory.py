@@ -12,7 +12,9 @@ that needs ``read``/``write``) fit:
 - ``write(w, e, a, state)``: the NTM erase/add on the nodes, then ``rounds`` rounds of message
   passing (Gilmer et al. 2017; Battaglia et al. 2018) with
   ``m_ij = M(h_i, h_j, e_ij) = tanh(P h_i + Q h_j + u e_ij + b)`` (F numbers),
-  ``h_i' = U(h_i, sum_j e_ij m_ij)`` (a GRU cell, or ``h_i + tanh(Linear([h_i; sum_j e_ij m_ij]))``);
+  ``h_i' = U(h_i, sum_j e_ij m_ij)`` (a GRU cell, ``h_i + tanh(Linear([h_i; sum_j e_ij m_ij]))``, or that
+  residual gated per node and feature, ``h_i + sigmoid(G [h_i; m_i] + g) * tanh(Linear([h_i; m_i]))`` with g
+  starting at ``gate_bias``);
   with ``aggregate: mean`` the sum is divided by the node's degree, ``max(1, sum_j e_ij)``;
 - ``write_edges(s, t, e, a, state)`` (for :class:`~mannkit_relational.graph_heads.EdgeWriteHead`): edges
   from the nodes a head addresses with ``s`` to those it addresses with ``t`` are erased by e and
@@ -46,7 +48,7 @@ from mannkit.core.interfaces import Memory
 from mannkit.core.registry import register
 from mannkit.nn.memory import erase_add, read
 
-__all__ = ["GraphMemory", "GraphState", "messages", "write_edges"]
+__all__ = ["GraphMemory", "GraphState", "gated_update", "messages", "write_edges"]
 
 
 class GraphState(NamedTuple):
@@ -103,6 +105,23 @@ def write_edges(adjacency: Tensor, source: Tensor, target: Tensor, erase: Tensor
     return adjacency * keep + (add[..., None, None] * outer).sum(dim=1)
 
 
+def gated_update(nodes: Tensor, projected: Tensor) -> Tensor:
+    """``h' = h + sigmoid(z_g) * tanh(z_c)`` with ``[z_c | z_g] = Linear([h; m])``: a residual update gated per node and feature.
+
+    Args:
+        nodes: h, ``[B, N, W]``.
+        projected: ``[z_c | z_g]``, ``[B, N, 2W]``.
+
+    Returns:
+        h', ``[B, N, W]``.
+
+    >>> gated_update(torch.zeros(1, 1, 2), torch.tensor([[[10.0, 10.0, 0.0, -100.0]]]))  # gate 0.5, then shut
+    tensor([[[0.5000, 0.0000]]])
+    """
+    candidate, gate = projected.chunk(2, dim=-1)  # z_c, z_g: [B, N, W] each
+    return torch.addcmul(nodes, torch.sigmoid(gate), torch.tanh(candidate))
+
+
 @register
 class GraphMemory(Memory):
     """N nodes of W numbers with soft edges, updated by ``rounds`` rounds of message passing after each write.
@@ -113,8 +132,11 @@ class GraphMemory(Memory):
         rounds: message-passing rounds after each write (at least 1).
         edges: ``learned`` (a soft adjacency from the node states) or ``written`` (by EdgeWriteHead).
         message_size: F, the width of a message.
-        update: the node update U: ``gru`` (a GRU cell, input the aggregated message) or ``residual``
-            (``h + tanh(Linear([h; sum_j e_ij m_ij]))``).
+        update: the node update U: ``gru`` (a GRU cell, input the aggregated message), ``residual``
+            (``h + tanh(Linear([h; sum_j e_ij m_ij]))``) or ``gated`` (``h + sigmoid(G [h; m] + g) * tanh(Linear([h; m]))``,
+            :func:`gated_update`: with the gate starting nearly closed the memory starts nearly as a matrix memory,
+            and each node opens its own gate only where passing messages pays).
+        gate_bias: g's initial value for ``update: gated`` (default -5: sigmoid(-5) = 0.007).
         init_std: the scale of the learned initial node states (a shared ``[N, W]`` matrix).
         update_init: ``random`` (PyTorch's default initialisation of U) or ``identity`` (with
             ``update: residual`` only: U's linear layer starts at zero, so ``h' = h + tanh(0) = h`` and the
@@ -128,7 +150,7 @@ class GraphMemory(Memory):
                  edges: Literal["learned", "written"] = "learned", message_size: int = 16,
                  update: Literal["gru", "residual"] = "gru", init_std: float = 0.5,
                  update_init: Literal["random", "identity"] = "random",
-                 aggregate: Literal["sum", "mean"] = "sum") -> None:
+                 aggregate: Literal["sum", "mean"] = "sum", gate_bias: float = -5.0) -> None:
         super().__init__()
         for name, value in (("slots", slots), ("word_size", word_size), ("message_size", message_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -140,8 +162,10 @@ class GraphMemory(Memory):
             )
         if edges not in ("learned", "written"):
             raise ConfigError(f"GraphMemory: edges must be learned or written, got {edges!r}; pick one of those.")
-        if update not in ("gru", "residual"):
-            raise ConfigError(f"GraphMemory: update must be gru or residual, got {update!r}; pick one of those.")
+        if update not in ("gru", "residual", "gated"):
+            raise ConfigError(f"GraphMemory: update must be gru, residual or gated, got {update!r}; pick one of those.")
+        if isinstance(gate_bias, bool) or not isinstance(gate_bias, (int, float)) or not math.isfinite(gate_bias):
+            raise ConfigError(f"GraphMemory: gate_bias must be a finite number, got {gate_bias!r}; set it to e.g. -5.")
         if update_init not in ("random", "identity"):
             raise ConfigError(f"GraphMemory: update_init must be random or identity, got {update_init!r}; pick one of those.")
         if aggregate not in ("sum", "mean"):
@@ -159,6 +183,10 @@ class GraphMemory(Memory):
         self.edge_weight = nn.Parameter(torch.randn(F) * 0.1)  # u
         if update == "gru":
             self.node_update: nn.Module = nn.GRUCell(F, W)
+        elif update == "gated":  # [candidate | gate] from [h; m]
+            self.node_update = nn.Linear(W + F, 2 * W)
+            with torch.no_grad():
+                self.node_update.bias[W:].fill_(float(gate_bias))
         else:
             self.node_update = nn.Linear(W + F, W)
             if update_init == "identity":  # h' = h + tanh(0 [h; m] + 0) = h until training moves U
@@ -195,6 +223,8 @@ class GraphMemory(Memory):
                                 mean=self.aggregate == "mean")  # [B, N, F]
             if self.update == "gru":
                 nodes = self.node_update(incoming.reshape(B * N, -1), nodes.reshape(B * N, W)).view(B, N, W)  # rows as a batch
+            elif self.update == "gated":
+                nodes = gated_update(nodes, self.node_update(torch.cat([nodes, incoming], dim=-1)))
             else:
                 nodes = nodes + torch.tanh(self.node_update(torch.cat([nodes, incoming], dim=-1)))
         return GraphState(nodes, adjacency)

@@ -9,7 +9,7 @@ from mannkit.nn import ContentAddressing, LSTMController, MatrixMemory, ReadHead
 from mannkit.testing import check_head, check_memory, head_sets
 from mannkit.viz import view_of
 from mannkit_relational import EdgeWriteHead, GraphMemory, GraphState
-from mannkit_relational.graph_memory import messages, write_edges
+from mannkit_relational.graph_memory import gated_update, messages, write_edges
 
 CPU = torch.device("cpu")
 B, N, W = 3, 7, 5
@@ -105,6 +105,54 @@ def test_an_identity_start_needs_the_residual_update():
         GraphMemory(update="residual", update_init="zero")
 
 
+def test_a_gated_update_is_h_plus_gate_times_candidate_by_hand():
+    memory = GraphMemory(N, W, edges="written", update="gated", gate_bias=0.0)
+    state = memory.initial_state(B, CPU, torch.float32)
+    out = memory.propagate(state)
+    # zero messages (no edges): h' = h + sigmoid(G [h; 0] + g) * tanh(C [h; 0] + c), G and C the two halves of U
+    z = memory.node_update(torch.cat([state.memory, torch.zeros(B, N, 16)], -1))
+    torch.testing.assert_close(out.memory, state.memory + torch.sigmoid(z[..., W:]) * torch.tanh(z[..., :W]))
+    assert (out.memory - state.memory).abs().max() > 1e-3  # an open gate moves the nodes
+
+
+def test_a_closed_gate_keeps_nearly_what_is_written_and_its_gate_still_learns():
+    torch.manual_seed(0)
+    memory = GraphMemory(N, W, rounds=3, update="gated")  # gate_bias -5: sigmoid(-5) = 0.0067
+    assert torch.allclose(memory.node_update.bias[W:], torch.full((W,), -5.0))
+    state = memory.initial_state(B, CPU, torch.float32)
+    w = torch.softmax(torch.randn(B, 1, N), -1)
+    erase, add = torch.rand(B, 1, W), torch.randn(B, 1, W)
+    after = memory.write(w, erase, add, state)
+    written = state.memory * (1 - w.mT @ erase) + w.mT @ add  # the matrix memory's erase/add
+    opened = GraphMemory(N, W, rounds=3, update="gated", gate_bias=0.0)
+    opened.load_state_dict(memory.state_dict())
+    with torch.no_grad():
+        opened.node_update.bias[W:] = 0.0  # the same weights with the gate starting half open
+        moved_open = (opened.write(w, erase, add, state).memory - written).abs().max()
+    moved = (after.memory - written).abs().max()
+    assert 0 < moved < 0.1 * moved_open, (moved, moved_open)  # nearly kept, but messages pass a little
+    after.memory.square().sum().backward()
+    assert memory.node_update.weight.grad[W:].abs().sum() > 0  # the gate rows learn from the first step
+
+
+def test_gated_update_gradcheck_in_float64():
+    gen = torch.Generator().manual_seed(1)
+    nodes = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    projected = torch.randn(2, 3, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gated_update, (nodes, projected))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), "closed", True])
+def test_a_gate_bias_that_is_not_a_finite_number_is_refused(bad):
+    with pytest.raises(ConfigError, match=r"^GraphMemory: gate_bias must be a finite number, got .*; set it to e\.g\. -5\.$"):
+        GraphMemory(update="gated", gate_bias=bad)
+
+
+def test_an_unknown_update_names_the_three():
+    with pytest.raises(ConfigError, match=r"^GraphMemory: update must be gru, residual or gated, got 'lstm'; pick one of those\.$"):
+        GraphMemory(update="lstm")
+
+
 def test_rounds_compose():
     torch.manual_seed(0)
     two = GraphMemory(N, W, rounds=2)
@@ -136,6 +184,7 @@ def test_gradcheck_of_a_write_in_float64():
 def test_the_memory_and_the_edge_head_conform():
     check_memory(GraphMemory)
     check_memory(lambda: GraphMemory(N, 11, update="residual", rounds=2))
+    check_memory(lambda: GraphMemory(N, 11, update="gated", rounds=2))
     check_head(EdgeWriteHead)
 
 
