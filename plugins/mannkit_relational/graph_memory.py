@@ -148,7 +148,7 @@ class GraphMemory(Memory):
 
     def __init__(self, slots: int = 16, word_size: int = 16, rounds: int = 1,
                  edges: Literal["learned", "written"] = "learned", message_size: int = 16,
-                 update: Literal["gru", "residual"] = "gru", init_std: float = 0.5,
+                 update: Literal["gru", "residual", "gated"] = "gru", init_std: float = 0.5,
                  update_init: Literal["random", "identity"] = "random",
                  aggregate: Literal["sum", "mean"] = "sum", gate_bias: float = -5.0) -> None:
         super().__init__()
